@@ -1,0 +1,57 @@
+# make setup  installs everything on a fresh Debian machine (R and R packages from apt, .venv from
+#             pyproject.toml, the R package); fast and idempotent when nothing changed.
+# make demo   setup, then runs the seed's ParameterFlow locally.
+# make test   setup, then every pytest and testthat test.
+# make bench  setup, then the benchmarks in bench/.
+
+SHELL := /bin/bash
+VENV := .venv
+PYTHON ?= python3
+STAMPS := .stamps
+APT_PACKAGES := r-base-core r-cran-reticulate r-cran-testthat r-cran-magrittr r-cran-jsonlite \
+	r-cran-cli r-cran-processx r-cran-withr r-cran-r6 r-cran-matrix
+R_SOURCES := DESCRIPTION NAMESPACE configure $(wildcard R/*.R) $(wildcard man/*.Rd)
+PY_SOURCES := $(shell find inst/python -name '*.py' 2>/dev/null)
+
+.PHONY: setup demo test test-python test-r bench clean
+
+setup: $(STAMPS)/apt $(STAMPS)/venv $(STAMPS)/rpkg
+
+$(STAMPS)/apt: Makefile
+	@mkdir -p $(STAMPS)
+	@if ! dpkg -s $(APT_PACKAGES) >/dev/null 2>&1; then \
+		echo "Installing R and R packages from Debian"; \
+		$$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$( [ "$$(id -u)" = 0 ] || echo sudo ) \
+			apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null; \
+	fi
+	@touch $@
+
+$(STAMPS)/venv: pyproject.toml
+	@mkdir -p $(STAMPS)
+	@[ -x $(VENV)/bin/python ] || $(PYTHON) -m venv $(VENV)
+	@$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[test]'
+	@touch $@
+
+# The R package records the venv's interpreter (see ./configure) so library(metaflow) needs no setting.
+$(STAMPS)/rpkg: $(STAMPS)/apt $(STAMPS)/venv $(R_SOURCES) $(PY_SOURCES)
+	@METAFLOW_R_PYTHON=$(CURDIR)/$(VENV)/bin/python R CMD INSTALL --no-test-load --no-docs . >/dev/null 2>$(STAMPS)/rpkg.log \
+		|| { cat $(STAMPS)/rpkg.log; exit 1; }
+	@touch $@
+
+demo: setup
+	cd examples && Rscript parameter_flow.R run
+
+test: setup test-python test-r
+
+test-python:
+	$(VENV)/bin/python -m pytest -q tests/python
+
+test-r:
+	Rscript -e 'testthat::test_dir("tests/testthat", package = "metaflow", load_package = "installed", stop_on_failure = TRUE)'
+
+bench: setup
+	Rscript bench/foreach_overhead.R
+
+clean:
+	rm -rf $(STAMPS) $(VENV) examples/.metaflow

@@ -1,0 +1,35 @@
+#' Information about the task that is running
+#'
+#' @param value One of `"flow_name"`, `"run_id"`, `"step_name"`, `"task_id"`, `"retry_count"`,
+#'   `"pathspec"`, `"username"`, `"namespace"`, `"tags"`, `"is_running_flow"`.
+#' @return The value; `current("is_running_flow")` is `FALSE` outside a task, and every other value is
+#'   an error there.
+#' @examples
+#' current("is_running_flow")
+#' @export
+current <- function(value) {
+  ctx <- the$task
+  if (identical(value, "is_running_flow")) {
+    return(!is.null(ctx))
+  }
+  if (is.null(ctx)) {
+    cli::cli_abort(c("{.fn current} has no value outside a running task.",
+                     "i" = "Call it inside a step function."))
+  }
+  switch(value,
+    flow_name = ctx$flow,
+    run_id = ctx$run_id,
+    step_name = ctx$step,
+    task_id = ctx$task_id,
+    retry_count = as.integer(ctx$retry_count),
+    pathspec = paste(ctx$flow, ctx$run_id, ctx$step, ctx$task_id, sep = "/"),
+    username = ctx$user,
+    namespace = ctx$namespace,
+    tags = unlist(ctx$tags),
+    cli::cli_abort(c("{.fn current} knows no {.val {value}}.",
+                     "i" = "Ask for one of {.val {c('flow_name', 'run_id', 'step_name', 'task_id', 'retry_count', 'pathspec', 'username', 'namespace', 'tags', 'is_running_flow')}}."))
+  )
+}
+
+# Package-level state: the running task's context, the Python backend once loaded.
+the <- new.env(parent = emptyenv())

@@ -1,0 +1,64 @@
+#' Start a flow
+#'
+#' A flow is a directed graph of steps. Build it with pipes: `metaflow()` first, then [parameter()] and
+#' [step()], then [run()].
+#'
+#' @param name The flow's name: letters, digits and underscores, starting with a letter.
+#' @param ... Flow-level decorators made with [decorator()], such as `decorator("schedule", hourly = TRUE)`.
+#' @return A `metaflow_flow` object to pipe into [parameter()], [step()] and [run()].
+#' @examples
+#' start <- function(self) self$x <- 1
+#' end <- function(self) print(self$x)
+#' flow <- metaflow("HelloFlow") %>%
+#'   step(step = "start", r_function = start, next_step = "end") %>%
+#'   step(step = "end", r_function = end)
+#' flow
+#' @export
+metaflow <- function(name, ...) {
+  check_name(name, "name")
+  decorators <- list(...)
+  check_decorators(decorators, "metaflow()")
+  structure(
+    list(name = name, decorators = unname(decorators), parameters = list(), steps = list()),
+    class = "metaflow_flow"
+  )
+}
+
+#' @export
+print.metaflow_flow <- function(x, ...) {
+  cli::cli_text("{.strong Flow} {.val {x$name}}: {length(x$steps)} step{?s}, ",
+                "{length(x$parameters)} parameter{?s}")
+  for (s in x$steps) {
+    arrow <- if (length(s$next_step)) paste("->", paste(s$next_step, collapse = ", ")) else ""
+    cli::cli_text("  {.field {s$step}} {arrow}")
+  }
+  invisible(x)
+}
+
+check_flow <- function(flow, call = rlang_caller()) {
+  if (!inherits(flow, "metaflow_flow")) {
+    cli::cli_abort(c(
+      "Expected a flow made by {.fn metaflow}.",
+      "x" = "Got {.obj_type_friendly {flow}}.",
+      "i" = "Start the pipe with {.code metaflow(\"MyFlow\") %>% ...}."
+    ), call = call)
+  }
+}
+
+check_name <- function(x, arg, call = rlang_caller()) {
+  if (!is.character(x) || length(x) != 1 || is.na(x) || !grepl("^[A-Za-z_][A-Za-z0-9_]*$", x)) {
+    cli::cli_abort(c(
+      "{.arg {arg}} must be a single name of letters, digits and underscores.",
+      "x" = "You supplied {.val {format(x)}}."
+    ), call = call)
+  }
+}
+
+# The frame of the user's call, for error messages that point at what they typed.
+rlang_caller <- function() sys.call(-2)
+
+# step() masks stats::step, as in Metaflow's R package. library() stays quiet about it when the attached
+# environment holds `.conflicts.OK`, so every task's output is the step's own.
+.onAttach <- function(libname, pkgname) {
+  assign(".conflicts.OK", TRUE, envir = as.environment(paste0("package:", pkgname)))
+}

@@ -1,0 +1,82 @@
+#' Add a parameter to a flow
+#'
+#' Parameters are read-only inputs of a run, readable in every step as `self$<name>`. On the command line
+#' they become options: `Rscript flow.R run --alpha 0.5`; from R, `run(alpha = 0.5)`.
+#'
+#' @param flow A flow from [metaflow()].
+#' @param name The parameter's name; also its command-line option `--name`.
+#' @param help Help text shown by `Rscript flow.R run --help`.
+#' @param default The value used when none is given.
+#' @param type One of `"str"`, `"int"`, `"float"`, `"bool"` (R's `"character"`, `"integer"`,
+#'   `"numeric"`, `"logical"` work too). Inferred from `default` when `NULL`.
+#' @param required If `TRUE`, a run without a value fails before anything starts.
+#' @param is_flag If `TRUE`, the option takes no value: `--name` sets it to `TRUE`.
+#' @param separator If set, a string value is split on it into a character vector.
+#' @return The flow, with the parameter added.
+#' @examples
+#' metaflow("ParameterFlow") %>%
+#'   parameter("alpha", help = "learning rate", default = 0.1)
+#' @export
+parameter <- function(flow, name, help = NULL, default = NULL, type = NULL, required = FALSE,
+                      is_flag = FALSE, separator = NULL) {
+  check_flow(flow)
+  check_name(name, "name")
+  if (name %in% reserved_names) {
+    cli::cli_abort(c("Parameter name {.val {name}} is reserved.",
+                     "i" = "Reserved names: {.val {reserved_names}}."))
+  }
+  if (name %in% vapply(flow$parameters, `[[`, "", "name")) {
+    cli::cli_abort(c("Parameter {.val {name}} is defined twice.", "i" = "Give every parameter a distinct name."))
+  }
+  check_flag(required, "required")
+  check_flag(is_flag, "is_flag")
+  if (!is.null(help) && !(is.character(help) && length(help) == 1)) {
+    cli::cli_abort("{.arg help} must be a single string, not {.obj_type_friendly {help}}.")
+  }
+  if (!is.null(separator) && !(is.character(separator) && length(separator) == 1 && nzchar(separator))) {
+    cli::cli_abort("{.arg separator} must be a non-empty string, not {.obj_type_friendly {separator}}.")
+  }
+  if (!is.null(default) && !(is.atomic(default) && length(default) >= 1 && !anyNA(default))) {
+    cli::cli_abort(c("{.arg default} of parameter {.val {name}} must be a string, number or logical.",
+                     "x" = "You supplied {.obj_type_friendly {default}}."))
+  }
+  type <- parameter_type(type, default, is_flag, name)
+  if (!is.null(default) && length(default) > 1) {
+    if (is.null(separator)) {
+      cli::cli_abort(c("{.arg default} of parameter {.val {name}} has {length(default)} values.",
+                       "i" = "Give a single value, or set {.arg separator} for a list-valued parameter."))
+    }
+    default <- paste(default, collapse = separator)
+  }
+  flow$parameters[[length(flow$parameters) + 1]] <- list(
+    name = name, help = help, default = default, type = type, required = required,
+    is_flag = is_flag, separator = separator
+  )
+  flow
+}
+
+reserved_names <- c("input", "index", "foreach_stack", "name", "next", "run_id", "task_id", "step_name")
+
+parameter_type <- function(type, default, is_flag, name) {
+  aliases <- c(str = "str", character = "str", string = "str", int = "int", integer = "int",
+               float = "float", numeric = "float", double = "float", bool = "bool", logical = "bool")
+  if (is_flag) {
+    return("bool")
+  }
+  if (is.null(type)) {
+    if (is.null(default)) return("str")
+    return(switch(typeof(default), integer = "int", double = "float", logical = "bool", "str"))
+  }
+  if (!is.character(type) || length(type) != 1 || !type %in% names(aliases)) {
+    cli::cli_abort(c("{.arg type} of parameter {.val {name}} is not a known type.",
+                     "x" = "You supplied {.val {format(type)}}.",
+                     "i" = "Use one of {.val {c('str', 'int', 'float', 'bool')}}."))
+  }
+  unname(aliases[[type]])
+}
+
+check_flag <- function(x, arg) {
+  if (!is.logical(x) || length(x) != 1 || is.na(x)) {
+    cli::cli_abort("{.arg {arg}} must be TRUE or FALSE, not {.obj_type_friendly {x}}.")
+  }
+}

@@ -1,0 +1,135 @@
+# `self`, the object a step function reads and writes artifacts through.
+#
+# It is an environment (so `self$x <- 1` inside a step function changes the caller's object) holding:
+#   .values  artifacts read or assigned during this task
+#   .dirty   names assigned during this task (only these are serialised again)
+#   .refs    inherited artifacts not yet read: name -> list(sha, path); read lazily on first access
+#   .ctx     the task context: step name, parameter names, foreach stack
+#   .read_only TRUE for the inputs of a join
+
+new_self <- function(ctx, refs, read_only = FALSE) {
+  self <- new.env(parent = emptyenv())
+  self$.values <- new.env(parent = emptyenv())
+  self$.dirty <- character()
+  self$.refs <- refs
+  self$.ctx <- ctx
+  self$.read_only <- read_only
+  class(self) <- "metaflow_self"
+  self
+}
+
+self_state <- function(self, name) get(name, envir = self, inherits = FALSE)
+
+#' @export
+`$.metaflow_self` <- function(x, name) self_get(x, name)
+
+#' @export
+`[[.metaflow_self` <- function(x, i, ...) self_get(x, i)
+
+#' @export
+`$<-.metaflow_self` <- function(x, name, value) self_set(x, name, value)
+
+#' @export
+`[[<-.metaflow_self` <- function(x, i, value) self_set(x, i, value)
+
+#' @export
+names.metaflow_self <- function(x) {
+  sort(union(ls(self_state(x, ".values")), names(self_state(x, ".refs"))))
+}
+
+#' @export
+print.metaflow_self <- function(x, ...) {
+  ctx <- self_state(x, ".ctx")
+  cat(sprintf("<metaflow self: %s/%s/%s> artifacts: %s\n", ctx$run_id, ctx$step, ctx$task_id,
+              paste(names(x), collapse = ", ")))
+  invisible(x)
+}
+
+self_has <- function(self, name) {
+  exists(name, envir = self_state(self, ".values"), inherits = FALSE) ||
+    name %in% names(self_state(self, ".refs"))
+}
+
+self_get <- function(self, name) {
+  switch(name,
+    input = return(foreach_frame_value(self, top_foreach_frame(self, "input"))),
+    index = return(top_foreach_frame(self, "index")$index),
+    foreach_stack = return(function() foreach_stack(self)),
+    NULL
+  )
+  values <- self_state(self, ".values")
+  if (exists(name, envir = values, inherits = FALSE)) {
+    return(get(name, envir = values, inherits = FALSE))
+  }
+  ref <- self_state(self, ".refs")[[name]]
+  if (is.null(ref)) {
+    ctx <- self_state(self, ".ctx")
+    hint <- if (!is.null(ctx$join) && !self_state(self, ".read_only")) {
+      "A join sees its inputs' artifacts only through {.arg inputs} or after {.fn merge_artifacts}."
+    } else {
+      "Set it in an earlier step with {.code self${name} <- ...}."
+    }
+    cli::cli_abort(c("Step {.val {ctx$step}}: 'self' has no attribute '{name}'.", "i" = hint), call = NULL)
+  }
+  value <- readRDS(ref$path)
+  assign(name, value, envir = values)
+  value
+}
+
+self_set <- function(self, name, value) {
+  ctx <- self_state(self, ".ctx")
+  if (self_state(self, ".read_only")) {
+    cli::cli_abort(c("AttributeError: the inputs of a join are read-only (tried to set {.val {name}}).",
+                     "i" = "Set artifacts on {.arg self}, not on {.arg inputs}."), call = NULL)
+  }
+  if (name %in% ctx$parameter_names) {
+    cli::cli_abort(c("AttributeError: {.val {name}} is a parameter and cannot be assigned in step {.val {ctx$step}}.",
+                     "i" = "Store a derived value under another name."), call = NULL)
+  }
+  if (name %in% reserved_names || startsWith(name, ".")) {
+    cli::cli_abort(c("AttributeError: {.val {name}} is a reserved name and cannot be assigned.",
+                     "i" = "Reserved names: {.val {reserved_names}}."), call = NULL)
+  }
+  assign(name, value, envir = self_state(self, ".values"))
+  assign(".dirty", union(self_state(self, ".dirty"), name), envir = self)
+  self
+}
+
+# The artifacts a task saves: assigned values are new files, everything else keeps its content hash.
+self_outputs <- function(self, output_dir) {
+  values <- self_state(self, ".values")
+  dirty <- self_state(self, ".dirty")
+  refs <- self_state(self, ".refs")
+  out <- lapply(refs, function(ref) list(sha = ref$sha))
+  for (i in seq_along(dirty)) {
+    file <- sprintf("artifact-%d.rds", i)
+    saveRDS(get(dirty[[i]], envir = values), file.path(output_dir, file))
+    out[[dirty[[i]]]] <- list(file = file)
+  }
+  out
+}
+
+foreach_frames <- function(self) {
+  Filter(function(f) identical(f$kind, "foreach"), self_state(self, ".ctx")$split_stack)
+}
+
+top_foreach_frame <- function(self, what) {
+  frames <- foreach_frames(self)
+  if (!length(frames)) {
+    step <- self_state(self, ".ctx")$step
+    cli::cli_abort(c("Step {.val {step}}: 'self' has no attribute '{what}'.",
+                     "i" = "{.code self${what}} exists only in steps that run inside a foreach."), call = NULL)
+  }
+  frames[[length(frames)]]
+}
+
+foreach_frame_value <- function(self, frame) {
+  values <- readRDS(frame$var_path)
+  values[[frame$index + 1]]
+}
+
+foreach_stack <- function(self) {
+  lapply(foreach_frames(self), function(frame) {
+    list(index = frame$index, num_splits = frame$num_splits, value = foreach_frame_value(self, frame))
+  })
+}

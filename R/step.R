@@ -1,0 +1,60 @@
+#' Add a step to a flow
+#'
+#' @param flow A flow from [metaflow()].
+#' @param ... Step decorators made with [decorator()], e.g. `decorator("retry", times = 0)`.
+#' @param step The step's name. Every flow has a `"start"` and an `"end"` step.
+#' @param r_function The function run by the step: `function(self)`, or `function(self, inputs)` for a
+#'   join. `NULL` makes a step that only passes its artifacts on.
+#' @param next_step The name of the following step, or several names to branch. `NULL` only for `"end"`.
+#' @param join `TRUE` for a step that joins a branch or a foreach; its function gets `inputs`.
+#' @param foreach The name of an artifact (a vector or list) set by this step: the next step runs once
+#'   per element, reading it as `self$input` and its 0-based position as `self$index`.
+#' @return The flow, with the step added.
+#' @examples
+#' start <- function(self) self$items <- c("a", "b")
+#' body <- function(self) self$upper <- toupper(self$input)
+#' join <- function(self, inputs) self$all <- gather_inputs(inputs, "upper")
+#' metaflow("ForeachFlow") %>%
+#'   step(step = "start", r_function = start, next_step = "body", foreach = "items") %>%
+#'   step(step = "body", r_function = body, next_step = "join") %>%
+#'   step(step = "join", r_function = join, next_step = "end", join = TRUE) %>%
+#'   step(step = "end")
+#' @export
+step <- function(flow, ..., step, r_function = NULL, next_step = NULL, join = FALSE, foreach = NULL) {
+  check_flow(flow)
+  if (missing(step)) {
+    cli::cli_abort(c("{.fn step} needs a name.", "i" = "Write {.code step(step = \"start\", ...)}."))
+  }
+  check_name(step, "step")
+  decorators <- list(...)
+  check_decorators(decorators, sprintf("step(\"%s\")", step))
+  if (step %in% names(flow$steps)) {
+    cli::cli_abort(c("Step {.val {step}} is defined twice.", "i" = "Give every step a distinct name."))
+  }
+  check_flag(join, "join")
+  if (!is.null(r_function) && !is.function(r_function)) {
+    cli::cli_abort(c("{.arg r_function} of step {.val {step}} must be a function.",
+                     "x" = "You supplied {.obj_type_friendly {r_function}}."))
+  }
+  if (!is.null(r_function)) {
+    arity <- length(formals(r_function))
+    wanted <- if (join) 2 else 1
+    if (arity < wanted && !"..." %in% names(formals(r_function))) {
+      cli::cli_abort(c(
+        "{.arg r_function} of step {.val {step}} takes {arity} argument{?s} but needs {wanted}.",
+        "i" = if (join) "A join step's function is {.code function(self, inputs)}."
+              else "A step's function is {.code function(self)}."
+      ))
+    }
+  }
+  if (!is.null(next_step) && (!is.character(next_step) || anyNA(next_step) || length(next_step) == 0)) {
+    cli::cli_abort(c("{.arg next_step} of step {.val {step}} must be step name(s).",
+                     "x" = "You supplied {.obj_type_friendly {next_step}}."))
+  }
+  if (!is.null(foreach)) check_name(foreach, "foreach")
+  flow$steps[[step]] <- list(
+    step = step, r_function = r_function, next_step = next_step, join = join,
+    foreach = foreach, decorators = unname(decorators)
+  )
+  flow
+}

@@ -1,0 +1,240 @@
+"""The command line every entry point shares: ``Rscript flow.R <command>``, ``run()`` in R, ``metaflow-r``.
+
+R calls ``main(argv, spec_json, info)`` through reticulate; the ``metaflow-r`` console script calls
+``console_main``. Both return an exit code instead of raising: a MetaflowRError becomes its message on
+stderr and its exit code, never a traceback.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import show as show_module
+from .config import current_user, default_datastore
+from .datastore import FlowDatastore, storage_for
+from .errors import GraphError, MetaflowRError, RunFailed, UsageError
+from .graph import FlowGraph
+from .params import parameter_options, parameter_values
+from .runtime import DEFAULT_RETRIES, Clone, LocalRuntime
+from .spec import FlowSpec, parse_spec
+
+DEFAULT_MAX_WORKERS = 16
+
+
+@dataclass
+class Invocation:
+    """What the command line's group options and the R side established."""
+
+    spec: FlowSpec | None
+    launch_dir: str
+    rscript: str
+    with_decorators: list[str] = field(default_factory=list)
+    datastore: str = "local"
+    datastore_root: str | None = None
+
+    def graph(self) -> FlowGraph:
+        if self.spec is None:
+            raise UsageError("This command needs a flow.", [("i", "Run it as Rscript flow.R <command>.")])
+        return FlowGraph(self.spec)
+
+    def flow_datastore(self) -> FlowDatastore:
+        assert self.spec is not None
+        root = self.datastore_root
+        if self.datastore == "local" and root is None:
+            from .datastore import find_local_root
+
+            root = find_local_root(self.launch_dir)
+        return FlowDatastore(storage_for(self.datastore, root), self.spec.name)
+
+
+def _invocation() -> Invocation:
+    return click.get_current_context().find_object(Invocation)
+
+
+def build_cli(spec: FlowSpec | None) -> click.Group:
+    @click.group(help=f"Flow {spec.name}." if spec else "The metaflow R backend.")
+    @click.option("--with", "with_decorators", multiple=True, metavar="DECORATOR",
+                  help="Add a decorator to every step, e.g. --with retry or --with retry:times=2.")
+    @click.option("--datastore", type=click.Choice(["local", "s3"]), default=None,
+                  help="Where artifacts are stored (default: METAFLOW_DEFAULT_DATASTORE or local).")
+    @click.option("--datastore-root", default=None, help="Override the datastore's root directory or s3:// URL.")
+    @click.pass_context
+    def group(ctx: click.Context, with_decorators: tuple[str, ...], datastore: str | None,
+              datastore_root: str | None) -> None:
+        invocation = ctx.ensure_object(Invocation)
+        invocation.with_decorators = list(with_decorators)
+        invocation.datastore = datastore or default_datastore()
+        invocation.datastore_root = datastore_root
+
+    @group.command(help="Print the flow's steps and edges.")
+    @click.option("--mermaid", is_flag=True, help="Print the graph as mermaid text.")
+    def show(mermaid: bool) -> None:
+        graph = _invocation().graph()
+        click.echo(show_module.mermaid(graph) if mermaid else show_module.describe(graph))
+
+    run_options = [
+        click.Option(["--max-workers"], type=click.IntRange(min=1), default=DEFAULT_MAX_WORKERS, show_default=True,
+                     help="Run at most this many tasks at once."),
+        click.Option(["--tag", "tags"], multiple=True, help="Tag the run (repeatable).", show_default=False),
+        click.Option(["--run-id-file"], default=None, help="Write the run id to this file as soon as it is known."),
+    ]
+
+    def run_command(**options: Any) -> None:
+        _launch(_invocation(), options, origin=None)
+
+    group.add_command(click.Command(
+        "run", callback=run_command, params=run_options + (parameter_options(spec) if spec else []),
+        help="Run the flow locally.",
+    ))
+
+    def resume_command(step: str | None, origin_run_id: str | None, **options: Any) -> None:
+        _launch(_invocation(), options, origin=(origin_run_id, step))
+
+    group.add_command(click.Command(
+        "resume", callback=resume_command,
+        params=[click.Argument(["step"], required=False),
+                click.Option(["--origin-run-id"], default=None, help="The run to resume (default: the latest).")]
+        + run_options,
+        help="Run again from a step (default: the step that failed), reusing the finished tasks before it.",
+    ))
+    return group
+
+
+def _retries(graph: FlowGraph, with_decorators: list[str]) -> dict[str, int]:
+    forced = None
+    for entry in with_decorators:
+        name, _, attrs = entry.partition(":")
+        if name != "retry":
+            raise UsageError(f"--with {entry!r} is not supported.", [("i", "Use --with retry or --with retry:times=N.")])
+        forced = DEFAULT_RETRIES
+        for pair in filter(None, attrs.split(",")):
+            key, _, value = pair.partition("=")
+            if key != "times" or not value.isdigit():
+                raise UsageError(f"--with {entry!r}: cannot read {pair!r}.", [("i", "Write --with retry:times=2.")])
+            forced = int(value)
+    retries = {}
+    for node in graph:
+        decorator = node.spec.decorator("retry")
+        if decorator is not None:
+            retries[node.name] = int(decorator.attributes.get("times", DEFAULT_RETRIES))
+        elif forced is not None:
+            retries[node.name] = forced
+    return retries
+
+
+def _timeouts(graph: FlowGraph) -> dict[str, float]:
+    timeouts = {}
+    for node in graph:
+        decorator = node.spec.decorator("timeout")
+        if decorator is not None:
+            a = decorator.attributes
+            timeouts[node.name] = float(a.get("seconds", 0)) + 60 * float(a.get("minutes", 0)) + 3600 * float(a.get("hours", 0))
+    return timeouts
+
+
+def _launch(invocation: Invocation, options: dict[str, Any], origin: tuple[str | None, str | None] | None) -> None:
+    graph = invocation.graph()
+    spec = graph.spec
+    if not spec.script:
+        raise UsageError("The flow's script is unknown.", [("i", "Run it as Rscript flow.R run.")])
+    retries = _retries(graph, invocation.with_decorators)
+    ds = invocation.flow_datastore()
+    clone = None
+    if origin is None:
+        params = parameter_values(spec, {p.name: options.get(p.name) for p in spec.parameters})
+    else:
+        clone, params = _resume_plan(graph, ds, *origin)
+    user = current_user()
+    namespace = f"user:{user}"
+    run_id = ds.new_run([namespace, *options.get("tags", ())], params, user,
+                        extra={"namespace": namespace, "origin_run_id": clone.origin_run_id if clone else None})
+    if options.get("run_id_file"):
+        Path(options["run_id_file"]).write_text(run_id)
+    run_record = ds.run_record(run_id)
+    click.echo(f"Workflow starting (run-id {run_id}), {graph.spec.name} in {namespace}:")
+    runtime = LocalRuntime(graph, ds, run_id, run_record, script=spec.script, launch_dir=invocation.launch_dir,
+                           rscript=invocation.rscript, max_workers=options["max_workers"], retries=retries,
+                           timeouts=_timeouts(graph), clone=clone)
+    where = f"{ds.storage.root}/{spec.name}/{run_id}"
+    if not runtime.execute():
+        failed = runtime.failed
+        raise RunFailed(f"Run {spec.name}/{run_id} failed in step {failed.step!r} (task {failed.pathspec}).",
+                        [("i", f"Its data is in {where}."),
+                         ("i", f"Fix the step, then: Rscript {Path(spec.script).name} resume")])
+    click.echo(f"Done! Run {spec.name}/{run_id} succeeded; its data is in {where}")
+
+
+def _resume_plan(graph: FlowGraph, ds: FlowDatastore, origin_run_id: str | None,
+                 step: str | None) -> tuple[Clone, dict[str, Any]]:
+    runs = sorted(ds.run_ids(), key=int)
+    if origin_run_id is None:
+        if not runs:
+            raise UsageError(f"Flow {graph.spec.name} has no run to resume.", [("i", "Start one with: run")])
+        origin_run_id = runs[-1]
+    record = ds.run_record(origin_run_id)
+    if record is None:
+        raise UsageError(f"Run {graph.spec.name}/{origin_run_id} does not exist.",
+                         [("i", f"Known runs: {', '.join(runs[-5:]) or 'none'}.")])
+    if step is None:
+        step = _failed_step(graph, ds, origin_run_id)
+    if step not in graph.nodes:
+        raise UsageError(f"The flow has no step {step!r} to resume from.", [("i", f"Steps: {', '.join(graph.order)}.")])
+    rerun = graph.descendants(step)
+    return Clone(origin_run_id, {s for s in graph.order if s not in rerun}), record.get("parameters", {})
+
+
+def _failed_step(graph: FlowGraph, ds: FlowDatastore, run_id: str) -> str:
+    for name in graph.order:
+        for task_id in ds.task_ids(run_id, name):
+            record = ds.task_record(run_id, name, task_id)
+            if record is None or not record.get("successful"):
+                return name
+        if not ds.task_ids(run_id, name):
+            return name
+    raise UsageError(f"Run {graph.spec.name}/{run_id} has no failed step.",
+                     [("i", "Name the step to resume from: resume STEP.")])
+
+
+def main(argv: list[str], spec_json: str | None = None, info: dict[str, Any] | None = None) -> int:
+    """Run one command; returns its exit code."""
+    info = info or {}
+    try:
+        spec = parse_spec(spec_json) if spec_json else None
+        invocation = Invocation(spec, info.get("launch_dir") or os.getcwd(),
+                                info.get("rscript") or shutil.which("Rscript") or "Rscript")
+        prog = f"Rscript {Path(spec.script).name}" if spec and spec.script else "metaflow-r"
+        command = build_cli(spec)
+        result = command.main(args=[str(a) for a in argv], prog_name=prog, standalone_mode=False, obj=invocation)
+        return result if isinstance(result, int) else 0
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        return 1
+    except MetaflowRError as exc:
+        sys.stdout.flush()
+        click.echo(f"Error: {exc}", err=True)
+        return exc.exit_code
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+
+
+def console_main() -> None:
+    """The ``metaflow-r`` console script: ``metaflow-r [--spec FILE] COMMAND ...``."""
+    argv = sys.argv[1:]
+    spec_json = None
+    if argv[:1] == ["--spec"] and len(argv) > 1:
+        spec_json = Path(argv[1]).read_text()
+        argv = argv[2:]
+    sys.exit(main(argv, spec_json))

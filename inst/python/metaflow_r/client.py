@@ -1,0 +1,89 @@
+"""Read-only queries behind the R Client API. Everything returned is plain JSON-able data; R reads the
+artifacts themselves from the local file each query names (``unserialize`` stays in R)."""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from .config import default_datastore
+from .datastore import FlowDatastore, find_local_root, storage_for
+from .errors import DatastoreError
+
+
+def _storage(datastore: str | None = None, root: str | None = None):
+    kind = datastore or default_datastore()
+    if kind == "local" and root is None:
+        root = find_local_root(os.getcwd())
+    return storage_for(kind, root)
+
+
+def _flow(flow: str, datastore: str | None, root: str | None) -> FlowDatastore:
+    return FlowDatastore(_storage(datastore, root), flow)
+
+
+def list_flows(datastore: str | None = None, root: str | None = None) -> list[str]:
+    storage = _storage(datastore, root)
+    return [name for name in storage.list_children("") if storage.list_children(name)]
+
+
+def runs(flow: str, namespace: str | None, datastore: str | None = None, root: str | None = None) -> list[dict]:
+    """The flow's runs visible in ``namespace`` (None: all), newest first."""
+    ds = _flow(flow, datastore, root)
+    found = []
+    for run_id in ds.run_ids():
+        info = _run_info(ds, run_id)
+        if info and (namespace is None or namespace in info["tags"]):
+            found.append(info)
+    return sorted(found, key=lambda r: (r["created_at"], r["run_id"]), reverse=True)
+
+
+def run(flow: str, run_id: str, namespace: str | None, datastore: str | None = None,
+        root: str | None = None) -> dict[str, Any]:
+    ds = _flow(flow, datastore, root)
+    info = _run_info(ds, run_id)
+    if info is None:
+        raise DatastoreError(f"Run {flow}/{run_id} does not exist.",
+                             [("i", "List the flow's runs with flow_client$new(\"<flow>\")$runs.")])
+    if namespace is not None and namespace not in info["tags"]:
+        raise DatastoreError(f"Run {flow}/{run_id} is not in namespace {namespace!r}.",
+                             [("i", "Call set_namespace(NULL) to see every namespace.")])
+    return info
+
+
+def _run_info(ds: FlowDatastore, run_id: str) -> dict[str, Any] | None:
+    record = ds.run_record(run_id)
+    if record is None:
+        return None
+    status = ds.run_status(run_id)
+    return {**record, "finished": status is not None, "successful": bool(status and status["successful"]),
+            "finished_at": status["finished_at"] if status else None,
+            "steps": ds.step_names(run_id)}
+
+
+def tasks(flow: str, run_id: str, step: str, datastore: str | None = None, root: str | None = None) -> list[dict]:
+    ds = _flow(flow, datastore, root)
+    found = []
+    for task_id in sorted(ds.task_ids(run_id, step), key=lambda t: (len(t), t)):
+        record = ds.task_record(run_id, step, task_id)
+        if record is not None:
+            found.append(record)
+    return found
+
+
+def task(flow: str, run_id: str, step: str, task_id: str, datastore: str | None = None,
+         root: str | None = None) -> dict[str, Any]:
+    ds = _flow(flow, datastore, root)
+    record = ds.task_record(run_id, step, task_id)
+    if record is None:
+        raise DatastoreError(f"Task {flow}/{run_id}/{step}/{task_id} does not exist or never finished.",
+                             [("i", "List the step's tasks with step$tasks.")])
+    return record
+
+
+def artifact_path(flow: str, sha: str, datastore: str | None = None, root: str | None = None) -> str:
+    return _flow(flow, datastore, root).blob_path(sha)
+
+
+def log(flow: str, run_id: str, step: str, task_id: str, attempt: int, stream: str,
+        datastore: str | None = None, root: str | None = None) -> str:
+    return _flow(flow, datastore, root).read_log(run_id, step, task_id, int(attempt), stream)

@@ -1,0 +1,173 @@
+"""The flow datastore: content-addressed artifacts and run/task records on top of a Storage.
+
+Layout below the storage root::
+
+    <Flow>/data/<sha[:2]>/<sha>                          an artifact (an R object written by saveRDS), immutable
+    <Flow>/<run>/_run.json                               run record: user, tags, parameters, start time
+    <Flow>/<run>/_status.json                            written when the run ends: successful or not
+    <Flow>/<run>/<step>/<task>/<attempt>/DONE.json       the attempt's record: artifacts (name -> sha), foreach
+                                                         stack, parents, outcome; written last, atomically
+    <Flow>/<run>/<step>/<task>/<attempt>/{stdout,stderr}.log
+
+An attempt without DONE.json (crashed, killed, still running) is invisible to readers.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+from .errors import DatastoreError
+from .storage import LocalStorage, S3Storage, Storage
+
+DATASTORE_DIR = ".metaflow"
+
+
+def find_local_root(start: str | os.PathLike | None = None) -> str:
+    """Where the local datastore lives, as Metaflow users expect.
+
+    ``METAFLOW_DATASTORE_SYSROOT_LOCAL`` names the directory holding ``.metaflow``; otherwise the nearest
+    ``.metaflow`` in the start directory or a parent; otherwise a new one in the start directory.
+    """
+    sysroot = os.environ.get("METAFLOW_DATASTORE_SYSROOT_LOCAL")
+    if sysroot:
+        return str(Path(sysroot, DATASTORE_DIR).absolute())
+    here = Path(start or os.getcwd()).absolute()
+    for directory in (here, *here.parents):
+        candidate = directory / DATASTORE_DIR
+        if candidate.is_dir():
+            return str(candidate)
+    return str(here / DATASTORE_DIR)
+
+
+def storage_for(kind: str = "local", root: str | None = None) -> Storage:
+    if kind == "local":
+        return LocalStorage(root or find_local_root())
+    if kind == "s3":
+        root = root or os.environ.get("METAFLOW_DATASTORE_SYSROOT_S3")
+        if not root:
+            from .errors import ConfigurationError
+
+            raise ConfigurationError(
+                "No S3 datastore is configured.",
+                [("i", "Set METAFLOW_DATASTORE_SYSROOT_S3 to s3://bucket/prefix.")],
+            )
+        return S3Storage(root)
+    raise DatastoreError(f"Unknown datastore {kind!r}.", [("i", "Use \"local\" or \"s3\".")])
+
+
+def sha256_file(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class FlowDatastore:
+    """Everything stored for one flow."""
+
+    def __init__(self, storage: Storage, flow: str) -> None:
+        self.storage = storage
+        self.flow = flow
+
+    # -- artifacts -----------------------------------------------------------------------------
+
+    def blob_key(self, sha: str) -> str:
+        return f"{self.flow}/data/{sha[:2]}/{sha}"
+
+    def save_blob_file(self, path: str) -> str:
+        """Store a file by content; returns its sha. An existing blob is never rewritten."""
+        sha = sha256_file(path)
+        key = self.blob_key(sha)
+        if not self.storage.exists(key):
+            self.storage.write_file(key, path)
+        return sha
+
+    def blob_path(self, sha: str) -> str:
+        """A local file holding the blob (downloaded first for S3)."""
+        return self.storage.local_path(self.blob_key(sha))
+
+    # -- runs ----------------------------------------------------------------------------------
+
+    def new_run(self, tags: list[str], parameters: dict[str, Any], user: str, run_id: str | None = None,
+                extra: dict[str, Any] | None = None) -> str:
+        """Claim a fresh run id (microseconds since the epoch, unique even for concurrent runs)."""
+        while True:
+            candidate = run_id or str(time.time_ns() // 1000)
+            if self.storage.make_dir(f"{self.flow}/{candidate}"):
+                break
+            if run_id:
+                raise DatastoreError(f"Run {self.flow}/{run_id} already exists.",
+                                     [("i", "Choose another run id, or let one be generated.")])
+        record = {"flow": self.flow, "run_id": candidate, "user": user, "tags": sorted(set(tags)),
+                  "parameters": parameters, "created_at": time.time(), **(extra or {})}
+        self._write_json(f"{self.flow}/{candidate}/_run.json", record)
+        return candidate
+
+    def run_record(self, run_id: str) -> dict[str, Any] | None:
+        return self._read_json(f"{self.flow}/{run_id}/_run.json")
+
+    def finish_run(self, run_id: str, successful: bool) -> None:
+        self._write_json(f"{self.flow}/{run_id}/_status.json", {"successful": successful, "finished_at": time.time()})
+
+    def run_status(self, run_id: str) -> dict[str, Any] | None:
+        return self._read_json(f"{self.flow}/{run_id}/_status.json")
+
+    def run_ids(self) -> list[str]:
+        return [name for name in self.storage.list_children(self.flow) if name != "data" and not name.startswith("_")]
+
+    def step_names(self, run_id: str) -> list[str]:
+        return [n for n in self.storage.list_children(f"{self.flow}/{run_id}") if not n.startswith("_")]
+
+    def task_ids(self, run_id: str, step: str) -> list[str]:
+        return self.storage.list_children(f"{self.flow}/{run_id}/{step}")
+
+    # -- task attempts -------------------------------------------------------------------------
+
+    def attempt_prefix(self, run_id: str, step: str, task_id: str, attempt: int) -> str:
+        return f"{self.flow}/{run_id}/{step}/{task_id}/{attempt}"
+
+    def write_attempt(self, run_id: str, step: str, task_id: str, attempt: int, record: dict[str, Any]) -> None:
+        """Commit an attempt: its record becomes visible to readers in one atomic write."""
+        self._write_json(f"{self.attempt_prefix(run_id, step, task_id, attempt)}/DONE.json", record)
+
+    def write_log(self, run_id: str, step: str, task_id: str, attempt: int, stream: str, data: bytes) -> None:
+        self.storage.write_bytes(f"{self.attempt_prefix(run_id, step, task_id, attempt)}/{stream}.log", data)
+
+    def read_log(self, run_id: str, step: str, task_id: str, attempt: int, stream: str) -> str:
+        data = self.storage.read_bytes(f"{self.attempt_prefix(run_id, step, task_id, attempt)}/{stream}.log")
+        return data.decode("utf-8", errors="replace") if data else ""
+
+    def attempts(self, run_id: str, step: str, task_id: str) -> Iterator[dict[str, Any]]:
+        """Committed attempt records, newest first."""
+        names = self.storage.list_children(f"{self.flow}/{run_id}/{step}/{task_id}")
+        for attempt in sorted((int(n) for n in names if n.isdigit()), reverse=True):
+            record = self._read_json(f"{self.attempt_prefix(run_id, step, task_id, attempt)}/DONE.json")
+            if record is not None:
+                yield record
+
+    def task_record(self, run_id: str, step: str, task_id: str) -> dict[str, Any] | None:
+        """The latest committed attempt of a task, or None if none committed."""
+        return next(self.attempts(run_id, step, task_id), None)
+
+    def successful_task(self, pathspec: str) -> dict[str, Any]:
+        """The committed, successful record of ``run/step/task``; DatastoreError otherwise."""
+        run_id, step, task_id = pathspec.split("/")
+        record = self.task_record(run_id, step, task_id)
+        if record is None or not record.get("successful"):
+            raise DatastoreError(f"Task {self.flow}/{pathspec} has no successful attempt.",
+                                 [("i", "Run the flow (or resume it) until that task succeeds.")])
+        return record
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _write_json(self, key: str, value: Any) -> None:
+        self.storage.write_bytes(key, json.dumps(value, indent=1, sort_keys=True).encode())
+
+    def _read_json(self, key: str) -> Any:
+        data = self.storage.read_bytes(key)
+        return None if data is None else json.loads(data)

@@ -1,0 +1,70 @@
+"""A flow's parameters as command-line options, and the typed values a run starts with."""
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from .errors import UsageError
+from .spec import FlowSpec, Parameter
+
+CLICK_TYPES = {"str": click.STRING, "int": click.INT, "float": click.FLOAT, "bool": click.BOOL}
+
+
+def parameter_options(spec: FlowSpec) -> list[click.Option]:
+    """One click option per parameter, keeping the parameter's exact name (underscores included)."""
+    options = []
+    for p in spec.parameters:
+        text = p.help or ""
+        if p.separator:
+            text += f" (values separated by {p.separator!r})"
+        if p.is_flag:
+            options.append(click.Option([f"--{p.name}/--no-{p.name}", p.name], default=bool(p.default),
+                                        help=text, show_default=True))
+            continue
+        options.append(click.Option(
+            [f"--{p.name}", p.name], type=CLICK_TYPES[p.type], default=_default(p), help=text,
+            required=p.required and p.default is None, show_default=p.default is not None,
+        ))
+    return options
+
+
+def _default(p: Parameter) -> Any:
+    if p.default is None:
+        return None
+    # Defaults go through the same conversion as command-line values, so both behave alike.
+    return str(p.default).lower() if p.type == "bool" and isinstance(p.default, bool) else p.default
+
+
+def parameter_values(spec: FlowSpec, given: dict[str, Any]) -> dict[str, Any]:
+    """The run's parameter values, typed and split, from click's parsed options."""
+    values: dict[str, Any] = {}
+    for p in spec.parameters:
+        value = given.get(p.name)
+        if value is not None and p.separator:
+            value = [part for part in str(value).split(p.separator)]
+        values[p.name] = value
+    return values
+
+
+def values_from_json(spec: FlowSpec, raw: dict[str, Any]) -> dict[str, Any]:
+    """Typed values from a JSON object such as Step Functions' ``Parameters`` input; defaults filled in."""
+    known = {p.name: p for p in spec.parameters}
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise UsageError(f"The flow has no parameter {unknown[0]!r}.",
+                         [("i", f"Its parameters are: {', '.join(known) or 'none'}.")])
+    given: dict[str, Any] = {}
+    for name, p in known.items():
+        value = raw.get(name, p.default)
+        if value is None:
+            if p.required:
+                raise UsageError(f"Parameter {name!r} is required.", [("i", f"Give it a value: --{name} VALUE.")])
+            given[name] = None
+            continue
+        try:
+            given[name] = CLICK_TYPES[p.type].convert(str(value).lower() if isinstance(value, bool) else value,
+                                                      None, None)
+        except click.BadParameter as exc:
+            raise UsageError(f"Parameter {name!r}: {exc.message}", [("i", f"Give a {p.type} value.")]) from None
+    return parameter_values(spec, given)

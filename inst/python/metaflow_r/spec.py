@@ -1,0 +1,104 @@
+"""Reading the graph spec that the R front end sends: JSON with the flow name, parameters and steps."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import GraphError
+
+PARAMETER_TYPES = ("str", "int", "float", "bool")
+
+
+@dataclass(frozen=True)
+class Decorator:
+    name: str
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Parameter:
+    name: str
+    help: str | None = None
+    default: Any = None
+    type: str = "str"
+    required: bool = False
+    is_flag: bool = False
+    separator: str | None = None
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    name: str
+    next: tuple[str, ...]
+    join: bool = False
+    foreach: str | None = None
+    decorators: tuple[Decorator, ...] = ()
+
+    def decorator(self, name: str) -> Decorator | None:
+        return next((d for d in self.decorators if d.name == name), None)
+
+
+@dataclass(frozen=True)
+class FlowSpec:
+    name: str
+    steps: tuple[StepSpec, ...]
+    parameters: tuple[Parameter, ...] = ()
+    decorators: tuple[Decorator, ...] = ()
+    script: str | None = None
+
+    def step(self, name: str) -> StepSpec:
+        return next(s for s in self.steps if s.name == name)
+
+    def decorator(self, name: str) -> Decorator | None:
+        return next((d for d in self.decorators if d.name == name), None)
+
+
+def _decorators(raw: Any) -> tuple[Decorator, ...]:
+    return tuple(Decorator(d["name"], dict(d.get("attributes") or {})) for d in raw or [])
+
+
+def _as_list(value: Any) -> list:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def parse_spec(text_or_dict: str | dict) -> FlowSpec:
+    """Build a FlowSpec from the JSON the R front end produces."""
+    try:
+        raw = json.loads(text_or_dict) if isinstance(text_or_dict, str) else text_or_dict
+        steps = tuple(
+            StepSpec(
+                name=s["name"],
+                next=tuple(_as_list(s.get("next"))),
+                join=bool(s.get("join", False)),
+                foreach=s.get("foreach") or None,
+                decorators=_decorators(s.get("decorators")),
+            )
+            for s in raw.get("steps") or []
+        )
+        parameters = tuple(
+            Parameter(
+                name=p["name"],
+                help=p.get("help"),
+                default=p.get("default"),
+                type=p.get("type") or "str",
+                required=bool(p.get("required", False)),
+                is_flag=bool(p.get("is_flag", False)),
+                separator=p.get("separator"),
+            )
+            for p in raw.get("parameters") or []
+        )
+        return FlowSpec(
+            name=raw["name"],
+            steps=steps,
+            parameters=parameters,
+            decorators=_decorators(raw.get("decorators")),
+            script=raw.get("script"),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise GraphError(
+            "The flow description sent by R is malformed.",
+            [("x", f"{type(exc).__name__}: {exc}"), ("i", "Build the flow with metaflow(), step() and parameter().")],
+        ) from None

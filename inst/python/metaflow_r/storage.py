@@ -1,0 +1,156 @@
+"""Byte storage under string keys: the one interface the datastore is written against.
+
+`LocalStorage` keeps keys as files under a directory; `S3Storage` keeps them as objects under an
+``s3://bucket/prefix`` root. Writes are atomic in both: a reader sees a whole object or none.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlparse
+
+from .errors import DatastoreError
+
+
+class Storage(Protocol):
+    root: str
+
+    def exists(self, key: str) -> bool: ...
+    def read_bytes(self, key: str) -> bytes | None: ...
+    def write_bytes(self, key: str, data: bytes) -> None: ...
+    def write_file(self, key: str, path: str) -> None: ...
+    def local_path(self, key: str) -> str: ...
+    def list_children(self, prefix: str) -> list[str]: ...
+
+
+class LocalStorage:
+    """Keys are paths below ``root``; a write goes to a temporary file renamed into place."""
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = str(Path(root).absolute())
+
+    def _path(self, key: str) -> Path:
+        return Path(self.root, key)
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).exists()
+
+    def read_bytes(self, key: str) -> bytes | None:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, target)
+
+    def write_file(self, key: str, path: str) -> None:
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        os.close(fd)
+        shutil.copyfile(path, tmp)
+        os.replace(tmp, target)
+
+    def local_path(self, key: str) -> str:
+        return str(self._path(key))
+
+    def list_children(self, prefix: str) -> list[str]:
+        try:
+            return sorted(e.name for e in os.scandir(self._path(prefix)) if not e.name.startswith("."))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
+    def make_dir(self, key: str) -> bool:
+        """Create a directory key; False if it already existed (used to claim unique run ids)."""
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir()
+            return True
+        except FileExistsError:
+            return False
+
+
+class S3Storage:
+    """Keys are objects below ``s3://bucket/prefix``; reads of blobs are cached in a local directory."""
+
+    def __init__(self, root: str, client=None, cache_dir: str | None = None) -> None:
+        parsed = urlparse(root)
+        if parsed.scheme != "s3" or not parsed.netloc:
+            raise DatastoreError(
+                f"{root!r} is not an S3 location.", [("i", "Set METAFLOW_DATASTORE_SYSROOT_S3 to s3://bucket/prefix.")]
+            )
+        self.root = root.rstrip("/")
+        self.bucket = parsed.netloc
+        self.prefix = parsed.path.strip("/")
+        if client is None:
+            import boto3
+
+            client = boto3.client("s3")
+        self.client = client
+        self.cache_dir = cache_dir or tempfile.mkdtemp(prefix="metaflow-r-s3-")
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def exists(self, key: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+            return True
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+
+    def read_bytes(self, key: str) -> bytes | None:
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+        except self.client.exceptions.NoSuchKey:
+            return None
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+
+    def write_file(self, key: str, path: str) -> None:
+        self.client.upload_file(path, self.bucket, self._key(key))
+
+    def local_path(self, key: str) -> str:
+        target = Path(self.cache_dir, key)
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = f"{target}.part-{os.getpid()}"
+            self.client.download_file(self.bucket, self._key(key), tmp)
+            os.replace(tmp, target)
+        return str(target)
+
+    def list_children(self, prefix: str) -> list[str]:
+        full = self._key(prefix).rstrip("/") + "/"
+        names: set[str] = set()
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=full, Delimiter="/"):
+            names.update(p["Prefix"][len(full):].rstrip("/") for p in page.get("CommonPrefixes", []))
+            names.update(o["Key"][len(full):] for o in page.get("Contents", []))
+        return sorted(n for n in names if n and not n.startswith("."))
+
+    def make_dir(self, key: str) -> bool:
+        """S3 has no directories: claim the id with a marker object that must not exist yet."""
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self._key(key) + "/.claimed", Body=b"", IfNoneMatch="*")
+            return True
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
+                return False
+            raise

@@ -1,0 +1,126 @@
+"""One task's life around the R process: prepare its context, commit what it produced.
+
+The R side (``Rscript flow.R task --context FILE``) reads the context, runs the step function, and leaves its
+artifacts as RDS files plus ``outputs.json`` in the context's ``output_dir``. Nothing it writes is visible until
+``commit`` stores the blobs by content and writes the attempt record in one atomic write.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from .datastore import FlowDatastore
+from .errors import DatastoreError
+from .graph import FlowGraph
+
+
+@dataclass
+class TaskSpec:
+    """What identifies one attempt of one task."""
+
+    run_id: str
+    step: str
+    task_id: str
+    input_paths: list[str] = field(default_factory=list)  # "run/step/task" of each parent task
+    split_index: int | None = None
+    retry_count: int = 0
+
+    @property
+    def pathspec(self) -> str:
+        return f"{self.run_id}/{self.step}/{self.task_id}"
+
+
+def _artifact_refs(ds: FlowDatastore, shas: dict[str, str]) -> dict[str, dict[str, str]]:
+    return {name: {"sha": sha, "path": ds.blob_path(sha)} for name, sha in shas.items()}
+
+
+def child_split_stack(graph: FlowGraph, parent_step: str, parent: dict[str, Any], parent_task_id: str,
+                      child_step: str, split_index: int | None) -> list[dict[str, Any]]:
+    """The split stack a child task inherits: its parent's, plus a frame if the parent opened a split."""
+    stack = list(parent.get("split_stack", []))
+    node = graph[parent_step]
+    if node.is_foreach:
+        if split_index is None:
+            raise DatastoreError(f"Task of step {child_step!r} needs a split index (its parent is a foreach).")
+        stack.append({"kind": "foreach", "step": parent_step, "task_id": parent_task_id, "index": split_index,
+                      "num_splits": parent["num_splits"], "var": node.spec.foreach,
+                      "var_sha": parent["artifacts"][node.spec.foreach]})
+    elif node.is_branch:
+        stack.append({"kind": "branch", "step": parent_step, "task_id": parent_task_id, "index": child_step,
+                      "num_splits": len(node.next)})
+    return stack
+
+
+def prepare(graph: FlowGraph, ds: FlowDatastore, task: TaskSpec, run_record: dict[str, Any],
+            output_dir: str) -> dict[str, Any]:
+    """The context the R task runs with: inherited artifacts, join inputs, foreach stack, parameters."""
+    node = graph[task.step]
+    parameter_names = list(run_record.get("parameters", {}))
+    parents = [(path, ds.successful_task(path)) for path in task.input_paths]
+    context: dict[str, Any] = {
+        "flow": ds.flow, "run_id": task.run_id, "step": task.step, "task_id": task.task_id,
+        "retry_count": task.retry_count, "user": run_record.get("user"), "tags": run_record.get("tags", []),
+        "parameter_names": parameter_names, "foreach_var": node.spec.foreach, "join": None,
+        "artifacts": {}, "inputs": [], "split_stack": [], "parameters": None, "output_dir": output_dir,
+    }
+    if not parents:
+        context["parameters"] = run_record.get("parameters", {})
+    elif node.is_join:
+        kind = graph.join_kind(task.step)
+        context["join"] = kind
+        context["split_stack"] = parents[0][1]["split_stack"][:-1]
+        context["artifacts"] = _artifact_refs(
+            ds, {n: s for n, s in parents[0][1]["artifacts"].items() if n in parameter_names})
+        for path, record in parents:
+            frame = record["split_stack"][-1]
+            context["inputs"].append({"pathspec": path, "step": path.split("/")[1], "index": frame["index"],
+                                      "artifacts": _artifact_refs(ds, record["artifacts"])})
+    else:
+        (path, parent), = parents
+        context["split_stack"] = child_split_stack(graph, path.split("/")[1], parent, path.split("/")[2],
+                                                   task.step, task.split_index)
+        context["artifacts"] = _artifact_refs(ds, parent["artifacts"])
+    for frame in context["split_stack"]:
+        if frame["kind"] == "foreach":
+            frame["var_path"] = ds.blob_path(frame["var_sha"])
+    return context
+
+
+def write_context(context: dict[str, Any], path: str) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(context, handle)
+
+
+def commit(ds: FlowDatastore, task: TaskSpec, context: dict[str, Any], started_at: float) -> dict[str, Any]:
+    """Store the artifacts the R task left in its output directory and make the attempt visible."""
+    output_dir = context["output_dir"]
+    try:
+        with open(os.path.join(output_dir, "outputs.json"), encoding="utf-8") as handle:
+            outputs = json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise DatastoreError(f"Task {task.pathspec} left no readable outputs.json: {exc}") from None
+    artifacts: dict[str, str] = {}
+    for name, entry in outputs["artifacts"].items():
+        artifacts[name] = entry["sha"] if "sha" in entry else ds.save_blob_file(os.path.join(output_dir, entry["file"]))
+    record = _attempt_record(task, context, started_at, successful=True)
+    record.update(artifacts=artifacts, num_splits=outputs.get("num_splits"))
+    ds.write_attempt(task.run_id, task.step, task.task_id, task.retry_count, record)
+    return record
+
+
+def record_failure(ds: FlowDatastore, task: TaskSpec, context: dict[str, Any], started_at: float,
+                   error: str) -> dict[str, Any]:
+    record = _attempt_record(task, context, started_at, successful=False)
+    record.update(artifacts={}, error=error)
+    ds.write_attempt(task.run_id, task.step, task.task_id, task.retry_count, record)
+    return record
+
+
+def _attempt_record(task: TaskSpec, context: dict[str, Any], started_at: float, successful: bool) -> dict[str, Any]:
+    stack = [{k: v for k, v in frame.items() if k != "var_path"} for frame in context["split_stack"]]
+    return {"successful": successful, "step": task.step, "task_id": task.task_id, "attempt": task.retry_count,
+            "input_paths": task.input_paths, "split_stack": stack, "started_at": started_at,
+            "finished_at": time.time()}
