@@ -48,7 +48,7 @@ test-python:
 	$(VENV)/bin/python -m pytest -q tests/python
 
 test-r:
-	Rscript -e 'testthat::test_dir("tests/testthat", package = "metaflow", load_package = "installed", stop_on_failure = TRUE)'
+	NOT_CRAN=true Rscript -e 'testthat::test_dir("tests/testthat", package = "metaflow", load_package = "installed", stop_on_failure = TRUE)'
 
 bench: setup
 	Rscript bench/foreach_overhead.R

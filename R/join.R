@@ -49,7 +49,7 @@ merge_artifacts <- function(flow, inputs, exclude = list()) {
   if (length(conflicts)) {
     cli::cli_abort(c(
       "MergeArtifactsException: step {.val {ctx$step}} cannot merge {.val {conflicts}}: the inputs hold different values.",
-      "i" = "Set {?it/them} in the join step before merging, or pass {.code exclude = list(...)}."
+      "i" = "Set those artifacts in the join step before merging, or pass {.code exclude = list(...)}."
     ), call = NULL)
   }
   assign(".refs", c(self_state(self, ".refs"), merged), envir = self)

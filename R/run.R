@@ -53,6 +53,9 @@ script_args <- function() {
 }
 
 task_command <- function(flow, args) {
+  # Task output becomes log lines prefixed by the runtime: never wrap messages at the console width.
+  old <- options(cli.width = 10000)
+  on.exit({options(old); the$task <- NULL}, add = TRUE)
   status <- tryCatch(run_task(flow, args), error = function(e) {
     step <- if (!is.null(the$task)) the$task$step else "?"
     cat(sprintf("Error in step '%s': %s\n", step, conditionMessage(e)), file = stderr())

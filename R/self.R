@@ -71,7 +71,7 @@ self_get <- function(self, name) {
     }
     cli::cli_abort(c("Step {.val {ctx$step}}: 'self' has no attribute '{name}'.", "i" = hint), call = NULL)
   }
-  value <- readRDS(ref$path)
+  value <- read_artifact(ref$path)
   assign(name, value, envir = values)
   value
 }
@@ -124,7 +124,7 @@ top_foreach_frame <- function(self, what) {
 }
 
 foreach_frame_value <- function(self, frame) {
-  values <- readRDS(frame$var_path)
+  values <- read_artifact(frame$var_path)
   values[[frame$index + 1]]
 }
 

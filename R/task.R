@@ -8,7 +8,6 @@ run_task <- function(flow, args) {
   context_file <- task_option(args, "--context")
   ctx <- jsonlite::fromJSON(context_file, simplifyVector = FALSE)
   the$task <- ctx
-  on.exit(the$task <- NULL, add = TRUE)
   step <- flow$steps[[ctx$step]]
   if (is.null(step)) {
     cli::cli_abort("The flow has no step {.val {ctx$step}}; the script changed since the run started.")

@@ -1,0 +1,13 @@
+# Reading an artifact file (an RDS blob from the datastore) back into R.
+#
+# An S4 object's class lives in a package that readRDS() does not load; R then loads it lazily in the
+# middle of the first method dispatch, and that first call fails ("invalid 'type' (S4) of argument"
+# for sum() on a Matrix). Loading the class's package up front makes S4 artifacts work at once.
+read_artifact <- function(path) {
+  value <- readRDS(path)
+  if (isS4(value)) {
+    package <- attr(class(value), "package")
+    if (!is.null(package)) requireNamespace(package, quietly = TRUE)
+  }
+  value
+}

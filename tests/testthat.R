@@ -1,0 +1,4 @@
+library(testthat)
+library(metaflow)
+
+test_check("metaflow")

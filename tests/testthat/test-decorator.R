@@ -1,0 +1,22 @@
+test_that("decorators keep their arguments", {
+  d <- decorator("retry", times = 2)
+  expect_s3_class(d, "metaflow_decorator")
+  expect_equal(d$attributes, list(times = 2))
+  expect_output(print(d), "@retry\\(times=2\\)")
+})
+
+test_that("unknown decorators and arguments are named in the error", {
+  expect_error(decorator("retyr"), "not a decorator")
+  expect_error(decorator("retry", tims = 1), "no argument")
+  expect_error(decorator("retry", 1), "must be named")
+  expect_error(decorator("retry", times = -1), "whole number")
+  expect_error(decorator("retry", times = 1.5), "whole number")
+})
+
+test_that("a schedule needs exactly one of hourly, daily, weekly, cron", {
+  expect_s3_class(decorator("schedule", weekly = TRUE), "metaflow_decorator")
+  expect_s3_class(decorator("schedule", cron = "0 10 * * ? *"), "metaflow_decorator")
+  expect_error(decorator("schedule"), "exactly one")
+  expect_error(decorator("schedule", hourly = TRUE, daily = TRUE), "exactly one")
+  expect_error(decorator("schedule", cron = 5), "single string")
+})
