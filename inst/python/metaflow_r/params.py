@@ -22,11 +22,18 @@ def parameter_options(spec: FlowSpec) -> list[click.Option]:
             options.append(click.Option([f"--{p.name}/--no-{p.name}", p.name], default=bool(p.default),
                                         help=text, show_default=True))
             continue
+        # No default at all when there is none: click treats an explicit default=None as a value given.
+        default = {} if p.default is None else {"default": _default(p)}
         options.append(click.Option(
-            [f"--{p.name}", p.name], type=CLICK_TYPES[p.type], default=_default(p), help=text,
-            required=p.required and p.default is None, show_default=p.default is not None,
+            [f"--{p.name}", p.name], type=_click_type(p), help=text,
+            required=p.required and p.default is None, show_default=p.default is not None, **default,
         ))
     return options
+
+
+def _click_type(p: Parameter) -> click.ParamType:
+    # A list-valued parameter is read as one string; parameter_values splits it and types each part.
+    return click.STRING if p.separator else CLICK_TYPES[p.type]
 
 
 def _default(p: Parameter) -> Any:
@@ -42,7 +49,11 @@ def parameter_values(spec: FlowSpec, given: dict[str, Any]) -> dict[str, Any]:
     for p in spec.parameters:
         value = given.get(p.name)
         if value is not None and p.separator:
-            value = [part for part in str(value).split(p.separator)]
+            try:
+                value = [CLICK_TYPES[p.type].convert(part, None, None) for part in str(value).split(p.separator)]
+            except click.BadParameter as exc:
+                raise UsageError(f"Parameter {p.name!r}: {exc.message}",
+                                 [("i", f"Give {p.type} values separated by {p.separator!r}.")]) from None
         values[p.name] = value
     return values
 
@@ -57,14 +68,18 @@ def values_from_json(spec: FlowSpec, raw: dict[str, Any]) -> dict[str, Any]:
     given: dict[str, Any] = {}
     for name, p in known.items():
         value = raw.get(name, p.default)
+        if value is None and p.is_flag:
+            value = False
         if value is None:
             if p.required:
                 raise UsageError(f"Parameter {name!r} is required.", [("i", f"Give it a value: --{name} VALUE.")])
             given[name] = None
             continue
         try:
-            given[name] = CLICK_TYPES[p.type].convert(str(value).lower() if isinstance(value, bool) else value,
-                                                      None, None)
+            # JSON scalars are read as their text, as on the command line (so 2.5 is not an int).
+            text = str(value).lower() if isinstance(value, bool) else (
+                str(value) if isinstance(value, (int, float)) else value)
+            given[name] = _click_type(p).convert(text, None, None)
         except click.BadParameter as exc:
             raise UsageError(f"Parameter {name!r}: {exc.message}", [("i", f"Give a {p.type} value.")]) from None
     return parameter_values(spec, given)

@@ -97,7 +97,7 @@ def parse_spec(text_or_dict: str | dict) -> FlowSpec:
             decorators=_decorators(raw.get("decorators")),
             script=raw.get("script"),
         )
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise GraphError(
             "The flow description sent by R is malformed.",
             [("x", f"{type(exc).__name__}: {exc}"), ("i", "Build the flow with metaflow(), step() and parameter().")],

@@ -135,7 +135,8 @@ class S3Storage:
         return str(target)
 
     def list_children(self, prefix: str) -> list[str]:
-        full = self._key(prefix).rstrip("/") + "/"
+        full = self._key(prefix).rstrip("/")
+        full = full + "/" if full else ""  # the bucket's root has no "/" prefix
         names: set[str] = set()
         paginator = self.client.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.bucket, Prefix=full, Delimiter="/"):
