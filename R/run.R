@@ -40,7 +40,9 @@ run <- function(flow, ..., step_functions = NULL, max_workers = NULL, with = NUL
                            metadata = metadata, batch = batch, tags = tags)
   }
   spec <- flow_spec(flow, script_path(), package_suffixes)
-  status <- backend()$cli$main(as.list(args), spec, list(launch_dir = getwd(), rscript = rscript_path()))
+  info <- list(launch_dir = getwd(), rscript = rscript_path(),
+               versions = list(R = R.version.string, metaflow = as.character(utils::packageVersion("metaflow"))))
+  status <- backend()$cli$main(as.list(args), spec, info)
   status <- as.integer(status)
   if (!interactive() && status != 0L) quit(save = "no", status = status)
   invisible(status)

@@ -19,10 +19,11 @@ import click
 from . import show as show_module
 from .config import current_user, default_datastore
 from .datastore import FlowDatastore, storage_for
-from .errors import GraphError, MetaflowRError, RunFailed, UsageError
+from .errors import MetaflowRError, RunFailed, UsageError
 from .graph import FlowGraph
 from .params import parameter_options, parameter_values
 from .runtime import DEFAULT_RETRIES, Clone, LocalRuntime
+from .sfn_cli import step_functions_group
 from .spec import FlowSpec, parse_spec
 
 DEFAULT_MAX_WORKERS = 16
@@ -35,9 +36,15 @@ class Invocation:
     spec: FlowSpec | None
     launch_dir: str
     rscript: str
+    raw_spec: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
     with_decorators: list[str] = field(default_factory=list)
     datastore: str = "local"
     datastore_root: str | None = None
+
+    def with_retry(self) -> int | None:
+        """Retries --with retry[:times=N] gives every step without its own retry decorator."""
+        return parse_with(self.with_decorators)
 
     def graph(self) -> FlowGraph:
         if self.spec is None:
@@ -104,10 +111,20 @@ def build_cli(spec: FlowSpec | None) -> click.Group:
         + run_options,
         help="Run again from a step (default: the step that failed), reusing the finished tasks before it.",
     ))
+    group.add_command(step_functions_group(spec, _invocation))
+
+    @group.command("batch-task", hidden=True, help="Run one task inside an AWS Batch job.")
+    def batch_task() -> None:
+        from .batch_task import run_batch_task
+
+        code = run_batch_task(rscript=_invocation().rscript)
+        if code:
+            raise click.exceptions.Exit(code)
+
     return group
 
 
-def _retries(graph: FlowGraph, with_decorators: list[str]) -> dict[str, int]:
+def parse_with(with_decorators: list[str]) -> int | None:
     forced = None
     for entry in with_decorators:
         name, _, attrs = entry.partition(":")
@@ -119,6 +136,11 @@ def _retries(graph: FlowGraph, with_decorators: list[str]) -> dict[str, int]:
             if key != "times" or not value.isdigit():
                 raise UsageError(f"--with {entry!r}: cannot read {pair!r}.", [("i", "Write --with retry:times=2.")])
             forced = int(value)
+    return forced
+
+
+def _retries(graph: FlowGraph, with_decorators: list[str]) -> dict[str, int]:
+    forced = parse_with(with_decorators)
     retries = {}
     for node in graph:
         decorator = node.spec.decorator("retry")
@@ -208,7 +230,9 @@ def main(argv: list[str], spec_json: str | None = None, info: dict[str, Any] | N
     try:
         spec = parse_spec(spec_json) if spec_json else None
         invocation = Invocation(spec, info.get("launch_dir") or os.getcwd(),
-                                info.get("rscript") or shutil.which("Rscript") or "Rscript")
+                                info.get("rscript") or shutil.which("Rscript") or "Rscript",
+                                raw_spec=json.loads(spec_json) if spec_json else {},
+                                versions=dict(info.get("versions") or {}))
         prog = f"Rscript {Path(spec.script).name}" if spec and spec.script else "metaflow-r"
         command = build_cli(spec)
         result = command.main(args=[str(a) for a in argv], prog_name=prog, standalone_mode=False, obj=invocation)

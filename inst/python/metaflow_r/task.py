@@ -121,6 +121,9 @@ def record_failure(ds: FlowDatastore, task: TaskSpec, context: dict[str, Any], s
 
 def _attempt_record(task: TaskSpec, context: dict[str, Any], started_at: float, successful: bool) -> dict[str, Any]:
     stack = [{k: v for k, v in frame.items() if k != "var_path"} for frame in context["split_stack"]]
-    return {"successful": successful, "step": task.step, "task_id": task.task_id, "attempt": task.retry_count,
-            "input_paths": task.input_paths, "split_stack": stack, "started_at": started_at,
-            "finished_at": time.time()}
+    record = {"successful": successful, "step": task.step, "task_id": task.task_id, "attempt": task.retry_count,
+              "input_paths": task.input_paths, "split_stack": stack, "started_at": started_at,
+              "finished_at": time.time()}
+    if context.get("batch_job_id"):
+        record["batch_job_id"] = context["batch_job_id"]
+    return record

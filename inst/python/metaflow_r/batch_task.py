@@ -1,0 +1,133 @@
+"""The Batch job's entry point (``metaflow-r batch-task``): one task of a Step Functions execution.
+
+Everything comes from the environment the state machine and the job definition set: which step, the
+execution (run id), the foreach indices (split path), the code package. The task finds its own id and
+its parents' from those alone (see compile.py), then runs the same ``Rscript flow.R task`` command as
+a local run, against the S3 datastore.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+from . import task as tasks
+from .config import setting
+from .datastore import FlowDatastore
+from .errors import ConfigurationError, MetaflowRError
+from .graph import FlowGraph
+from .package import extract_package
+from .params import values_from_json
+from .procenv import subprocess_env
+from .spec import parse_spec
+from .storage import S3Storage
+
+
+def task_id(step: str, path: list[str]) -> str:
+    return f"{step}-{'-'.join(path)}" if path else step
+
+
+def identity(graph: FlowGraph, ds: FlowDatastore, run_id: str, step: str,
+             split_path: str) -> tuple[str, list[str], int | None]:
+    """(task id, parents' pathspecs, split index) of the task of ``step`` at ``split_path``."""
+    path = split_path.split("-") if split_path else []
+    node = graph[step]
+    if not node.parents:
+        return task_id(step, path), [], None
+    if node.is_join:
+        split = graph[node.matching_split]
+        if split.is_foreach:
+            width = ds.successful_task(f"{run_id}/{split.name}/{task_id(split.name, path)}")["num_splits"]
+            parent = node.parents[0]
+            inputs = [f"{run_id}/{parent}/{task_id(parent, path + [str(i)])}" for i in range(width)]
+        else:
+            inputs = [f"{run_id}/{p}/{task_id(p, path)}" for p in node.parents]
+        return task_id(step, path), inputs, None
+    parent = graph[node.parents[0]]
+    if parent.is_foreach:
+        return task_id(step, path), [f"{run_id}/{parent.name}/{task_id(parent.name, path[:-1])}"], int(path[-1])
+    return task_id(step, path), [f"{run_id}/{parent.name}/{task_id(parent.name, path)}"], None
+
+
+def _require(name: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        raise ConfigurationError(f"The Batch job has no {name}.",
+                                 [("i", "Batch jobs are started by the deployed state machine; redeploy the flow.")])
+    return value
+
+
+def run_batch_task(rscript: str = "Rscript", storage: S3Storage | None = None, dynamodb=None) -> int:
+    step = _require("METAFLOW_STEP")
+    run_id = _require("METAFLOW_RUN_ID")
+    split_path = os.environ.get("METAFLOW_SPLIT_PATH", "")
+    attempt = int(os.environ.get("AWS_BATCH_JOB_ATTEMPT", "1")) - 1
+    storage = storage or S3Storage(_require("METAFLOW_DATASTORE_SYSROOT_S3"))
+    workdir = tempfile.mkdtemp(prefix="metaflow-r-task-")
+    code_key = _require("METAFLOW_CODE_URL")[len(storage.root) + 1:]
+    manifest = extract_package(storage.read_bytes(code_key) or b"", _require("METAFLOW_CODE_SHA"), workdir)
+    raw_spec = manifest["spec"]
+    script = os.path.join(workdir, manifest["script"])
+    graph = FlowGraph(parse_spec({**raw_spec, "script": script}))
+    ds = FlowDatastore(storage, graph.spec.name)
+    deployment = json.loads(storage.read_bytes(f"{graph.spec.name}/_deployment.json") or b"{}")
+    if step == "start" and ds.run_record(run_id) is None:
+        given = json.loads(os.environ.get("METAFLOW_PARAMETERS") or "{}")
+        namespace = deployment.get("namespace", "production:unknown")
+        ds.new_run([namespace, "runtime:step-functions"], values_from_json(graph.spec, given),
+                   deployment.get("owner", "production"), run_id=run_id,
+                   extra={"namespace": namespace, "execution": run_id})
+    own_id, inputs, split_index = identity(graph, ds, run_id, step, split_path)
+    spec = tasks.TaskSpec(run_id, step, own_id, inputs, split_index, attempt)
+    output_dir = tempfile.mkdtemp(prefix="out-", dir=workdir)
+    started = time.time()
+    context = tasks.prepare(graph, ds, spec, ds.run_record(run_id) or {}, output_dir)
+    context["batch_job_id"] = os.environ.get("AWS_BATCH_JOB_ID")
+    context_file = os.path.join(workdir, "context.json")
+    tasks.write_context(context, context_file)
+    print(f"[{spec.pathspec}] Task is starting (attempt {attempt + 1}).", flush=True)
+    command = [rscript, script, "task", "--run-id", run_id, "--step", step, "--task-id", own_id,
+               "--retry-count", str(attempt), "--input-paths", ",".join(inputs), "--context", context_file]
+    code = subprocess.run(command, cwd=workdir, env=subprocess_env()).returncode
+    if code != 0:
+        tasks.record_failure(ds, spec, context, started, f"exit status {code}")
+        attempts = int(os.environ.get("METAFLOW_BATCH_ATTEMPTS", "1"))
+        if attempt + 1 >= attempts:
+            ds.finish_run(run_id, False)
+        print(f"[{spec.pathspec}] Task failed (exit status {code}).", flush=True)
+        return code
+    record = tasks.commit(ds, spec, context, started)
+    if graph[step].is_foreach:
+        _publish_width(dynamodb, f"{run_id}/{step}/{own_id}", record["num_splits"])
+    if step == "end":
+        ds.finish_run(run_id, True)
+    print(f"[{spec.pathspec}] Task finished successfully.", flush=True)
+    return 0
+
+
+def _publish_width(dynamodb, pathspec: str, width: int) -> None:
+    """The Map state reads the foreach's indices from here: a Batch job has no output of its own."""
+    if dynamodb is None:
+        import boto3
+
+        dynamodb = boto3.client("dynamodb")
+    table = setting("SFN_DYNAMO_DB_TABLE")
+    if not table:
+        raise ConfigurationError("The Batch job has no METAFLOW_SFN_DYNAMO_DB_TABLE.")
+    dynamodb.put_item(TableName=table, Item={
+        "pathspec": {"S": pathspec},
+        "for_each_cardinality": {"L": [{"N": str(i)} for i in range(width)]},
+        "ttl": {"N": str(int(time.time()) + 30 * 24 * 3600)},
+    })
+
+
+def main() -> int:
+    try:
+        return run_batch_task()
+    except MetaflowRError as exc:
+        print(f"Error: {exc}", file=sys.stderr, flush=True)
+        return exc.exit_code

@@ -1,0 +1,391 @@
+"""Deploying a flow to AWS Step Functions: the only module that calls AWS to change anything.
+
+``plan_deployment`` is pure: it packages the code, names the job definitions by content hash, compiles
+the state machine and checks every AWS limit, so a bad flow fails before any call. ``Deployer.apply``
+then makes each resource match the plan, creating or updating only what differs; an unchanged flow
+makes no mutating call, and a deploy interrupted half-way is repaired by running it again.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .compile import CompileSettings, compile_state_machine
+from .config import current_user, setting
+from .errors import ConfigurationError, MetaflowRError, UsageError
+from .graph import FlowGraph
+from .package import CodePackage, build_package
+from .schedule import schedule_expression
+
+MAX_DEFINITION_BYTES = 1024 * 1024
+MAX_STATE_MACHINE_NAME = 80
+MAX_RULE_NAME = 64
+MAX_BATCH_NAME = 128
+DEFAULT_CPU = 1
+DEFAULT_MEMORY_MB = 4096
+TASK_COMMAND = ["metaflow-r", "batch-task"]
+
+REQUIRED_SETTINGS = {
+    "s3_root": "DATASTORE_SYSROOT_S3",
+    "job_queue": "BATCH_JOB_QUEUE",
+    "batch_role": "ECS_S3_ACCESS_IAM_ROLE",
+    "sfn_role": "SFN_IAM_ROLE",
+    "dynamo_table": "SFN_DYNAMO_DB_TABLE",
+    "image": "BATCH_CONTAINER_IMAGE",
+}
+EVENTS_ROLE = "EVENTS_SFN_ACCESS_IAM_ROLE"
+
+
+class AwsError(MetaflowRError):
+    """An AWS call failed; the message names the call and what to do."""
+
+    exit_code = 6
+
+
+@dataclass(frozen=True)
+class DeploySettings:
+    s3_root: str
+    job_queue: str
+    batch_role: str
+    sfn_role: str
+    dynamo_table: str
+    image: str
+    events_role: str | None = None
+
+    @classmethod
+    def from_environment(cls, need_events_role: bool, placeholders: bool = False) -> "DeploySettings":
+        """Every missing setting is named in one error (or, for --only-json, shown as a placeholder)."""
+        values = {field_name: setting(name) for field_name, name in REQUIRED_SETTINGS.items()}
+        values["events_role"] = setting(EVENTS_ROLE)
+        missing = [f"METAFLOW_{name}" for field_name, name in REQUIRED_SETTINGS.items() if not values[field_name]]
+        if need_events_role and not values["events_role"]:
+            missing.append(f"METAFLOW_{EVENTS_ROLE}")
+        if missing and not placeholders:
+            raise ConfigurationError(
+                f"Step Functions needs settings that are missing: {', '.join(missing)}.",
+                [("i", "Set them as environment variables or in ~/.metaflowconfig/config.json."),
+                 ("i", "Offline, `metaflow-r emulator` writes all of them to an env file.")])
+        for field_name, name in [*REQUIRED_SETTINGS.items(), ("events_role", EVENTS_ROLE)]:
+            values[field_name] = values[field_name] or f"<METAFLOW_{name}>"
+        return cls(**values)
+
+
+@dataclass
+class Plan:
+    """Everything a deployment will create, computed without AWS."""
+
+    name: str
+    definition: dict[str, Any]
+    definition_json: str
+    package: CodePackage
+    package_key: str
+    job_definitions: dict[str, dict[str, Any]]  # name -> register_job_definition arguments
+    schedule: str | None
+    settings: DeploySettings
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def check_name(kind: str, name: str, limit: int, pattern: str, allowed: str) -> None:
+    if len(name) > limit or not re.fullmatch(pattern, name):
+        raise UsageError(f"The {kind} name {name!r} is not valid for AWS ({len(name)} characters).",
+                         [("i", f"{kind.capitalize()} names have at most {limit} characters: {allowed}."),
+                          ("i", "Rename the flow in metaflow(\"...\").")])
+
+
+def _resources(graph: FlowGraph, step: str) -> tuple[str, str, str | None]:
+    node = graph[step]
+    cpu, memory, gpu = DEFAULT_CPU, DEFAULT_MEMORY_MB, None
+    for name in ("resources", "batch"):
+        decorator = node.spec.decorator(name)
+        if decorator is not None:
+            a = decorator.attributes
+            cpu = a.get("cpu", cpu)
+            memory = a.get("memory", memory)
+            gpu = a.get("gpu", gpu)
+    for label, value in (("cpu", cpu), ("memory", memory), ("gpu", gpu)):
+        if value is not None and (not isinstance(value, (int, float)) or value <= 0):
+            raise UsageError(f"Step {step!r}: decorator(\"resources\") {label} must be a positive number, "
+                             f"not {value!r}.")
+    return f"{cpu:g}", f"{int(memory)}", (f"{int(gpu)}" if gpu else None)
+
+
+def retry_attempts(graph: FlowGraph, step: str, with_retry: int | None) -> int:
+    """Batch attempts for a step: retry decorator times + 1, or --with retry's; times = 0 means 1."""
+    decorator = graph[step].spec.decorator("retry")
+    times = int(decorator.attributes.get("times", 3)) if decorator is not None else (with_retry or 0)
+    return max(1, min(10, times + 1))
+
+
+def _job_definition(graph: FlowGraph, step: str, settings: DeploySettings, with_retry: int | None) -> dict[str, Any]:
+    cpu, memory, gpu = _resources(graph, step)
+    attempts = retry_attempts(graph, step, with_retry)
+    requirements = [{"type": "VCPU", "value": cpu}, {"type": "MEMORY", "value": memory}]
+    if gpu:
+        requirements.append({"type": "GPU", "value": gpu})
+    body: dict[str, Any] = {
+        "type": "container",
+        "containerProperties": {
+            "image": settings.image,
+            "command": TASK_COMMAND,
+            "jobRoleArn": settings.batch_role,
+            "resourceRequirements": requirements,
+            "environment": [
+                {"name": "METAFLOW_DEFAULT_DATASTORE", "value": "s3"},
+                {"name": "METAFLOW_DATASTORE_SYSROOT_S3", "value": settings.s3_root},
+                {"name": "METAFLOW_SFN_DYNAMO_DB_TABLE", "value": settings.dynamo_table},
+                {"name": "METAFLOW_BATCH_ATTEMPTS", "value": str(attempts)},
+            ],
+        },
+        "retryStrategy": {"attempts": attempts},
+    }
+    timeout = graph[step].spec.decorator("timeout")
+    if timeout is not None:
+        a = timeout.attributes
+        seconds = float(a.get("seconds", 0)) + 60 * float(a.get("minutes", 0)) + 3600 * float(a.get("hours", 0))
+        body["timeout"] = {"attemptDurationSeconds": max(60, int(seconds))}
+    digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+    name = f"metaflow-{graph.spec.name}-{digest}"[:MAX_BATCH_NAME]
+    return {"jobDefinitionName": name, **body}
+
+
+def plan_deployment(graph: FlowGraph, raw_spec: dict[str, Any], settings: DeploySettings, *, max_workers: int,
+                    with_retry: int | None, versions: dict[str, str], workflow_timeout: int | None = None,
+                    tags: dict[str, str] | None = None) -> Plan:
+    spec = graph.spec
+    name = spec.name
+    check_name("state machine", name, MAX_STATE_MACHINE_NAME, r"[A-Za-z0-9_-]+", "letters, digits, - and _")
+    schedule = schedule_expression(spec)
+    if schedule:
+        check_name("EventBridge rule", name, MAX_RULE_NAME, r"[.\-_A-Za-z0-9]+", "letters, digits, ., - and _")
+    if not spec.script:
+        raise UsageError("The flow's script is unknown.", [("i", "Deploy with Rscript flow.R step-functions create.")])
+    package = build_package(spec.script, raw_spec, versions, tuple(raw_spec.get("package_suffixes") or ()))
+    package_key = f"{name}/_code/{package.sha}.tgz"
+    job_definitions: dict[str, dict[str, Any]] = {}
+    by_step: dict[str, str] = {}
+    for node in graph:
+        definition = _job_definition(graph, node.name, settings, with_retry)
+        job_definitions[definition["jobDefinitionName"]] = definition
+        by_step[node.name] = definition["jobDefinitionName"]
+    compiled = compile_state_machine(graph, CompileSettings(
+        job_queue=settings.job_queue, job_definitions=by_step,
+        code_url=f"{settings.s3_root.rstrip('/')}/{package_key}", code_sha=package.sha,
+        dynamo_table=settings.dynamo_table, max_workers=max_workers, workflow_timeout=workflow_timeout))
+    definition_json = json.dumps(compiled, indent=1)
+    if len(definition_json.encode()) > MAX_DEFINITION_BYTES:
+        raise UsageError(f"The state machine definition is {len(definition_json.encode()):,} bytes; AWS allows "
+                         f"{MAX_DEFINITION_BYTES:,}.", [("i", "Split the flow into smaller flows.")])
+    return Plan(name, compiled, definition_json, package, package_key, job_definitions, schedule, settings,
+                dict(tags or {}))
+
+
+MUTATING_PREFIXES = ("Create", "Update", "Put", "Register", "Delete", "Remove", "Start", "Tag", "Untag")
+
+
+class Deployer:
+    """Makes AWS match a Plan. Every boto3 call goes through ``_call`` so AWS errors read well."""
+
+    def __init__(self, session, echo: Callable[[str], None] = print) -> None:
+        self.s3 = session.client("s3")
+        self.batch = session.client("batch")
+        self.sfn = session.client("stepfunctions")
+        self.events = session.client("events")
+        self.echo = echo
+
+    # -- the steps of a deployment -------------------------------------------------------------
+
+    def apply(self, plan: Plan, authorize: str | None, generate_new_token: bool) -> dict[str, Any]:
+        bucket, prefix = _split_s3(plan.settings.s3_root)
+        deployment = self._claim(plan, bucket, prefix, authorize, generate_new_token)
+        self._upload_package(plan, bucket, prefix)
+        self._register_job_definitions(plan)
+        arn = self._state_machine(plan, deployment)
+        self._schedule(plan, arn)
+        return {"state_machine_arn": arn, **deployment}
+
+    def _claim(self, plan: Plan, bucket: str, prefix: str, authorize: str | None,
+               generate_new_token: bool) -> dict[str, Any]:
+        """The production token: the first deploy makes one; another user needs it to deploy over it."""
+        key = _join(prefix, f"{plan.name}/_deployment.json")
+        existing = self._read_json(bucket, key)
+        user = current_user()
+        if existing is not None:
+            allowed = existing["owner"] == user or authorize == existing["token"]
+            if not allowed:
+                raise UsageError(
+                    f"Flow {plan.name} is deployed by {existing['owner']}; you ({user}) may not replace it.",
+                    [("i", "Ask the owner for the production token and pass --authorize TOKEN, or rename the flow "
+                           "(e.g. ParameterFlowStaging) to deploy your own copy.")])
+            if not generate_new_token:
+                if existing["owner"] != user:
+                    existing = {**existing, "owner": user}
+                    self._write_json(bucket, key, existing)
+                return existing
+        token = f"{plan.name.lower()}-0-{secrets.token_hex(4)}"
+        record = {"token": token, "owner": user, "created_at": time.time(), "namespace": f"production:{token}"}
+        self._write_json(bucket, key, record)
+        self.echo(f"A new production token was generated; runs are in namespace {record['namespace']}.")
+        return record
+
+    def _upload_package(self, plan: Plan, bucket: str, prefix: str) -> None:
+        key = _join(prefix, plan.package_key)
+        if self._exists(bucket, key):
+            return
+        self._call("uploading the code package", self.s3.put_object, Bucket=bucket, Key=key, Body=plan.package.data)
+        self.echo(f"Code package uploaded: {len(plan.package.files)} file(s), sha {plan.package.sha[:12]}.")
+
+    def _register_job_definitions(self, plan: Plan) -> None:
+        for name, body in plan.job_definitions.items():
+            found = self._call("looking up Batch job definitions", self.batch.describe_job_definitions,
+                               jobDefinitionName=name, status="ACTIVE")["jobDefinitions"]
+            if not found:
+                self._call(f"registering Batch job definition {name}", self.batch.register_job_definition, **body)
+                self.echo(f"Batch job definition {name} registered.")
+
+    def _state_machine(self, plan: Plan, deployment: dict[str, Any]) -> str:
+        arn = self.find_state_machine(plan.name)
+        tags = {**plan.tags, "metaflow:namespace": deployment["namespace"]}
+        if arn is None:
+            created = self._call("creating the state machine", self.sfn.create_state_machine, name=plan.name,
+                                 definition=plan.definition_json, roleArn=plan.settings.sfn_role,
+                                 tags=[{"key": k, "value": v} for k, v in sorted(tags.items())])
+            self.echo(f"State machine {plan.name} created.")
+            return created["stateMachineArn"]
+        current = self._call("reading the state machine", self.sfn.describe_state_machine, stateMachineArn=arn)
+        if json.loads(current["definition"]) != plan.definition or current["roleArn"] != plan.settings.sfn_role:
+            self._call("updating the state machine", self.sfn.update_state_machine, stateMachineArn=arn,
+                       definition=plan.definition_json, roleArn=plan.settings.sfn_role)
+            self.echo(f"State machine {plan.name} updated.")
+        else:
+            self.echo(f"State machine {plan.name} is up to date.")
+        listed = self._call("reading the state machine's tags", self.sfn.list_tags_for_resource, resourceArn=arn)
+        current_tags = {t["key"]: t["value"] for t in listed["tags"]}
+        if any(current_tags.get(k) != v for k, v in tags.items()):
+            self._call("tagging the state machine", self.sfn.tag_resource, resourceArn=arn,
+                       tags=[{"key": k, "value": v} for k, v in sorted(tags.items())])
+        return arn
+
+    def _schedule(self, plan: Plan, arn: str) -> None:
+        rule = self._describe_rule(plan.name)
+        if plan.schedule is None:
+            if rule is not None:
+                self._delete_rule(plan.name)
+                self.echo(f"Schedule removed (rule {plan.name} deleted).")
+            return
+        if rule is None or rule.get("ScheduleExpression") != plan.schedule or rule.get("State") != "ENABLED":
+            self._call("creating the schedule rule", self.events.put_rule, Name=plan.name,
+                       ScheduleExpression=plan.schedule, State="ENABLED",
+                       Description=f"Runs flow {plan.name} on Step Functions.")
+        target = {"Id": "metaflow-state-machine", "Arn": arn, "RoleArn": plan.settings.events_role,
+                  "Input": json.dumps({"Parameters": "{}"})}
+        targets = self._call("reading the schedule's targets", self.events.list_targets_by_rule, Rule=plan.name)
+        if targets.get("Targets") != [target]:
+            self._call("pointing the schedule at the state machine", self.events.put_targets, Rule=plan.name,
+                       Targets=[target])
+        self.echo(f"Scheduled: {plan.schedule} (UTC).")
+
+    # -- lookups ---------------------------------------------------------------------------------
+
+    def find_state_machine(self, name: str) -> str | None:
+        paginator = self.sfn.get_paginator("list_state_machines")
+        try:
+            for page in paginator.paginate():
+                for machine in page["stateMachines"]:
+                    if machine["name"] == name:
+                        return machine["stateMachineArn"]
+        except Exception as exc:  # noqa: BLE001 - turned into an AwsError below
+            raise _aws_error("listing state machines", exc) from None
+        return None
+
+    def delete(self, name: str) -> bool:
+        arn = self.find_state_machine(name)
+        if self._describe_rule(name) is not None:
+            self._delete_rule(name)
+        if arn is None:
+            return False
+        self._call("deleting the state machine", self.sfn.delete_state_machine, stateMachineArn=arn)
+        return True
+
+    def _describe_rule(self, name: str) -> dict[str, Any] | None:
+        try:
+            return self.events.describe_rule(Name=name)
+        except self.events.exceptions.ResourceNotFoundException:
+            return None
+        except Exception as exc:  # noqa: BLE001
+            raise _aws_error("reading the schedule rule", exc) from None
+
+    def _delete_rule(self, name: str) -> None:
+        targets = self._call("reading the schedule's targets", self.events.list_targets_by_rule, Rule=name)
+        ids = [t["Id"] for t in targets.get("Targets", [])]
+        if ids:
+            self._call("removing the schedule's targets", self.events.remove_targets, Rule=name, Ids=ids)
+        self._call("deleting the schedule rule", self.events.delete_rule, Name=name)
+
+    def _exists(self, bucket: str, key: str) -> bool:
+        try:
+            self.s3.head_object(Bucket=bucket, Key=key)
+            return True
+        except self.s3.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise _aws_error(f"reading s3://{bucket}/{key}", exc) from None
+
+    def _read_json(self, bucket: str, key: str) -> dict[str, Any] | None:
+        if not self._exists(bucket, key):
+            return None
+        body = self._call(f"reading s3://{bucket}/{key}", self.s3.get_object, Bucket=bucket, Key=key)["Body"]
+        return json.loads(body.read())
+
+    def _write_json(self, bucket: str, key: str, value: dict[str, Any]) -> None:
+        self._call(f"writing s3://{bucket}/{key}", self.s3.put_object, Bucket=bucket, Key=key,
+                   Body=json.dumps(value).encode())
+
+    @staticmethod
+    def _call(what: str, method: Callable[..., Any], **kwargs: Any) -> Any:
+        try:
+            return method(**kwargs)
+        except Exception as exc:  # noqa: BLE001
+            raise _aws_error(what, exc) from None
+
+
+def _aws_error(what: str, exc: Exception) -> AwsError:
+    from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        code = error.get("Code", "")
+        hints = {
+            "AccessDenied": "Your AWS identity lacks a permission: see the IAM section of the deploy docs.",
+            "AccessDeniedException": "Your AWS identity lacks a permission: see the IAM section of the deploy docs.",
+            "ThrottlingException": "AWS is throttling requests: wait a minute and run the same command again.",
+            "TooManyRequestsException": "AWS is throttling requests: wait a minute and run the same command again.",
+        }
+        return AwsError(f"AWS refused {what}: {code}: {error.get('Message', '')}".rstrip(": "),
+                        [("i", hints.get(code, "Fix the cause, then run the same command again; it resumes "
+                                               "where it stopped."))])
+    if isinstance(exc, NoCredentialsError):
+        return AwsError(f"No AWS credentials for {what}.", [("i", "Configure credentials (aws configure, or "
+                                                                  "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY).")])
+    if isinstance(exc, EndpointConnectionError):
+        return AwsError(f"AWS could not be reached for {what}: {exc}.", [("i", "Check AWS_ENDPOINT_URL and the "
+                                                                               "network, then run it again.")])
+    if isinstance(exc, MetaflowRError):
+        return AwsError(str(exc))
+    return AwsError(f"{what} failed: {type(exc).__name__}: {exc}")
+
+
+def _split_s3(root: str) -> tuple[str, str]:
+    match = re.fullmatch(r"s3://([^/]+)/?(.*)", root)
+    if not match:
+        raise ConfigurationError(f"METAFLOW_DATASTORE_SYSROOT_S3 is {root!r}, not an s3:// URL.",
+                                 [("i", "Set it to s3://bucket/prefix.")])
+    return match.group(1), match.group(2).strip("/")
+
+
+def _join(prefix: str, key: str) -> str:
+    return f"{prefix}/{key}" if prefix else key

@@ -1,0 +1,77 @@
+"""The schedule decorator as an EventBridge schedule expression, validated here because AWS emulators
+accept nonsense: 6 fields, UTC, `?` in exactly one of day-of-month and day-of-week."""
+from __future__ import annotations
+
+import re
+
+from .errors import UsageError
+from .spec import FlowSpec
+
+PRESETS = {"hourly": "0 * * * ? *", "daily": "0 0 * * ? *", "weekly": "0 0 ? * SUN *"}
+_MONTHS = "JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC"
+_DAYS = "SUN|MON|TUE|WED|THU|FRI|SAT"
+# field name, smallest value, largest value, names allowed, extra characters allowed
+_FIELDS = [
+    ("minutes", 0, 59, "", ""),
+    ("hours", 0, 23, "", ""),
+    ("day-of-month", 1, 31, "", "?LW"),
+    ("month", 1, 12, _MONTHS, ""),
+    ("day-of-week", 1, 7, _DAYS, "?L#"),
+    ("year", 1970, 2199, "", ""),
+]
+
+
+def schedule_expression(spec: FlowSpec) -> str | None:
+    """``cron(...)`` for the flow's schedule decorator, or None when it has none."""
+    decorator = spec.decorator("schedule")
+    if decorator is None:
+        return None
+    attrs = decorator.attributes
+    chosen = [name for name in ("hourly", "daily", "weekly") if attrs.get(name) is True]
+    if attrs.get("cron"):
+        chosen.append("cron")
+    if len(chosen) != 1:
+        raise UsageError("decorator(\"schedule\") needs exactly one of hourly, daily, weekly or cron.",
+                         [("i", "For example decorator(\"schedule\", daily = TRUE).")])
+    if chosen[0] != "cron":
+        return f"cron({PRESETS[chosen[0]]})"
+    return f"cron({validate_cron(str(attrs['cron']))})"
+
+
+def validate_cron(expression: str) -> str:
+    text = expression.strip()
+    if text.startswith("cron(") and text.endswith(")"):
+        text = text[5:-1].strip()
+    fields = text.split()
+    hint = ("i", "AWS cron has 6 fields: minutes hours day-of-month month day-of-week year, "
+                 "e.g. \"0 10 * * ? *\" for 10:00 UTC every day.")
+    if len(fields) != 6:
+        raise UsageError(f"The cron expression {expression!r} has {len(fields)} fields, not 6.", [hint])
+    for value, (name, low, high, names, extra) in zip(fields, _FIELDS):
+        if not _field_ok(value, low, high, names, extra):
+            raise UsageError(f"The cron expression {expression!r} has an invalid {name} field {value!r}.",
+                             [("i", f"{name} takes {low}-{high}" + (f" or {names.replace('|', ',')}" if names else "")
+                               + ", with , - * /" + (f" and {extra}" if extra else "") + "."), hint])
+    if (fields[2] == "?") == (fields[4] == "?"):
+        raise UsageError(f"The cron expression {expression!r} must have '?' in exactly one of day-of-month "
+                         "and day-of-week.", [hint])
+    return " ".join(fields)
+
+
+def _field_ok(value: str, low: int, high: int, names: str, extra: str) -> bool:
+    if value == "?" and "?" in extra:
+        return True
+    if value == "*":
+        return True
+    atom = rf"(\d+|{names})" if names else r"(\d+)"
+    suffix = r"(L|W)?" if "L" in extra or "W" in extra else ""
+    weekday_nth = rf"({atom}#[1-5])" if "#" in extra else "(?!)"
+    single = rf"({atom}{suffix}|{weekday_nth}|L|LW)"
+    pattern = rf"^({single}(-{atom})?|\*)(/\d+)?$"
+    for part in value.split(","):
+        if not re.match(pattern, part):
+            return False
+        for number in re.findall(r"\d+", part.split("/")[0].split("#")[0]):
+            if not low <= int(number) <= high:
+                return False
+    return True

@@ -1,0 +1,163 @@
+"""``step-functions`` commands: create, trigger, list-runs, status, logs, delete."""
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from typing import Any
+
+import click
+
+from .config import setting
+from .deploy import DeploySettings, Deployer, plan_deployment
+from .errors import UsageError
+from .params import parameter_options, values_from_json
+from .spec import FlowSpec
+
+MAX_SUBMIT_PAYLOAD = 30 * 1024
+EXECUTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
+
+
+def _session():
+    import boto3
+
+    return boto3.session.Session(region_name=setting("AWS_REGION") or None)
+
+
+def step_functions_group(spec: FlowSpec | None, invocation_of) -> click.Group:
+    @click.group("step-functions", help="Deploy and run the flow on AWS Step Functions.")
+    def group() -> None:
+        pass
+
+    @group.command(help="Compile the flow, upload its code, and create or update the state machine and schedule.")
+    @click.option("--max-workers", type=click.IntRange(1, 1000), default=100, show_default=True,
+                  help="Most tasks run at once in each foreach.")
+    @click.option("--only-json", is_flag=True, help="Print the state machine definition; touch nothing.")
+    @click.option("--authorize", default=None, help="The production token of a flow someone else deployed.")
+    @click.option("--generate-new-token", is_flag=True, help="Start a new production namespace.")
+    @click.option("--workflow-timeout", type=click.IntRange(min=1), default=None, help="Execution timeout (s).")
+    @click.option("--tag", "tags", multiple=True, help="Tag the state machine, as key:value (repeatable).")
+    def create(max_workers: int, only_json: bool, authorize: str | None, generate_new_token: bool,
+               workflow_timeout: int | None, tags: tuple[str, ...]) -> None:
+        invocation = invocation_of()
+        graph = invocation.graph()
+        parsed_tags = _parse_tags(tags)
+        from .schedule import schedule_expression
+
+        needs_events = schedule_expression(graph.spec) is not None
+        settings = DeploySettings.from_environment(needs_events, placeholders=only_json)
+        plan = plan_deployment(graph, invocation.raw_spec, settings, max_workers=max_workers,
+                               with_retry=invocation.with_retry(), versions=invocation.versions,
+                               workflow_timeout=workflow_timeout, tags=parsed_tags)
+        if only_json:
+            click.echo(plan.definition_json)
+            return
+        deployer = Deployer(_session(), echo=click.echo)
+        result = deployer.apply(plan, authorize, generate_new_token)
+        click.echo(f"Flow {plan.name} is deployed to Step Functions ({result['state_machine_arn']}).")
+        click.echo(f"Its runs are in namespace {result['namespace']}.")
+        if plan.package.skipped:
+            click.echo(f"Left out of the code package (over 10 MB): {', '.join(plan.package.skipped)}", err=True)
+
+    trigger_params = [click.Option(["--run-id-file"], default=None, help="Write the run id to this file."),
+                      click.Option(["--run-id"], default=None,
+                                   help="Name the execution (repeating it never starts a second run).")]
+    trigger_params += [_optional(option) for option in (parameter_options(spec) if spec else [])]
+
+    def trigger(run_id_file: str | None, run_id: str | None, **values: Any) -> None:
+        invocation = invocation_of()
+        graph = invocation.graph()
+        given = {name: value for name, value in values.items() if value is not None}
+        typed = values_from_json(graph.spec, given)  # checks every value before anything starts
+        parameters = json.dumps({k: v for k, v in typed.items() if k in given})
+        if len(parameters.encode()) > MAX_SUBMIT_PAYLOAD - 2048:
+            raise UsageError(f"The parameters are {len(parameters.encode()):,} bytes; a Batch job accepts about "
+                             f"{MAX_SUBMIT_PAYLOAD - 2048:,}.", [("i", "Pass large inputs through S3 instead.")])
+        name = run_id or f"sfn-{uuid.uuid4().hex}"
+        if not EXECUTION_NAME.match(name):
+            raise UsageError(f"Run id {name!r} is not a valid execution name.",
+                             [("i", "Use 1-80 letters, digits, - and _.")])
+        deployer = Deployer(_session(), echo=click.echo)
+        arn = deployer.find_state_machine(graph.spec.name)
+        if arn is None:
+            raise UsageError(f"Flow {graph.spec.name} is not deployed.", [("i", "Run: step-functions create")])
+        deployer._call("starting the execution", deployer.sfn.start_execution, stateMachineArn=arn, name=name,
+                       input=json.dumps({"Parameters": parameters}))
+        if run_id_file:
+            with open(run_id_file, "w", encoding="utf-8") as handle:
+                handle.write(name)
+        click.echo(f"Workflow {graph.spec.name} triggered on Step Functions (run-id {name}).")
+
+    group.add_command(click.Command("trigger", callback=trigger, params=trigger_params,
+                                    help="Start a run of the deployed flow."))
+
+    @group.command("list-runs", help="List the deployed flow's executions.")
+    @click.option("--running", "status", flag_value="RUNNING")
+    @click.option("--succeeded", "status", flag_value="SUCCEEDED")
+    @click.option("--failed", "status", flag_value="FAILED")
+    def list_runs(status: str | None) -> None:
+        deployer, arn = _deployed(invocation_of())
+        kwargs = {"stateMachineArn": arn, **({"statusFilter": status} if status else {})}
+        pages = deployer.sfn.get_paginator("list_executions").paginate(**kwargs)
+        found = [e for page in pages for e in page["executions"]]
+        for execution in found:
+            click.echo(f"{execution['name']}  {execution['status']}  started {execution['startDate']:%Y-%m-%d %H:%M:%S}")
+        if not found:
+            click.echo("No runs found.")
+
+    @group.command(help="Show a run's status, and the failing step if it failed.")
+    @click.argument("run_id")
+    def status(run_id: str) -> None:
+        deployer, arn = _deployed(invocation_of())
+        execution_arn = arn.replace(":stateMachine:", ":execution:") + f":{run_id}"
+        described = deployer._call(f"reading run {run_id}", deployer.sfn.describe_execution,
+                                   executionArn=execution_arn)
+        click.echo(f"{run_id}: {described['status']}")
+        if described["status"] == "FAILED":
+            click.echo(f"  {described.get('error', '')}: {described.get('cause', '')}"[:2000])
+
+    @group.command(help="Remove the state machine and its schedule.")
+    def delete() -> None:
+        invocation = invocation_of()
+        deployer = Deployer(_session(), echo=click.echo)
+        name = invocation.graph().spec.name
+        if deployer.delete(name):
+            click.echo(f"State machine {name} and its schedule were deleted.")
+        else:
+            click.echo(f"Flow {name} was not deployed.")
+
+    @group.command(help="Print a task's log from CloudWatch: logs RUN_ID/STEP[/TASK_ID].")
+    @click.argument("pathspec")
+    def logs(pathspec: str) -> None:
+        from .logs import print_task_logs
+
+        print_task_logs(invocation_of(), _session(), pathspec)
+
+    return group
+
+
+def _optional(option: click.Option) -> click.Option:
+    """A parameter option for trigger: unset unless given, so the start task applies the flow's defaults."""
+    option.default = None
+    option.required = False
+    option.show_default = False
+    return option
+
+
+def _parse_tags(tags: tuple[str, ...]) -> dict[str, str]:
+    parsed = {}
+    for tag in tags:
+        key, sep, value = tag.partition(":")
+        if not sep or not key:
+            raise UsageError(f"Tag {tag!r} is not key:value.", [("i", "Write --tag team:ml.")])
+        parsed[key] = value
+    return parsed
+
+
+def _deployed(invocation) -> tuple[Deployer, str]:
+    deployer = Deployer(_session(), echo=click.echo)
+    name = invocation.graph().spec.name
+    arn = deployer.find_state_machine(name)
+    if arn is None:
+        raise UsageError(f"Flow {name} is not deployed.", [("i", "Run: step-functions create")])
+    return deployer, arn
