@@ -214,7 +214,7 @@ def test_s3_datastore_without_configuration(capsys, linear_spec, launch_dir, mon
 def test_resume_without_runs(capsys, linear_spec, launch_dir):
     code, _, err = cli(capsys, ["resume"], with_script(linear_spec, launch_dir), launch_dir)
     assert code == 2
-    assert "Flow LinearFlow has no run to resume." in err
+    assert "Flow LinearFlow has no run of yours" in err
 
 
 def test_resume_of_an_unknown_run(capsys, linear_spec, launch_dir):

@@ -195,10 +195,13 @@ def _launch(invocation: Invocation, options: dict[str, Any], origin: tuple[str |
 
 def _resume_plan(graph: FlowGraph, ds: FlowDatastore, origin_run_id: str | None,
                  step: str | None) -> tuple[Clone, dict[str, Any]]:
-    runs = sorted(ds.run_ids(), key=int)
+    namespace = f"user:{current_user()}"
+    records = [r for r in (ds.run_record(run_id) for run_id in ds.run_ids()) if r]
+    runs = [r["run_id"] for r in sorted(records, key=lambda r: r["created_at"]) if namespace in r.get("tags", [])]
     if origin_run_id is None:
         if not runs:
-            raise UsageError(f"Flow {graph.spec.name} has no run to resume.", [("i", "Start one with: run")])
+            raise UsageError(f"Flow {graph.spec.name} has no run of yours ({namespace}) to resume.",
+                             [("i", "Start one with: run"), ("i", "Or name one: resume --origin-run-id ID")])
         origin_run_id = runs[-1]
     record = ds.run_record(origin_run_id)
     if record is None:

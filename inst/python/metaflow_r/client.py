@@ -5,20 +5,33 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from .config import default_datastore
+from .config import default_datastore, setting
 from .datastore import FlowDatastore, find_local_root, storage_for
+from .storage import Storage
 from .errors import DatastoreError
 
 
-def _storage(datastore: str | None = None, root: str | None = None):
+# S3 storages are kept for the session, so their download cache serves every later read.
+_s3_storages: dict[str | None, Storage] = {}
+
+
+def _storage(datastore: str | None = None, root: str | None = None) -> Storage:
     kind = datastore or default_datastore()
-    if kind == "local" and root is None:
-        root = find_local_root(os.getcwd())
-    return storage_for(kind, root)
+    if kind == "local":
+        return storage_for(kind, root or find_local_root(os.getcwd()))
+    root = root or setting("DATASTORE_SYSROOT_S3")
+    if root not in _s3_storages:
+        _s3_storages[root] = storage_for(kind, root)
+    return _s3_storages[root]
 
 
 def _flow(flow: str, datastore: str | None, root: str | None) -> FlowDatastore:
     return FlowDatastore(_storage(datastore, root), flow)
+
+
+def datastore_root(datastore: str | None = None, root: str | None = None) -> str:
+    """Where the datastore the other queries read lives: a local directory or an s3:// URL."""
+    return _storage(datastore, root).root
 
 
 def list_flows(datastore: str | None = None, root: str | None = None) -> list[str]:
@@ -31,7 +44,10 @@ def runs(flow: str, namespace: str | None, datastore: str | None = None, root: s
     ds = _flow(flow, datastore, root)
     found = []
     for run_id in ds.run_ids():
-        info = _run_info(ds, run_id)
+        try:
+            info = _run_info(ds, run_id)
+        except ValueError:  # an unreadable run record hides that run, not the whole flow
+            continue
         if info and (namespace is None or namespace in info["tags"]):
             found.append(info)
     return sorted(found, key=lambda r: (r["created_at"], r["run_id"]), reverse=True)
@@ -43,7 +59,7 @@ def run(flow: str, run_id: str, namespace: str | None, datastore: str | None = N
     info = _run_info(ds, run_id)
     if info is None:
         raise DatastoreError(f"Run {flow}/{run_id} does not exist.",
-                             [("i", "List the flow's runs with flow_client$new(\"<flow>\")$runs.")])
+                             [("i", f"List the flow's runs with flow_client$new(\"{flow}\")$runs.")])
     if namespace is not None and namespace not in info["tags"]:
         raise DatastoreError(f"Run {flow}/{run_id} is not in namespace {namespace!r}.",
                              [("i", "Call set_namespace(NULL) to see every namespace.")])
@@ -58,6 +74,20 @@ def _run_info(ds: FlowDatastore, run_id: str) -> dict[str, Any] | None:
     return {**record, "finished": status is not None, "successful": bool(status and status["successful"]),
             "finished_at": status["finished_at"] if status else None,
             "steps": ds.step_names(run_id)}
+
+
+def steps(flow: str, run_id: str, datastore: str | None = None, root: str | None = None) -> list[dict]:
+    """The run's steps in the order they started, each with its committed tasks' ids and time span."""
+    ds = _flow(flow, datastore, root)
+    found = []
+    for step in ds.step_names(run_id):
+        records = [r for r in (ds.task_record(run_id, step, t) for t in ds.task_ids(run_id, step)) if r is not None]
+        if not records:
+            continue
+        found.append({"step": step, "task_ids": sorted((r["task_id"] for r in records), key=lambda t: (len(t), t)),
+                      "started_at": min(r["started_at"] for r in records),
+                      "finished_at": max(r["finished_at"] for r in records)})
+    return sorted(found, key=lambda s: (s["started_at"], s["step"]))
 
 
 def tasks(flow: str, run_id: str, step: str, datastore: str | None = None, root: str | None = None) -> list[dict]:

@@ -63,6 +63,7 @@ def prepare(graph: FlowGraph, ds: FlowDatastore, task: TaskSpec, run_record: dic
     context: dict[str, Any] = {
         "flow": ds.flow, "run_id": task.run_id, "step": task.step, "task_id": task.task_id,
         "retry_count": task.retry_count, "user": run_record.get("user"), "tags": run_record.get("tags", []),
+        "namespace": run_record.get("namespace"),
         "parameter_names": parameter_names, "foreach_var": node.spec.foreach, "join": None,
         "artifacts": {}, "inputs": [], "split_stack": [], "parameters": None, "output_dir": output_dir,
     }

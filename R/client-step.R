@@ -1,0 +1,116 @@
+#' A step of a run
+#'
+#' @description
+#' One step of a run and its tasks: one task for a plain step, one per branch for the steps of a branch,
+#' one per element for the body of a foreach. Create it from a [run_client] and a step name, or from a
+#' pathspec `"Flow/run_id/step"`. Only tasks that finished (successfully or not) are listed.
+#'
+#' @examples
+#' \dontrun{
+#' run <- run_client$new("ForeachFlow/1712345678901234")
+#' body <- step_client$new(run, "per_number")
+#' body <- step_client$new("ForeachFlow/1712345678901234/per_number")
+#' body$tasks                                     # task ids
+#' lapply(body$tasks, function(id) body$task(id)$artifact("label"))
+#' body$summary()
+#' }
+#' @export
+step_client <- R6::R6Class("step_client",
+  public = list(
+    #' @description Find a step of a run.
+    #' @param run A [run_client], a run's pathspec `"Flow/run_id"`, or a step's pathspec
+    #'   `"Flow/run_id/step"` (then leave out `step_id`).
+    #' @param step_id The step's name, such as `"start"`.
+    initialize = function(run, step_id = NULL) {
+      if (is.null(step_id)) {
+        if (inherits(run, "run_client")) {
+          cli::cli_abort(c("{.code step_client$new()} needs a {.arg step_id} with a {.cls run_client}.",
+                           "i" = "For example {.code step_client$new(run, \"end\")}."), call = NULL)
+        }
+        parts <- split_pathspec(run, 3, "MyFlow/1712345678901234/start")
+        run <- run_client$new(parts[[1]], parts[[2]])
+        step_id <- parts[[3]]
+      } else {
+        if (!inherits(run, "run_client")) run <- run_client$new(run)
+        step_id <- client_id(step_id, "step_id")
+      }
+      steps <- run$steps
+      if (!step_id %in% steps) {
+        cli::cli_abort(c("Run {.val {run$pathspec}} has no step {.val {step_id}}.",
+                         "i" = if (length(steps)) "Its steps: {.val {steps}}." else "None of its tasks has finished yet."),
+                       call = NULL)
+      }
+      private$run_ <- run
+      private$step_ <- step_id
+    },
+
+    #' @description A task of this step.
+    #' @param task_id The task's id, one of `$tasks`.
+    #' @return A [task_client].
+    task = function(task_id) task_client$new(self, task_id),
+
+    #' @description Print the step's tasks and times.
+    #' @return The printed fields, invisibly.
+    summary = function() {
+      records <- private$records()
+      successful <- vapply(records, function(r) isTRUE(r$successful), NA)
+      created <- self$created_at
+      finished <- self$finished_at
+      cat_summary(paste0("Step Summary: ", self$pathspec), list(
+        "Tasks" = sprintf("%d (%d successful, %d failed)", length(records), sum(successful), sum(!successful)),
+        "Created at" = format_time(created),
+        "Finished at" = format_time(finished),
+        "Time" = format_duration(created, finished)
+      ))
+    },
+
+    #' @description Print the step in one line.
+    #' @param ... Ignored.
+    print = function(...) {
+      cat("<step_client> ", self$pathspec, ": ", length(self$tasks), " task(s)\n", sep = "")
+      invisible(self)
+    }
+  ),
+  private = list(
+    run_ = NULL,
+    step_ = NULL,
+    records = function() client_query("tasks", private$run_$flow_name, private$run_$id, private$step_)
+  ),
+  active = list(
+    #' @field id The step's name.
+    id = function() private$step_,
+    #' @field step_name The step's name.
+    step_name = function() private$step_,
+    #' @field pathspec `"Flow/run_id/step"`.
+    pathspec = function() paste(private$run_$pathspec, private$step_, sep = "/"),
+    #' @field parent The run's id.
+    parent = function() private$run_$id,
+    #' @field run_id The run's id.
+    run_id = function() private$run_$id,
+    #' @field flow_name The flow's name.
+    flow_name = function() private$run_$flow_name,
+    #' @field run The step's run, a [run_client].
+    run = function() private$run_,
+    #' @field tags The run's tags.
+    tags = function() private$run_$tags,
+    #' @field tasks The ids of the step's finished tasks, in the order they were created.
+    tasks = function() vapply(private$records(), function(r) r$task_id, ""),
+    #' @field task_ids The same as `tasks`.
+    task_ids = function() self$tasks,
+    #' @field a_task The id of the step's first task.
+    a_task = function() {
+      ids <- self$tasks
+      if (length(ids)) ids[[1]] else NULL
+    },
+    #' @field created_at When the step's first task started (`POSIXct`).
+    created_at = function() {
+      records <- private$records()
+      if (length(records)) client_time(min(vapply(records, function(r) r$started_at, 0))) else NULL
+    },
+    #' @field finished_at When the step's last task ended (`POSIXct`).
+    finished_at = function() {
+      records <- private$records()
+      if (length(records)) client_time(max(vapply(records, function(r) r$finished_at, 0))) else NULL
+    }
+  )
+)
