@@ -240,7 +240,7 @@ def test_the_datastore_root_comes_from_the_environment(capsys, linear_spec, laun
     FlowDatastore(LocalStorage(launch_dir / ".metaflow"), "LinearFlow").new_run([], {}, "ann", run_id="111")
     monkeypatch.setenv("METAFLOW_DATASTORE_SYSROOT_LOCAL", str(launch_dir / "elsewhere"))
     code, _, err = cli(capsys, ["resume"], with_script(linear_spec, launch_dir), launch_dir)
-    assert code == 2 and "Flow LinearFlow has no run to resume." in err
+    assert code == 2 and "Flow LinearFlow has no run of yours" in err
     monkeypatch.delenv("METAFLOW_DATASTORE_SYSROOT_LOCAL")
     code, _, err = cli(capsys, ["resume", "nostep"], with_script(linear_spec, launch_dir), launch_dir)
     assert code == 2 and "The flow has no step 'nostep'" in err

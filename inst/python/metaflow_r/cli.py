@@ -205,8 +205,9 @@ def _resume_plan(graph: FlowGraph, ds: FlowDatastore, origin_run_id: str | None,
         origin_run_id = runs[-1]
     record = ds.run_record(origin_run_id)
     if record is None:
+        known = [r["run_id"] for r in sorted(records, key=lambda r: r["created_at"])][-5:]
         raise UsageError(f"Run {graph.spec.name}/{origin_run_id} does not exist.",
-                         [("i", f"Known runs: {', '.join(runs[-5:]) or 'none'}.")])
+                         [("i", f"Known runs: {', '.join(known) or 'none'}.")])
     if step is None:
         step = _failed_step(graph, ds, origin_run_id)
     if step not in graph.nodes:
