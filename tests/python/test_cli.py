@@ -237,7 +237,8 @@ def test_the_datastore_root_comes_from_the_environment(capsys, linear_spec, laun
     from metaflow_r.datastore import FlowDatastore
     from metaflow_r.storage import LocalStorage
 
-    FlowDatastore(LocalStorage(launch_dir / ".metaflow"), "LinearFlow").new_run([], {}, "ann", run_id="111")
+    monkeypatch.setenv("METAFLOW_USER", "ann")
+    FlowDatastore(LocalStorage(launch_dir / ".metaflow"), "LinearFlow").new_run(["user:ann"], {}, "ann", run_id="111")
     monkeypatch.setenv("METAFLOW_DATASTORE_SYSROOT_LOCAL", str(launch_dir / "elsewhere"))
     code, _, err = cli(capsys, ["resume"], with_script(linear_spec, launch_dir), launch_dir)
     assert code == 2 and "Flow LinearFlow has no run of yours" in err
