@@ -92,7 +92,8 @@ def run_batch_task(rscript: str = "Rscript", storage: S3Storage | None = None, d
     print(f"[{spec.pathspec}] Task is starting (attempt {attempt + 1}).", flush=True)
     command = [rscript, script, "task", "--run-id", run_id, "--step", step, "--task-id", own_id,
                "--retry-count", str(attempt), "--input-paths", ",".join(inputs), "--context", context_file]
-    code = subprocess.run(command, cwd=workdir, env=subprocess_env()).returncode
+    code, output = _run_and_echo(command, workdir)
+    ds.write_log(run_id, step, own_id, attempt, "stdout", output)
     if code != 0:
         tasks.record_failure(ds, spec, context, started, f"exit status {code}")
         attempts = int(os.environ.get("METAFLOW_BATCH_ATTEMPTS", "1"))
@@ -107,6 +108,19 @@ def run_batch_task(rscript: str = "Rscript", storage: S3Storage | None = None, d
         ds.finish_run(run_id, True)
     print(f"[{spec.pathspec}] Task finished successfully.", flush=True)
     return 0
+
+
+def _run_and_echo(command: list[str], cwd: str) -> tuple[int, bytes]:
+    """Run the R task, passing its output on (to CloudWatch) and keeping a copy for the datastore."""
+    process = subprocess.Popen(command, cwd=cwd, env=subprocess_env(), stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT)
+    output = bytearray()
+    assert process.stdout is not None
+    for line in process.stdout:
+        output += line
+        sys.stdout.buffer.write(line)
+        sys.stdout.flush()
+    return process.wait(), bytes(output)
 
 
 def _publish_width(dynamodb, pathspec: str, width: int) -> None:

@@ -113,6 +113,14 @@ def build_cli(spec: FlowSpec | None) -> click.Group:
     ))
     group.add_command(step_functions_group(spec, _invocation))
 
+    @group.command(help="Run an offline AWS emulator (Step Functions, Batch, S3, DynamoDB) in the foreground.")
+    @click.option("--port", type=click.IntRange(1, 65535), default=5055, show_default=True)
+    @click.option("--env-file", default=None, help="Write the settings to use it here, as export lines.")
+    def emulator(port: int, env_file: str | None) -> None:
+        from .emulator import serve
+
+        serve(port, env_file)
+
     @group.command("batch-task", hidden=True, help="Run one task inside an AWS Batch job.")
     def batch_task() -> None:
         from .batch_task import run_batch_task

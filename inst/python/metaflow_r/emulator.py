@@ -1,0 +1,233 @@
+"""An offline stand-in for AWS: a moto server on 127.0.0.1 whose Step Functions interpreter executes
+state machines and whose Batch runs each job's command as a local process (the local R install stands
+in for the container).
+
+moto 5.2 needs two small workarounds, applied only to the versions known to need them:
+  * its Step Functions Batch integration passes ASL names (``JobName``) to Batch unchanged, so every
+    batch task fails; we translate them with botocore's service model, as AWS does;
+  * an execution started without a name is named None; we name it, as AWS does.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from .procenv import subprocess_env
+
+PATCHED_MOTO = ("5.2.",)
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+BUCKET = "metaflow-r-emulator"
+QUEUE = "metaflow-r-queue"
+TABLE = "metaflow-r-sfn"
+ROLES = {"batch": "metaflow-r-batch", "sfn": "metaflow-r-sfn", "events": "metaflow-r-events",
+         "ecs": "metaflow-r-ecs-service"}
+
+
+def moto_needs_patches() -> bool:
+    import moto
+
+    return moto.__version__.startswith(PATCHED_MOTO)
+
+
+def patch_moto() -> None:
+    """Apply the workarounds (idempotent) and make Batch run jobs as local processes."""
+    from botocore import xform_name
+    from botocore.session import get_session
+    from moto.batch_simple.models import BatchSimpleBackend
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_batch import (
+        StateTaskServiceBatch,
+    )
+    from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+
+    if getattr(BatchSimpleBackend, "_metaflow_r_patched", False):
+        return
+    if moto_needs_patches():
+        models = get_session()
+
+        def operation(service: StateTaskServiceBatch, boto_service_name=None, action=None):
+            model = models.get_service_model(service._get_boto_service_name(boto_service_name))
+            names = {xform_name(n): n for n in model.operation_names}
+            return model.operation_model(names[xform_name(action or service.resource.api_action)])
+
+        def normalise_parameters(self, parameters, boto_service_name=None, service_action_name=None):
+            shape = operation(self, boto_service_name, service_action_name).input_shape
+            if shape is not None:
+                self._to_boto_request(parameters, shape)
+
+        def normalise_response(self, response, boto_service_name=None, service_action_name=None):
+            shape = operation(self, boto_service_name, service_action_name).output_shape
+            if shape is not None:
+                self._from_boto_response(response, shape)
+
+        StateTaskServiceBatch._normalise_parameters = normalise_parameters
+        StateTaskServiceBatch._normalise_response = normalise_response
+
+        original_start = StepFunctionsParserBackend.start_execution
+
+        def start_execution(self, state_machine_arn, name=None, execution_input=None, trace_header=None):
+            return original_start(self, state_machine_arn, name or str(uuid.uuid4()), execution_input, trace_header)
+
+        StepFunctionsParserBackend.start_execution = start_execution
+    BatchSimpleBackend._mark_job_as_finished = _run_job_locally
+    BatchSimpleBackend._metaflow_r_patched = True
+
+
+def _run_job_locally(self, include_start_attempt: bool, job) -> None:
+    """Run a Batch job's command here, honouring retryStrategy.attempts and the attempt timeout."""
+    from moto.core.utils import unix_time_millis
+
+    self.backend._jobs[job.job_id] = job
+    job.log_stream_name = job._stream_name
+    if not include_start_attempt:  # an array parent: its children do the work
+        job.job_started_at = datetime.datetime.now()
+        job._mark_stopped(success=True)
+        return
+    command = job._add_parameters_to_command(job._get_container_property("command", []))
+    environment = {e["name"]: e["value"] for e in job._get_container_property("environment", [])}
+    attempts = int((job.job_definition.retry_strategy or {}).get("attempts", 1) or 1)
+    timeout = (job.timeout or job.job_definition.timeout or {}).get("attemptDurationSeconds")
+    self.logs_backend.ensure_log_group(job._log_group)
+    self.logs_backend.ensure_log_stream(job._log_group, job._stream_name)
+    for attempt in range(1, attempts + 1):
+        job.job_started_at = datetime.datetime.now()
+        job._start_attempt()
+        env = subprocess_env({**environment, "AWS_BATCH_JOB_ATTEMPT": str(attempt)})
+        try:
+            done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+            code, output = done.returncode, done.stdout + done.stderr
+        except subprocess.TimeoutExpired as expired:
+            code, output = 137, f"{expired.stdout or ''}{expired.stderr or ''}\nTask timed out after {timeout} s."
+        except OSError as exc:
+            code, output = 127, f"Cannot start {command}: {exc}"
+        lines = [line for line in output.splitlines() if line]
+        if lines:
+            now = int(unix_time_millis())
+            self.logs_backend.put_log_events(job._log_group, job._stream_name,
+                                             [{"timestamp": now, "message": line} for line in lines])
+        job.exit_code = code
+        job.latest_attempt["container"]["exitCode"] = code
+        if code == 0:
+            break
+        if attempt < attempts:
+            job.job_stopped_at = datetime.datetime.now()
+            job._stop_attempt()
+    job._mark_stopped(success=job.exit_code == 0)
+
+
+def settings(port: int) -> dict[str, str]:
+    """Everything a deploy, a trigger and the Client API need, as environment variables."""
+    arn = f"arn:aws:iam::{ACCOUNT}:role/"
+    return {
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+        "AWS_ACCESS_KEY_ID": "emulated",
+        "AWS_SECRET_ACCESS_KEY": "emulated",
+        "METAFLOW_DEFAULT_DATASTORE": "s3",
+        "METAFLOW_DATASTORE_SYSROOT_S3": f"s3://{BUCKET}/metaflow",
+        "METAFLOW_BATCH_JOB_QUEUE": QUEUE,
+        "METAFLOW_ECS_S3_ACCESS_IAM_ROLE": arn + ROLES["batch"],
+        "METAFLOW_SFN_IAM_ROLE": arn + ROLES["sfn"],
+        "METAFLOW_EVENTS_SFN_ACCESS_IAM_ROLE": arn + ROLES["events"],
+        "METAFLOW_SFN_DYNAMO_DB_TABLE": TABLE,
+        "METAFLOW_BATCH_CONTAINER_IMAGE": "metaflow-r:emulated",
+    }
+
+
+def provision(env: dict[str, str]) -> None:
+    """Create what a deployment expects to exist: bucket, roles, Batch queue, DynamoDB table."""
+    import boto3
+
+    session = boto3.session.Session(aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+                                    aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"], region_name=REGION)
+    endpoint = env["AWS_ENDPOINT_URL"]
+    client = lambda name: session.client(name, endpoint_url=endpoint)  # noqa: E731
+    client("s3").create_bucket(Bucket=BUCKET)
+    iam = client("iam")
+    trust = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                        "Principal": {"Service": ["batch.amazonaws.com", "ecs-tasks.amazonaws.com",
+                                                  "states.amazonaws.com", "events.amazonaws.com"]}}]})
+    for role in ROLES.values():
+        iam.create_role(RoleName=role, AssumeRolePolicyDocument=trust)
+    batch = client("batch")
+    batch.create_compute_environment(computeEnvironmentName="metaflow-r-local", type="UNMANAGED",
+                                     state="ENABLED", serviceRole=f"arn:aws:iam::{ACCOUNT}:role/{ROLES['ecs']}")
+    batch.create_job_queue(jobQueueName=QUEUE, state="ENABLED", priority=1,
+                           computeEnvironmentOrder=[{"order": 1, "computeEnvironment": "metaflow-r-local"}])
+    client("dynamodb").create_table(TableName=TABLE, BillingMode="PAY_PER_REQUEST",
+                                    AttributeDefinitions=[{"AttributeName": "pathspec", "AttributeType": "S"}],
+                                    KeySchema=[{"AttributeName": "pathspec", "KeyType": "HASH"}])
+
+
+class Emulator:
+    """A moto server on 127.0.0.1, patched, configured and provisioned. Use as a context manager."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.env = settings(port)
+        self._server = None
+
+    def start(self) -> "Emulator":
+        from moto.core.config import default_user_config
+        from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+
+        # Step Functions' interpreter calls the other services at localhost:$MOTO_PORT; jobs it runs
+        # inherit this process's environment, so they reach the emulator too.
+        os.environ.update(self.env, MOTO_PORT=str(self.port))
+        patch_moto()
+        default_user_config["stepfunctions"] = {"execute_state_machine": True}
+        default_user_config["batch"] = {"use_docker": False}
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self._server.start()
+        provision(self.env)
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+    def __enter__(self) -> "Emulator":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+def write_env_file(path: str, env: dict[str, str]) -> None:
+    """``export NAME=VALUE`` lines, written whole (renamed into place) so a reader never sees half."""
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_text("".join(f"export {name}={value}\n" for name, value in env.items()))
+    os.replace(tmp, target)
+
+
+def serve(port: int, env_file: str | None) -> int:
+    """Run in the foreground until SIGTERM or Ctrl-C."""
+    # Jobs run `metaflow-r batch-task` and `Rscript`: make sure this interpreter's scripts come first.
+    os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request is noise here
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    with Emulator(port) as emulator:
+        if env_file:
+            write_env_file(env_file, emulator.env)
+        print(f"AWS emulator ready on http://127.0.0.1:{port}" + (f"; settings in {env_file}" if env_file else ""),
+              flush=True)
+        while not stop.wait(0.5):
+            pass
+    print("AWS emulator stopped.", flush=True)
+    return 0
