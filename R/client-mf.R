@@ -119,25 +119,6 @@ client_query <- function(query, ...) {
            error = function(e) abort_backend_error(e))
 }
 
-# Python copied the environment when it started; R's Sys.setenv() since then is invisible to it. The
-# settings the client depends on (the datastore's location, the user) are copied over before each query.
-sync_python_env <- function() {
-  backend()  # Python must be the backend's before os is imported
-  environ <- reticulate::import("os", convert = FALSE)$environ
-  in_python <- reticulate::py_to_r(reticulate::import_builtins(convert = FALSE)$list(environ))
-  names <- union(grep("^METAFLOW_", names(Sys.getenv()), value = TRUE),
-                 grep("^METAFLOW_", unlist(in_python), value = TRUE))
-  for (name in c(names, "USER", "USERNAME")) {
-    value <- Sys.getenv(name, unset = NA)
-    if (is.na(value)) {
-      environ$pop(name, NULL)
-    } else {
-      environ$`__setitem__`(name, value)
-    }
-  }
-  invisible()
-}
-
 abort_backend_error <- function(e, call = NULL) {
   exception <- python_exception(e)
   if (!is.null(exception) && reticulate::py_has_attr(exception, "bullets")) {

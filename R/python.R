@@ -24,3 +24,23 @@ backend <- function() {
   the$backend <- reticulate::import("metaflow_r", convert = TRUE)
   the$backend
 }
+
+# Python copied the environment when it started; R's Sys.setenv() since then is invisible to it. The
+# settings the backend depends on (METAFLOW_* and AWS_* variables, the user) are copied over before each
+# call, so `Sys.setenv(METAFLOW_USER = ...)` or an emulator's settings apply mid-session.
+sync_python_env <- function() {
+  backend()  # Python must be the backend's before os is imported
+  environ <- reticulate::import("os", convert = FALSE)$environ
+  in_python <- reticulate::py_to_r(reticulate::import_builtins(convert = FALSE)$list(environ))
+  names <- union(grep("^(METAFLOW|AWS)_", names(Sys.getenv()), value = TRUE),
+                 grep("^(METAFLOW|AWS)_", unlist(in_python), value = TRUE))
+  for (name in c(names, "USER", "USERNAME")) {
+    value <- Sys.getenv(name, unset = NA)
+    if (is.na(value)) {
+      environ$pop(name, NULL)
+    } else {
+      environ$`__setitem__`(name, value)
+    }
+  }
+  invisible()
+}

@@ -42,7 +42,9 @@ run <- function(flow, ..., step_functions = NULL, max_workers = NULL, with = NUL
   spec <- flow_spec(flow, script_path(), package_suffixes)
   info <- list(launch_dir = getwd(), rscript = rscript_path(),
                versions = list(R = R.version.string, metaflow = as.character(utils::packageVersion("metaflow"))))
-  status <- backend()$cli$main(as.list(args), spec, info)
+  cli_module <- backend()$cli
+  sync_python_env()
+  status <- cli_module$main(as.list(args), spec, info)
   status <- as.integer(status)
   if (!interactive() && status != 0L) quit(save = "no", status = status)
   invisible(status)

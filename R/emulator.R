@@ -1,0 +1,70 @@
+#' Run production offline: start and stop the AWS emulator
+#'
+#' `emulator_start()` starts the backend's offline AWS emulator (`metaflow-r emulator`): a moto server on
+#' 127.0.0.1 whose Step Functions execute your deployed state machine and whose Batch runs each job as a
+#' local R process. It waits until the emulator is ready and sets its settings (`AWS_ENDPOINT_URL`,
+#' fake credentials, every `METAFLOW_*` variable) in this R session, so `run(step_functions = "create")`,
+#' `run(step_functions = "trigger")` and the Client API talk to it. `emulator_stop()` stops it and unsets
+#' them. Nothing leaves the machine.
+#'
+#' @param port The local port to listen on.
+#' @param env_file Where the emulator writes its settings as `export NAME=VALUE` lines, for a shell
+#'   (`. file`).
+#' @param timeout Seconds to wait for the emulator to be ready.
+#' @return `emulator_start()`: an emulator handle for `emulator_stop()`, with its `env` (the settings).
+#' @examples
+#' \dontrun{
+#' emu <- emulator_start()
+#' source("parameter_flow.R")  # a script ending in run(step_functions = "create")
+#' emulator_stop(emu)
+#' }
+#' @export
+emulator_start <- function(port = 5055L, env_file = tempfile("metaflow-emulator-", fileext = ".env"),
+                           timeout = 60) {
+  python <- python_path()
+  command <- file.path(dirname(python), "metaflow-r")
+  if (!file.exists(command)) {
+    cli::cli_abort(c("The backend's {.code metaflow-r} command is not installed.",
+                     "x" = "{.file {command}} does not exist.",
+                     "i" = "Run {.code make setup} in the repository."))
+  }
+  unlink(env_file)
+  # R puts Debian's libpython first on LD_LIBRARY_PATH; the backend's Python needs its own.
+  libdir <- file.path(dirname(dirname(normalizePath(python))), "lib")
+  process <- processx::process$new(
+    command, c("emulator", "--port", as.character(port), "--env-file", env_file),
+    stdout = "|", stderr = "2>&1", cleanup = TRUE,
+    env = c("current", LD_LIBRARY_PATH = paste(libdir, Sys.getenv("LD_LIBRARY_PATH"), sep = ":"))
+  )
+  deadline <- Sys.time() + timeout
+  while (!file.exists(env_file)) {
+    if (!process$is_alive() || Sys.time() > deadline) {
+      output <- if (process$is_alive()) "" else process$read_all_output()
+      process$kill()
+      cli::cli_abort(c("The AWS emulator did not start on port {port}.",
+                       "x" = if (nzchar(output)) output else "It was not ready after {timeout} s.",
+                       "i" = "Is the port in use? Try another: {.code emulator_start(port = 5056)}."))
+    }
+    Sys.sleep(0.1)
+  }
+  lines <- sub("^export ", "", readLines(env_file))
+  env <- stats::setNames(sub("^[^=]*=", "", lines), sub("=.*$", "", lines))
+  do.call(Sys.setenv, as.list(env))
+  cli::cli_alert_success("AWS emulator running on {.url http://127.0.0.1:{port}}; its settings are set in this session.")
+  structure(list(process = process, env = env, port = port, env_file = env_file), class = "metaflow_emulator")
+}
+
+#' @rdname emulator_start
+#' @param emulator The handle `emulator_start()` returned.
+#' @export
+emulator_stop <- function(emulator) {
+  if (!inherits(emulator, "metaflow_emulator")) {
+    cli::cli_abort("{.arg emulator} must be the handle {.fn emulator_start} returned.")
+  }
+  emulator$process$signal(15L)
+  emulator$process$wait(10000)
+  if (emulator$process$is_alive()) emulator$process$kill()
+  Sys.unsetenv(names(emulator$env))
+  cli::cli_alert_info("AWS emulator stopped.")
+  invisible(emulator)
+}
