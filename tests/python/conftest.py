@@ -159,3 +159,61 @@ def storage_case(request, tmp_path):
 
         yield StorageCase(request.param, S3Storage(root, client=client, cache_dir=str(tmp_path / "cache")),
                           raw_keys)
+
+
+# -- Step Functions deployment ---------------------------------------------------------------------
+
+# Every setting `step-functions create` reads, as a user would export them (ARNs in moto's default account).
+SFN_SETTINGS = {
+    "METAFLOW_DATASTORE_SYSROOT_S3": "s3://mf-deploy-test/metaflow",
+    "METAFLOW_BATCH_JOB_QUEUE": "arn:aws:batch:us-east-1:123456789012:job-queue/metaflow-queue",
+    "METAFLOW_ECS_S3_ACCESS_IAM_ROLE": "arn:aws:iam::123456789012:role/metaflow-batch",
+    "METAFLOW_SFN_IAM_ROLE": "arn:aws:iam::123456789012:role/metaflow-sfn",
+    "METAFLOW_EVENTS_SFN_ACCESS_IAM_ROLE": "arn:aws:iam::123456789012:role/metaflow-events",
+    "METAFLOW_SFN_DYNAMO_DB_TABLE": "metaflow-foreach",
+    "METAFLOW_BATCH_CONTAINER_IMAGE": "123456789012.dkr.ecr.us-east-1.amazonaws.com/metaflow-r:1.0",
+}
+SFN_BUCKET = "mf-deploy-test"
+# moto's default, spelled out: the state machine is never run, its executions stay RUNNING.
+MOTO_CONFIG = {"stepfunctions": {"execute_state_machine": False}, "batch": {"use_docker": False}}
+
+
+def write_flow_script(directory, name: str = "flow.R", body: str | None = None) -> str:
+    """A flow script on disk (deploying packages it); returns its path."""
+    path = directory / name
+    path.write_text(body or "library(metaflow)\n# steps are defined in the spec the test sends\n")
+    return str(path)
+
+
+@pytest.fixture
+def no_metaflow_settings(monkeypatch, tmp_path_factory):
+    """No METAFLOW_* variable and an empty config directory, whatever the machine running the tests has."""
+    from metaflow_r import config
+
+    for key in list(os.environ):
+        if key.startswith("METAFLOW_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("METAFLOW_HOME", str(tmp_path_factory.mktemp("metaflowconfig")))
+    config._config_file.cache_clear()
+    yield
+    config._config_file.cache_clear()
+
+
+@pytest.fixture
+def sfn_env(aws_env, no_metaflow_settings, monkeypatch):
+    """Fake AWS credentials plus every Step Functions setting; the deploying user is alice."""
+    for key, value in SFN_SETTINGS.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("METAFLOW_USER", "alice")
+    return dict(SFN_SETTINGS)
+
+
+@pytest.fixture
+def moto_aws(sfn_env):
+    """In-process moto with the datastore bucket created, as an administrator would have done."""
+    import boto3
+    from moto import mock_aws
+
+    with mock_aws(config=MOTO_CONFIG):
+        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket=SFN_BUCKET)
+        yield

@@ -25,9 +25,10 @@ DYNAMODB_GET_ITEM = "arn:aws:states:::dynamodb:getItem"
 # retryStrategy, which the retry decorator sets on the job definition.
 SUBMIT_RETRY = [{"ErrorEquals": ["Batch.AWSBatchException"], "IntervalSeconds": 2, "MaxAttempts": 5,
                  "BackoffRate": 2.0}]
-PARAMETERS_CHOICE = "_parameters"
-INIT = "_init"
-INIT_DEFAULTS = "_init_defaults"
+# The states the compiler adds are named with a "-", which no step name contains: they cannot clash.
+PARAMETERS_CHOICE = "metaflow-parameters"
+INIT = "metaflow-init"
+INIT_DEFAULTS = "metaflow-init-defaults"
 
 
 @dataclass(frozen=True)
@@ -99,14 +100,14 @@ class _Compiler:
     def _split(self, node: Node, join: str, in_foreach: bool, states: dict[str, Any]) -> str:
         """Add the states that run a split's branches or foreach body; returns the first one's name."""
         if node.is_branch:
-            name = f"{node.name}_branches"
+            name = f"{node.name}-branches"
             branches = []
             for child in node.next:
                 start, inner = self._chain(child, join, in_foreach)
                 branches.append({"StartAt": start, "States": inner})
             states[name] = {"Type": "Parallel", "Branches": branches, "ResultPath": None, "Next": join}
             return name
-        splits, foreach, index = f"{node.name}_splits", f"{node.name}_foreach", f"{node.name}_index"
+        splits, foreach, index = f"{node.name}-splits", f"{node.name}-foreach", f"{node.name}-index"
         run_and_task = f"States.Format('{{}}/{node.name}/{{}}', $.run_id, {task_id_expression(node.name, True)})" \
             if in_foreach else f"States.Format('{{}}/{node.name}/{node.name}', $.run_id)"
         states[splits] = {

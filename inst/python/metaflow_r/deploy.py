@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .compile import CompileSettings, compile_state_machine
+from .compile import BATCH_RESOURCE, CompileSettings, compile_state_machine
 from .config import current_user, setting
 from .errors import ConfigurationError, MetaflowRError, UsageError
 from .graph import FlowGraph
@@ -24,6 +24,7 @@ from .schedule import schedule_expression
 
 MAX_DEFINITION_BYTES = 1024 * 1024
 MAX_STATE_MACHINE_NAME = 80
+MAX_STATE_NAME = 80
 MAX_RULE_NAME = 64
 MAX_BATCH_NAME = 128
 DEFAULT_CPU = 1
@@ -176,12 +177,28 @@ def plan_deployment(graph: FlowGraph, raw_spec: dict[str, Any], settings: Deploy
         job_queue=settings.job_queue, job_definitions=by_step,
         code_url=f"{settings.s3_root.rstrip('/')}/{package_key}", code_sha=package.sha,
         dynamo_table=settings.dynamo_table, max_workers=max_workers, workflow_timeout=workflow_timeout))
-    definition_json = json.dumps(compiled, indent=1)
+    _check_state_names(compiled["States"])
+    # Sent compact: whitespace would count against the 1 MB limit (the console re-indents it anyway).
+    definition_json = json.dumps(compiled, separators=(",", ":"))
     if len(definition_json.encode()) > MAX_DEFINITION_BYTES:
         raise UsageError(f"The state machine definition is {len(definition_json.encode()):,} bytes; AWS allows "
                          f"{MAX_DEFINITION_BYTES:,}.", [("i", "Split the flow into smaller flows.")])
     return Plan(name, compiled, definition_json, package, package_key, job_definitions, schedule, settings,
                 dict(tags or {}))
+
+
+def _check_state_names(states: dict[str, Any]) -> None:
+    """AWS state names have at most 80 characters; a step's states are named after the step."""
+    for name, state in states.items():
+        if len(name) > MAX_STATE_NAME:
+            step = name if state.get("Resource") == BATCH_RESOURCE else name.rsplit("-", 1)[0]
+            raise UsageError(f"Step {step!r} is too long a name for Step Functions: its state {name!r} has "
+                             f"{len(name)} characters, AWS allows {MAX_STATE_NAME}.",
+                             [("i", "Give the step a shorter name.")])
+        for branch in state.get("Branches", []):
+            _check_state_names(branch["States"])
+        if "ItemProcessor" in state:
+            _check_state_names(state["ItemProcessor"]["States"])
 
 
 MUTATING_PREFIXES = ("Create", "Update", "Put", "Register", "Delete", "Remove", "Start", "Tag", "Untag")

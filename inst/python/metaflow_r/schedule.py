@@ -64,9 +64,11 @@ def _field_ok(value: str, low: int, high: int, names: str, extra: str) -> bool:
     if value == "*":
         return True
     atom = rf"(\d+|{names})" if names else r"(\d+)"
-    suffix = r"(L|W)?" if "L" in extra or "W" in extra else ""
-    weekday_nth = rf"({atom}#[1-5])" if "#" in extra else "(?!)"
-    single = rf"({atom}{suffix}|{weekday_nth}|L|LW)"
+    # W (nearest weekday, "15W") and LW belong to day-of-month; "6L" (last Friday) to day-of-week; L to both.
+    suffix = "W?" if "W" in extra else ("L?" if "L" in extra else "")
+    weekday_nth = rf"|{atom}#[1-5]" if "#" in extra else ""
+    lone = ("|LW" if "W" in extra else "") + ("|L" if "L" in extra else "")
+    single = rf"({atom}{suffix}{weekday_nth}{lone})"
     pattern = rf"^({single}(-{atom})?|\*)(/\d+)?$"
     for part in value.split(","):
         if not re.match(pattern, part):

@@ -50,7 +50,7 @@ def step_functions_group(spec: FlowSpec | None, invocation_of) -> click.Group:
                                with_retry=invocation.with_retry(), versions=invocation.versions,
                                workflow_timeout=workflow_timeout, tags=parsed_tags)
         if only_json:
-            click.echo(plan.definition_json)
+            click.echo(json.dumps(plan.definition, indent=1))
             return
         deployer = Deployer(_session(), echo=click.echo)
         result = deployer.apply(plan, authorize, generate_new_token)

@@ -1,0 +1,147 @@
+"""The code package Batch jobs download: deterministic bytes, the right files, and a verified hash."""
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import tarfile
+
+import pytest
+
+from conftest import make_spec, step
+from metaflow_r.errors import UsageError
+from metaflow_r.package import MANIFEST, build_package, extract_package
+
+VERSIONS = {"R": "R version 4.2.2", "metaflow": "0.1.0"}
+
+
+@pytest.fixture
+def project(tmp_path):
+    """A flow directory as users have them: the script, helpers, data, and things that must stay home."""
+    root = tmp_path / "project"
+    root.mkdir()
+    (root / "flow.R").write_text("source('helpers.R')\nmetaflow('PackFlow') %>% run()\n")
+    (root / "helpers.R").write_text("helper <- function() 1\n")
+    (root / "lower.r").write_text("x <- 1\n")
+    (root / "lib").mkdir()
+    (root / "lib" / "more.R").write_text("more <- 2\n")
+    (root / "data.csv").write_text("a,b\n1,2\n")
+    (root / "notes.txt").write_text("not code\n")
+    for hidden in (".metaflow", ".venv", ".git"):
+        (root / hidden).mkdir()
+        (root / hidden / "inside.R").write_text("stay home\n")
+        (root / hidden / "inside.csv").write_text("stay home\n")
+    (root / ".metaflow" / "PackFlow").mkdir()
+    (root / ".metaflow" / "PackFlow" / "artifact.R").write_text("stay home\n")
+    return root
+
+
+def spec_for(root, suffixes=()):
+    spec = make_spec("PackFlow", [step("start", "end"), step("end")], script=str(root / "flow.R"))
+    spec["package_suffixes"] = list(suffixes)
+    return spec
+
+
+def build(root, suffixes=()):
+    return build_package(str(root / "flow.R"), spec_for(root, suffixes), VERSIONS, tuple(suffixes))
+
+
+def members(data: bytes) -> dict[str, bytes]:
+    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(data))) as tar:
+        return {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
+
+
+def test_same_inputs_give_the_same_bytes(project):
+    first = build(project)
+    second = build(project)
+    assert first.data == second.data and first.sha == second.sha
+    # Touching files (a checkout, a copy) changes no byte of the package.
+    for path in project.rglob("*"):
+        if path.is_file():
+            os.utime(path, (1_000_000, 1_000_000))
+    assert build(project).sha == first.sha
+
+
+def test_changing_a_helper_changes_the_package(project):
+    before = build(project).sha
+    (project / "helpers.R").write_text("helper <- function() 2\n")
+    assert build(project).sha != before
+
+
+def test_script_and_r_files_beside_it_are_packaged(project):
+    package = build(project)
+    assert set(package.files) == {"flow.R", "helpers.R", "lower.r", os.path.join("lib", "more.R")}
+    content = members(package.data)
+    assert set(content) == {MANIFEST, *package.files}
+    assert content["helpers.R"] == b"helper <- function() 1\n"
+
+
+def test_script_with_another_suffix_is_still_packaged(tmp_path):
+    (tmp_path / "flow.Rscript").write_text("# the flow\n")
+    spec = make_spec("PackFlow", [step("start", "end"), step("end")], script=str(tmp_path / "flow.Rscript"))
+    package = build_package(str(tmp_path / "flow.Rscript"), spec, VERSIONS)
+    assert "flow.Rscript" in package.files
+
+
+@pytest.mark.parametrize("suffixes", [(".csv",), ("csv",)])
+def test_package_suffixes_add_files(project, suffixes):
+    package = build(project, suffixes)
+    assert "data.csv" in package.files
+    assert "notes.txt" not in package.files
+    assert members(package.data)["data.csv"] == b"a,b\n1,2\n"
+
+
+def test_hidden_and_tool_directories_are_left_out(project):
+    package = build(project, (".csv",))
+    assert not [f for f in package.files if f.startswith((".metaflow", ".venv", ".git"))]
+    assert all("stay home" not in content.decode() for content in members(package.data).values())
+
+
+def test_files_over_10_mb_are_skipped_and_reported(project):
+    big = project / "big.csv"
+    with open(big, "wb") as handle:
+        handle.truncate(10 * 1024 * 1024 + 1)  # sparse: no disk used
+    exact = project / "exact.csv"
+    with open(exact, "wb") as handle:
+        handle.truncate(10 * 1024 * 1024)  # the limit itself is allowed
+    package = build(project, (".csv",))
+    assert "big.csv" not in package.files and package.skipped == ("big.csv",)
+    assert "exact.csv" in package.files
+    assert "big.csv" not in members(package.data)
+    assert len(package.data) < 1024 * 1024
+
+
+def test_manifest_holds_the_spec_script_name_and_versions(project):
+    import json
+
+    manifest = json.loads(members(build(project).data)[MANIFEST])
+    assert manifest["script"] == "flow.R"
+    assert manifest["spec"]["name"] == "PackFlow"
+    assert manifest["versions"] == VERSIONS
+
+
+def test_extract_verifies_the_hash(project, tmp_path):
+    package = build(project)
+    target = tmp_path / "out"
+    manifest = extract_package(package.data, package.sha, str(target))
+    assert manifest["script"] == "flow.R"
+    assert (target / "flow.R").read_text() == (project / "flow.R").read_text()
+    assert (target / "lib" / "more.R").read_text() == "more <- 2\n"
+
+
+def test_extract_refuses_a_tampered_package(project, tmp_path):
+    package = build(project)
+    tampered = bytearray(package.data)
+    tampered[len(tampered) // 2] ^= 0xFF
+    target = tmp_path / "out"
+    with pytest.raises(UsageError, match="hash"):
+        extract_package(bytes(tampered), package.sha, str(target))
+    assert not target.exists() or not any(target.iterdir())
+
+
+def test_extract_refuses_another_package_with_a_valid_hash_of_its_own(project, tmp_path):
+    package = build(project)
+    (project / "helpers.R").write_text("helper <- function() 'evil'\n")
+    other = build(project)
+    with pytest.raises(UsageError):
+        extract_package(other.data, package.sha, str(tmp_path / "out"))

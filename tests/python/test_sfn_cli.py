@@ -1,0 +1,242 @@
+"""``step-functions`` commands through ``main(argv, spec_json, info)``, in-process, against moto."""
+from __future__ import annotations
+
+import json
+
+import boto3
+import pytest
+
+from conftest import SFN_BUCKET, make_spec, param, step, write_flow_script
+from metaflow_r.cli import main
+
+VERSIONS = {"R": "R version 4.2.2", "metaflow": "0.1.0"}
+
+
+@pytest.fixture
+def launch_dir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def flow(launch_dir):
+    """examples/parameter_flow.R's spec, plus a foreach so the DynamoDB table and Map appear."""
+    return make_spec("ParameterFlow", [
+        step("start", "body", foreach="items"), step("body", "join"), step("join", "end", join=True), step("end"),
+    ], parameters=[param("alpha", help="learning rate", default=0.1, type="float"),
+                   param("loud", help="Shout.", is_flag=True, type="bool")],
+        script=write_flow_script(launch_dir, "parameter_flow.R"))
+
+
+def cli(capsys, argv, spec, launch_dir):
+    code = main(argv, json.dumps(spec), {"launch_dir": str(launch_dir), "rscript": "Rscript", "versions": VERSIONS})
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def sfn():
+    return boto3.client("stepfunctions", region_name="us-east-1")
+
+
+def machine_arn(name="ParameterFlow"):
+    found = [m["stateMachineArn"] for m in sfn().list_state_machines()["stateMachines"] if m["name"] == name]
+    return found[0] if found else None
+
+
+def executions(name="ParameterFlow"):
+    return sfn().list_executions(stateMachineArn=machine_arn(name))["executions"]
+
+
+def rule_names():
+    return [r["Name"] for r in boto3.client("events", region_name="us-east-1").list_rules()["Rules"]]
+
+
+def s3_keys():
+    listed = boto3.client("s3", region_name="us-east-1").list_objects_v2(Bucket=SFN_BUCKET)
+    return [o["Key"] for o in listed.get("Contents", [])]
+
+
+# -- create --only-json ----------------------------------------------------------------------------
+
+
+def test_only_json_needs_no_settings_and_no_aws(capsys, flow, launch_dir, no_metaflow_settings, monkeypatch,
+                                                tmp_path):
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(key, raising=False)
+    # Any AWS call would have no credentials and nowhere to go.
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    flow["decorators"] = [{"name": "schedule", "attributes": {"daily": True}}]
+    code, out, err = cli(capsys, ["step-functions", "create", "--only-json", "--max-workers", "5"], flow, launch_dir)
+    assert code == 0, err
+    definition = json.loads(out)
+    start = definition["States"]["start"]["Parameters"]
+    assert start["JobQueue"] == "<METAFLOW_BATCH_JOB_QUEUE>"
+    env = {e["Name"]: e.get("Value") for e in start["ContainerOverrides"]["Environment"]}
+    assert env["METAFLOW_CODE_URL"].startswith("<METAFLOW_DATASTORE_SYSROOT_S3>/ParameterFlow/_code/")
+    assert "<METAFLOW_SFN_DYNAMO_DB_TABLE>" in out
+    maps = [s for s in definition["States"].values() if s["Type"] == "Map"]
+    assert [m["MaxConcurrency"] for m in maps] == [5]
+
+
+def test_only_json_shows_what_create_deploys(capsys, flow, launch_dir, moto_aws):
+    code, out, _ = cli(capsys, ["step-functions", "create", "--only-json"], flow, launch_dir)
+    assert code == 0
+    assert s3_keys() == [] and machine_arn() is None  # --only-json touched nothing
+    code, _, err = cli(capsys, ["step-functions", "create"], flow, launch_dir)
+    assert code == 0, err
+    deployed = sfn().describe_state_machine(stateMachineArn=machine_arn())["definition"]
+    assert json.loads(deployed) == json.loads(out)
+
+
+# -- create ----------------------------------------------------------------------------------------
+
+
+def test_create_reports_the_deployment(capsys, flow, launch_dir, moto_aws):
+    code, out, err = cli(capsys, ["--with", "retry", "step-functions", "create", "--tag", "team:ml"], flow,
+                         launch_dir)
+    assert code == 0, err
+    assert "Flow ParameterFlow is deployed to Step Functions" in out
+    assert "namespace production:parameterflow-" in out
+    jobs = boto3.client("batch", region_name="us-east-1").describe_job_definitions(status="ACTIVE")["jobDefinitions"]
+    assert {j["retryStrategy"]["attempts"] for j in jobs} == {4}
+    tags = {t["key"]: t["value"] for t in sfn().list_tags_for_resource(resourceArn=machine_arn())["tags"]}
+    assert tags["team"] == "ml"
+    # Deploying again is quiet about it.
+    code, out, _ = cli(capsys, ["--with", "retry", "step-functions", "create", "--tag", "team:ml"], flow, launch_dir)
+    assert code == 0 and "is up to date" in out
+
+
+def test_create_without_settings_names_them_and_touches_nothing(capsys, flow, launch_dir, moto_aws, monkeypatch):
+    monkeypatch.delenv("METAFLOW_BATCH_CONTAINER_IMAGE")
+    monkeypatch.delenv("METAFLOW_SFN_IAM_ROLE")
+    code, _, err = cli(capsys, ["step-functions", "create"], flow, launch_dir)
+    assert code == 5
+    assert "METAFLOW_BATCH_CONTAINER_IMAGE" in err and "METAFLOW_SFN_IAM_ROLE" in err
+    assert "Traceback" not in err
+    assert s3_keys() == []
+
+
+def test_a_flow_name_too_long_for_aws_fails_before_any_aws_call(capsys, flow, launch_dir, moto_aws):
+    flow["name"] = "P" * 81
+    code, _, err = cli(capsys, ["step-functions", "create"], flow, launch_dir)
+    assert code == 2 and "at most 80 characters" in err
+    assert s3_keys() == [] and sfn().list_state_machines()["stateMachines"] == []
+
+
+def test_an_aws_failure_exits_6_naming_the_call(capsys, flow, launch_dir, moto_aws):
+    boto3.client("s3", region_name="us-east-1").delete_bucket(Bucket=SFN_BUCKET)
+    code, _, err = cli(capsys, ["step-functions", "create"], flow, launch_dir)
+    assert code == 6
+    assert "AWS refused" in err and f"s3://{SFN_BUCKET}/metaflow/ParameterFlow/_deployment.json" in err
+    assert "Traceback" not in err
+
+
+def test_another_user_is_refused_then_authorized(capsys, flow, launch_dir, moto_aws, monkeypatch):
+    assert cli(capsys, ["step-functions", "create"], flow, launch_dir)[0] == 0
+    token = json.loads(boto3.client("s3", region_name="us-east-1").get_object(
+        Bucket=SFN_BUCKET, Key="metaflow/ParameterFlow/_deployment.json")["Body"].read())["token"]
+    monkeypatch.setenv("METAFLOW_USER", "bob")
+    code, _, err = cli(capsys, ["step-functions", "create"], flow, launch_dir)
+    assert code == 2 and "--authorize" in err
+    code, out, err = cli(capsys, ["step-functions", "create", "--authorize", token], flow, launch_dir)
+    assert code == 0, err
+    code, out, _ = cli(capsys, ["step-functions", "create", "--generate-new-token"], flow, launch_dir)
+    assert code == 0 and "A new production token was generated" in out
+    assert token not in out
+
+
+# -- trigger ---------------------------------------------------------------------------------------
+
+
+def test_trigger_passes_the_parameters_as_a_json_string(capsys, flow, launch_dir, moto_aws):
+    assert cli(capsys, ["--with", "retry", "step-functions", "create"], flow, launch_dir)[0] == 0
+    code, out, err = cli(capsys, ["step-functions", "trigger", "--alpha", "0.5"], flow, launch_dir)
+    assert code == 0, err
+    [execution] = executions()
+    assert f"(run-id {execution['name']})" in out
+    described = sfn().describe_execution(executionArn=execution["executionArn"])
+    assert json.loads(described["input"]) == {"Parameters": "{\"alpha\": 0.5}"}
+    assert described["status"] == "RUNNING"  # moto does not execute it
+
+
+def test_trigger_without_values_leaves_defaults_to_the_start_task(capsys, flow, launch_dir, moto_aws):
+    assert cli(capsys, ["step-functions", "create"], flow, launch_dir)[0] == 0
+    assert cli(capsys, ["step-functions", "trigger", "--run-id", "defaults"], flow, launch_dir)[0] == 0
+    [execution] = executions()
+    described = sfn().describe_execution(executionArn=execution["executionArn"])
+    assert json.loads(described["input"]) == {"Parameters": "{}"}
+    assert cli(capsys, ["step-functions", "trigger", "--run-id", "flagged", "--loud"], flow, launch_dir)[0] == 0
+    flagged = [e for e in executions() if e["name"] == "flagged"][0]
+    assert json.loads(sfn().describe_execution(executionArn=flagged["executionArn"])["input"]) == {
+        "Parameters": "{\"loud\": true}"}
+
+
+def test_the_same_run_id_twice_starts_one_execution(capsys, flow, launch_dir, moto_aws, tmp_path):
+    assert cli(capsys, ["step-functions", "create"], flow, launch_dir)[0] == 0
+    run_id_file = tmp_path / "run-id"
+    argv = ["step-functions", "trigger", "--alpha", "0.5", "--run-id", "nightly-2024-01-01",
+            "--run-id-file", str(run_id_file)]
+    first = cli(capsys, argv, flow, launch_dir)
+    # AWS documents StartExecution as idempotent for the same name and input while the execution runs (it
+    # answers ExecutionAlreadyExists once it has finished or when the input differs); moto does the same.
+    second = cli(capsys, argv, flow, launch_dir)
+    assert first[0] == 0 and second[0] == 0, second[2]
+    assert run_id_file.read_text() == "nightly-2024-01-01"
+    assert [e["name"] for e in executions()] == ["nightly-2024-01-01"]
+    # The same name with other parameters is refused, and still starts nothing.
+    code, _, err = cli(capsys, ["step-functions", "trigger", "--alpha", "0.7", "--run-id", "nightly-2024-01-01"],
+                       flow, launch_dir)
+    assert code == 6 and "ExecutionAlreadyExists" in err
+    assert len(executions()) == 1
+
+
+def test_trigger_with_a_wrong_parameter_type_starts_nothing(capsys, flow, launch_dir, moto_aws):
+    assert cli(capsys, ["step-functions", "create"], flow, launch_dir)[0] == 0
+    code, _, err = cli(capsys, ["step-functions", "trigger", "--alpha", "fast"], flow, launch_dir)
+    assert code == 2 and "alpha" in err
+    assert executions() == []
+
+
+def test_trigger_with_an_invalid_run_id_starts_nothing(capsys, flow, launch_dir, moto_aws):
+    assert cli(capsys, ["step-functions", "create"], flow, launch_dir)[0] == 0
+    code, _, err = cli(capsys, ["step-functions", "trigger", "--run-id", "has space"], flow, launch_dir)
+    assert code == 2 and "not a valid execution name" in err
+    assert executions() == []
+
+
+def test_trigger_of_an_undeployed_flow_says_so(capsys, flow, launch_dir, moto_aws):
+    code, _, err = cli(capsys, ["step-functions", "trigger", "--alpha", "0.5"], flow, launch_dir)
+    assert code == 2
+    assert "Flow ParameterFlow is not deployed" in err and "step-functions create" in err
+    assert "Traceback" not in err
+
+
+# -- list-runs and delete --------------------------------------------------------------------------
+
+
+def test_list_runs_lists_the_triggered_run(capsys, flow, launch_dir, moto_aws):
+    assert cli(capsys, ["step-functions", "create"], flow, launch_dir)[0] == 0
+    code, out, _ = cli(capsys, ["step-functions", "list-runs"], flow, launch_dir)
+    assert code == 0 and "No runs found." in out
+    assert cli(capsys, ["step-functions", "trigger", "--run-id", "run-one"], flow, launch_dir)[0] == 0
+    code, out, _ = cli(capsys, ["step-functions", "list-runs"], flow, launch_dir)
+    assert code == 0
+    assert out.splitlines()[0].startswith("run-one  RUNNING  started ")
+    code, out, _ = cli(capsys, ["step-functions", "list-runs", "--succeeded"], flow, launch_dir)
+    assert code == 0 and "run-one" not in out
+
+
+def test_delete_removes_the_state_machine_and_the_rule(capsys, flow, launch_dir, moto_aws):
+    flow["decorators"] = [{"name": "schedule", "attributes": {"cron": "0 10 * * ? *"}}]
+    assert cli(capsys, ["step-functions", "create"], flow, launch_dir)[0] == 0
+    assert machine_arn() is not None and rule_names() == ["ParameterFlow"]
+    code, out, _ = cli(capsys, ["step-functions", "delete"], flow, launch_dir)
+    assert code == 0 and "deleted" in out
+    assert machine_arn() is None and rule_names() == []
+    code, out, _ = cli(capsys, ["step-functions", "delete"], flow, launch_dir)
+    assert code == 0 and "was not deployed" in out
+    code, _, err = cli(capsys, ["step-functions", "list-runs"], flow, launch_dir)
+    assert code == 2 and "not deployed" in err
