@@ -253,37 +253,37 @@ class Deployer:
         key = _join(prefix, plan.package_key)
         if self._exists(bucket, key):
             return
-        self._call("uploading the code package", self.s3.put_object, Bucket=bucket, Key=key, Body=plan.package.data)
+        self.call("uploading the code package", self.s3.put_object, Bucket=bucket, Key=key, Body=plan.package.data)
         self.echo(f"Code package uploaded: {len(plan.package.files)} file(s), sha {plan.package.sha[:12]}.")
 
     def _register_job_definitions(self, plan: Plan) -> None:
         for name, body in plan.job_definitions.items():
-            found = self._call("looking up Batch job definitions", self.batch.describe_job_definitions,
+            found = self.call("looking up Batch job definitions", self.batch.describe_job_definitions,
                                jobDefinitionName=name, status="ACTIVE")["jobDefinitions"]
             if not found:
-                self._call(f"registering Batch job definition {name}", self.batch.register_job_definition, **body)
+                self.call(f"registering Batch job definition {name}", self.batch.register_job_definition, **body)
                 self.echo(f"Batch job definition {name} registered.")
 
     def _state_machine(self, plan: Plan, deployment: dict[str, Any]) -> str:
         arn = self.find_state_machine(plan.name)
         tags = {**plan.tags, "metaflow:namespace": deployment["namespace"]}
         if arn is None:
-            created = self._call("creating the state machine", self.sfn.create_state_machine, name=plan.name,
+            created = self.call("creating the state machine", self.sfn.create_state_machine, name=plan.name,
                                  definition=plan.definition_json, roleArn=plan.settings.sfn_role,
                                  tags=[{"key": k, "value": v} for k, v in sorted(tags.items())])
             self.echo(f"State machine {plan.name} created.")
             return created["stateMachineArn"]
-        current = self._call("reading the state machine", self.sfn.describe_state_machine, stateMachineArn=arn)
+        current = self.call("reading the state machine", self.sfn.describe_state_machine, stateMachineArn=arn)
         if json.loads(current["definition"]) != plan.definition or current["roleArn"] != plan.settings.sfn_role:
-            self._call("updating the state machine", self.sfn.update_state_machine, stateMachineArn=arn,
+            self.call("updating the state machine", self.sfn.update_state_machine, stateMachineArn=arn,
                        definition=plan.definition_json, roleArn=plan.settings.sfn_role)
             self.echo(f"State machine {plan.name} updated.")
         else:
             self.echo(f"State machine {plan.name} is up to date.")
-        listed = self._call("reading the state machine's tags", self.sfn.list_tags_for_resource, resourceArn=arn)
+        listed = self.call("reading the state machine's tags", self.sfn.list_tags_for_resource, resourceArn=arn)
         current_tags = {t["key"]: t["value"] for t in listed["tags"]}
         if any(current_tags.get(k) != v for k, v in tags.items()):
-            self._call("tagging the state machine", self.sfn.tag_resource, resourceArn=arn,
+            self.call("tagging the state machine", self.sfn.tag_resource, resourceArn=arn,
                        tags=[{"key": k, "value": v} for k, v in sorted(tags.items())])
         return arn
 
@@ -295,14 +295,14 @@ class Deployer:
                 self.echo(f"Schedule removed (rule {plan.name} deleted).")
             return
         if rule is None or rule.get("ScheduleExpression") != plan.schedule or rule.get("State") != "ENABLED":
-            self._call("creating the schedule rule", self.events.put_rule, Name=plan.name,
+            self.call("creating the schedule rule", self.events.put_rule, Name=plan.name,
                        ScheduleExpression=plan.schedule, State="ENABLED",
                        Description=f"Runs flow {plan.name} on Step Functions.")
         target = {"Id": "metaflow-state-machine", "Arn": arn, "RoleArn": plan.settings.events_role,
                   "Input": json.dumps({"Parameters": "{}"})}
-        targets = self._call("reading the schedule's targets", self.events.list_targets_by_rule, Rule=plan.name)
+        targets = self.call("reading the schedule's targets", self.events.list_targets_by_rule, Rule=plan.name)
         if targets.get("Targets") != [target]:
-            self._call("pointing the schedule at the state machine", self.events.put_targets, Rule=plan.name,
+            self.call("pointing the schedule at the state machine", self.events.put_targets, Rule=plan.name,
                        Targets=[target])
         self.echo(f"Scheduled: {plan.schedule} (UTC).")
 
@@ -316,7 +316,7 @@ class Deployer:
                     if machine["name"] == name:
                         return machine["stateMachineArn"]
         except Exception as exc:  # noqa: BLE001 - turned into an AwsError below
-            raise _aws_error("listing state machines", exc) from None
+            raise aws_error("listing state machines", exc) from None
         return None
 
     def delete(self, name: str) -> bool:
@@ -325,7 +325,7 @@ class Deployer:
             self._delete_rule(name)
         if arn is None:
             return False
-        self._call("deleting the state machine", self.sfn.delete_state_machine, stateMachineArn=arn)
+        self.call("deleting the state machine", self.sfn.delete_state_machine, stateMachineArn=arn)
         return True
 
     def _describe_rule(self, name: str) -> dict[str, Any] | None:
@@ -334,14 +334,14 @@ class Deployer:
         except self.events.exceptions.ResourceNotFoundException:
             return None
         except Exception as exc:  # noqa: BLE001
-            raise _aws_error("reading the schedule rule", exc) from None
+            raise aws_error("reading the schedule rule", exc) from None
 
     def _delete_rule(self, name: str) -> None:
-        targets = self._call("reading the schedule's targets", self.events.list_targets_by_rule, Rule=name)
+        targets = self.call("reading the schedule's targets", self.events.list_targets_by_rule, Rule=name)
         ids = [t["Id"] for t in targets.get("Targets", [])]
         if ids:
-            self._call("removing the schedule's targets", self.events.remove_targets, Rule=name, Ids=ids)
-        self._call("deleting the schedule rule", self.events.delete_rule, Name=name)
+            self.call("removing the schedule's targets", self.events.remove_targets, Rule=name, Ids=ids)
+        self.call("deleting the schedule rule", self.events.delete_rule, Name=name)
 
     def _exists(self, bucket: str, key: str) -> bool:
         try:
@@ -350,27 +350,27 @@ class Deployer:
         except self.s3.exceptions.ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 return False
-            raise _aws_error(f"reading s3://{bucket}/{key}", exc) from None
+            raise aws_error(f"reading s3://{bucket}/{key}", exc) from None
 
     def _read_json(self, bucket: str, key: str) -> dict[str, Any] | None:
         if not self._exists(bucket, key):
             return None
-        body = self._call(f"reading s3://{bucket}/{key}", self.s3.get_object, Bucket=bucket, Key=key)["Body"]
+        body = self.call(f"reading s3://{bucket}/{key}", self.s3.get_object, Bucket=bucket, Key=key)["Body"]
         return json.loads(body.read())
 
     def _write_json(self, bucket: str, key: str, value: dict[str, Any]) -> None:
-        self._call(f"writing s3://{bucket}/{key}", self.s3.put_object, Bucket=bucket, Key=key,
+        self.call(f"writing s3://{bucket}/{key}", self.s3.put_object, Bucket=bucket, Key=key,
                    Body=json.dumps(value).encode())
 
     @staticmethod
-    def _call(what: str, method: Callable[..., Any], **kwargs: Any) -> Any:
+    def call(what: str, method: Callable[..., Any], **kwargs: Any) -> Any:
         try:
             return method(**kwargs)
         except Exception as exc:  # noqa: BLE001
-            raise _aws_error(what, exc) from None
+            raise aws_error(what, exc) from None
 
 
-def _aws_error(what: str, exc: Exception) -> AwsError:
+def aws_error(what: str, exc: Exception) -> AwsError:
     from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
     if isinstance(exc, ClientError):

@@ -9,8 +9,9 @@ from typing import Any
 import click
 
 from .config import setting
-from .deploy import DeploySettings, Deployer, plan_deployment
-from .errors import UsageError
+from .deploy import DeploySettings, Deployer, aws_error, plan_deployment
+from .errors import RunFailed, UsageError
+from .executions import execution_arn, report, wait_for
 from .params import parameter_options, values_from_json
 from .spec import FlowSpec
 
@@ -61,10 +62,11 @@ def step_functions_group(spec: FlowSpec | None, invocation_of) -> click.Group:
 
     trigger_params = [click.Option(["--run-id-file"], default=None, help="Write the run id to this file."),
                       click.Option(["--run-id"], default=None,
-                                   help="Name the execution (repeating it never starts a second run).")]
+                                   help="Name the execution (repeating it never starts a second run)."),
+                      click.Option(["--wait"], is_flag=True, help="Wait for the run to end; exit 1 if it fails.")]
     trigger_params += [_optional(option) for option in (parameter_options(spec) if spec else [])]
 
-    def trigger(run_id_file: str | None, run_id: str | None, **values: Any) -> None:
+    def trigger(run_id_file: str | None, run_id: str | None, wait: bool, **values: Any) -> None:
         invocation = invocation_of()
         graph = invocation.graph()
         given = {name: value for name, value in values.items() if value is not None}
@@ -81,12 +83,26 @@ def step_functions_group(spec: FlowSpec | None, invocation_of) -> click.Group:
         arn = deployer.find_state_machine(graph.spec.name)
         if arn is None:
             raise UsageError(f"Flow {graph.spec.name} is not deployed.", [("i", "Run: step-functions create")])
-        deployer._call("starting the execution", deployer.sfn.start_execution, stateMachineArn=arn, name=name,
-                       input=json.dumps({"Parameters": parameters}))
+        execution_input = json.dumps({"Parameters": parameters})
+        try:
+            deployer.sfn.start_execution(stateMachineArn=arn, name=name, input=execution_input)
+            click.echo(f"Workflow {graph.spec.name} triggered on Step Functions (run-id {name}).")
+        except deployer.sfn.exceptions.ExecutionAlreadyExists:
+            # A retried trigger: the same run id names one run, never two.
+            existing = deployer.call(f"reading run {name}", deployer.sfn.describe_execution,
+                                      executionArn=execution_arn(arn, name))
+            if existing.get("input") is not None and json.loads(existing["input"]) != json.loads(execution_input):
+                raise UsageError(f"Run id {name!r} was already used with other parameters.",
+                                 [("i", "Choose a new --run-id, or leave it out to get one.")]) from None
+            click.echo(f"Workflow {graph.spec.name} run-id {name} was already started ({existing['status']}).")
+        except Exception as exc:  # noqa: BLE001
+            raise aws_error("starting the execution", exc) from None
         if run_id_file:
             with open(run_id_file, "w", encoding="utf-8") as handle:
                 handle.write(name)
-        click.echo(f"Workflow {graph.spec.name} triggered on Step Functions (run-id {name}).")
+        if wait:
+            described = wait_for(deployer.sfn, execution_arn(arn, name))
+            report(deployer.sfn, execution_arn(arn, name), graph.spec.name, name, described, click.echo)
 
     group.add_command(click.Command("trigger", callback=trigger, params=trigger_params,
                                     help="Start a run of the deployed flow."))
@@ -107,14 +123,20 @@ def step_functions_group(spec: FlowSpec | None, invocation_of) -> click.Group:
 
     @group.command(help="Show a run's status, and the failing step if it failed.")
     @click.argument("run_id")
-    def status(run_id: str) -> None:
-        deployer, arn = _deployed(invocation_of())
-        execution_arn = arn.replace(":stateMachine:", ":execution:") + f":{run_id}"
-        described = deployer._call(f"reading run {run_id}", deployer.sfn.describe_execution,
-                                   executionArn=execution_arn)
-        click.echo(f"{run_id}: {described['status']}")
-        if described["status"] == "FAILED":
-            click.echo(f"  {described.get('error', '')}: {described.get('cause', '')}"[:2000])
+    @click.option("--wait", is_flag=True, help="Wait for the run to end first.")
+    def status(run_id: str, wait: bool) -> None:
+        invocation = invocation_of()
+        deployer, arn = _deployed(invocation)
+        target = execution_arn(arn, run_id)
+        described = (wait_for(deployer.sfn, target) if wait else
+                     deployer.call(f"reading run {run_id}", deployer.sfn.describe_execution, executionArn=target))
+        if described["status"] == "RUNNING":
+            click.echo(f"Run {invocation.graph().spec.name}/{run_id}: RUNNING")
+            return
+        try:
+            report(deployer.sfn, target, invocation.graph().spec.name, run_id, described, click.echo)
+        except RunFailed as failed:
+            click.echo(failed.message)  # status reports a failure; it does not fail itself
 
     @group.command(help="Remove the state machine and its schedule.")
     def delete() -> None:

@@ -1,0 +1,53 @@
+"""Following a Step Functions execution: wait for its end (the loop lives in Python, where R's lock does
+not stall it), and find which step failed."""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from .errors import RunFailed
+
+TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
+
+
+def execution_arn(state_machine_arn: str, name: str) -> str:
+    return state_machine_arn.replace(":stateMachine:", ":execution:") + f":{name}"
+
+
+def wait_for(sfn, arn: str, poll_seconds: float = 1.0, timeout: float | None = None) -> dict[str, Any]:
+    deadline = time.time() + timeout if timeout else None
+    while True:
+        described = sfn.describe_execution(executionArn=arn)
+        if described["status"] in TERMINAL or (deadline and time.time() > deadline):
+            return described
+        time.sleep(poll_seconds)
+
+
+def failed_step(sfn, arn: str) -> str | None:
+    """The state whose task failed first, from the execution's history."""
+    events: dict[int, dict[str, Any]] = {}
+    for page in sfn.get_paginator("get_execution_history").paginate(executionArn=arn):
+        events.update((e["id"], e) for e in page["events"])
+    for event in sorted(events.values(), key=lambda e: e["id"]):
+        if event["type"] in ("TaskFailed", "TaskTimedOut", "TaskSubmitFailed", "TaskStartFailed"):
+            previous = events.get(event.get("previousEventId", 0))
+            while previous is not None:
+                if previous["type"].endswith("StateEntered"):
+                    return previous["stateEnteredEventDetails"]["name"]
+                previous = events.get(previous.get("previousEventId", 0))
+    return None
+
+
+def report(sfn, arn: str, flow: str, name: str, described: dict[str, Any], echo) -> None:
+    """Print the outcome; a run that did not succeed raises RunFailed naming the failing step."""
+    echo(f"Run {flow}/{name}: {described['status']}")
+    if described["status"] == "SUCCEEDED":
+        return
+    if described["status"] not in TERMINAL:
+        raise RunFailed(f"Run {flow}/{name} is still {described['status']}.",
+                        [("i", "Check later with: step-functions status " + name)])
+    step = failed_step(sfn, arn)
+    where = f" in step {step!r}" if step else ""
+    raise RunFailed(f"Run {flow}/{name} {described['status'].lower().replace('_', ' ')}{where}.",
+                    [("i", f"Its log: step-functions logs {name}/{step}" if step else
+                      f"Details: {described.get('error', '')} {described.get('cause', '')}"[:500])])

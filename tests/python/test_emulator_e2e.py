@@ -1,0 +1,173 @@
+"""End to end on the offline emulator: a real moto server on 127.0.0.1, real Rscript tasks.
+
+For each example flow, the artifacts of a run deployed with ``step-functions create`` and started with
+``step-functions trigger`` must equal, hash for hash, those of a local run of the same script.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from metaflow_r.datastore import FlowDatastore
+from metaflow_r.storage import LocalStorage, S3Storage
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = REPO / "examples"
+METAFLOW_R = str(Path(sys.executable).parent / "metaflow-r")
+
+pytestmark = pytest.mark.skipif(shutil.which("Rscript") is None, reason="needs R (make setup installs it)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def emulator(tmp_path_factory):
+    env_file = tmp_path_factory.mktemp("emulator") / "aws.env"
+    port = free_port()
+    process = subprocess.Popen([METAFLOW_R, "emulator", "--port", str(port), "--env-file", str(env_file)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 60
+    while not env_file.exists():
+        assert process.poll() is None, process.stdout.read()
+        assert time.time() < deadline, "emulator not ready after 60 s"
+        time.sleep(0.1)
+    settings = dict(line[len("export "):].strip().split("=", 1) for line in env_file.read_text().splitlines())
+    yield settings
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=20)
+    assert process.returncode == 0, output
+    assert "AWS emulator stopped." in output
+
+
+def rscript(script: Path, args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(["Rscript", str(script), *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+def local_env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "METAFLOW_"))}
+    return {**env, "METAFLOW_DATASTORE_SYSROOT_LOCAL": str(tmp_path / "local")}
+
+
+def emulated_env(emulator: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "METAFLOW_"))}
+    return {**env, **emulator}
+
+
+def s3_datastore(emulator: dict[str, str], flow: str) -> FlowDatastore:
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=emulator["AWS_ENDPOINT_URL"], region_name=emulator["AWS_REGION"],
+                          aws_access_key_id="emulated", aws_secret_access_key="emulated")
+    return FlowDatastore(S3Storage(emulator["METAFLOW_DATASTORE_SYSROOT_S3"], client=client), flow)
+
+
+def artifacts_by_task(ds: FlowDatastore, run_id: str) -> dict[tuple[str, int], dict[str, str]]:
+    """Every successful task's artifacts, keyed by (step, position among the step's tasks in split order)."""
+    found = {}
+    for step in ds.step_names(run_id):
+        records = [ds.task_record(run_id, step, t) for t in ds.task_ids(run_id, step)]
+        records = sorted((r for r in records if r and r["successful"]),
+                         key=lambda r: [f["index"] for f in r["split_stack"]])
+        for position, record in enumerate(records):
+            found[(step, position)] = record["artifacts"]
+    return found
+
+
+def deploy_and_trigger(script: Path, cwd: Path, env: dict[str, str], run_id: str, *options: str) -> None:
+    created = rscript(script, [*options, "step-functions", "create", "--max-workers", "2"], cwd, env)
+    assert created.returncode == 0, created.stdout + created.stderr
+    triggered = rscript(script, ["step-functions", "trigger", "--run-id", run_id, "--wait"], cwd, env)
+    assert triggered.returncode == 0, triggered.stdout + triggered.stderr
+    assert f"run-id {run_id}" in triggered.stdout
+    assert "SUCCEEDED" in triggered.stdout
+
+
+@pytest.mark.parametrize("example, flow", [
+    ("parameter_flow.R", "ParameterFlow"),
+    ("scheduled_flow.R", "ScheduledFlow"),
+    ("branch_flow.R", "BranchFlow"),
+    ("foreach_flow.R", "ForeachFlow"),  # nested foreach, 3 x 2 tasks at --max-workers 2
+])
+def test_emulated_run_matches_a_local_run(emulator, tmp_path, example, flow):
+    script = tmp_path / example
+    shutil.copy(EXAMPLES / example, script)
+    local = rscript(script, ["run", "--max-workers", "2"], tmp_path, local_env(tmp_path))
+    assert local.returncode == 0, local.stdout + local.stderr
+    local_ds = FlowDatastore(LocalStorage(tmp_path / "local" / ".metaflow"), flow)
+    (local_run,) = local_ds.run_ids()
+
+    run_id = f"e2e-{flow}"
+    deploy_and_trigger(script, tmp_path, emulated_env(emulator), run_id)
+    remote_ds = s3_datastore(emulator, flow)
+    assert remote_ds.run_status(run_id)["successful"] is True
+    assert artifacts_by_task(remote_ds, run_id) == artifacts_by_task(local_ds, local_run)
+    assert any(tag.startswith("production:") for tag in remote_ds.run_record(run_id)["tags"])
+
+
+FLAKY = """library(metaflow)
+start <- function(self) {
+  if (current("retry_count") == 0) stop("first attempt fails")
+  self$attempt <- current("retry_count")
+}
+metaflow("FlakyFlow") %>%
+  step(STEP_DECORATORS step = "start", r_function = start, next_step = "end") %>%
+  step(step = "end") %>%
+  run()
+"""
+
+
+def test_a_step_that_fails_once_succeeds_with_retry(emulator, tmp_path):
+    script = tmp_path / "flaky.R"
+    script.write_text(FLAKY.replace("STEP_DECORATORS ", ""))
+    deploy_and_trigger(script, tmp_path, emulated_env(emulator), "flaky-retry", "--with", "retry")
+    ds = s3_datastore(emulator, "FlakyFlow")
+    attempts = list(ds.attempts("flaky-retry", "start", "start"))
+    assert [a["successful"] for a in attempts] == [True, False]
+
+
+def test_times_zero_fails_the_execution_and_names_the_step(emulator, tmp_path):
+    script = tmp_path / "flaky.R"
+    script.write_text(FLAKY.replace("STEP_DECORATORS ", 'decorator("retry", times = 0), '))
+    env = emulated_env(emulator)
+    created = rscript(script, ["--with", "retry", "step-functions", "create"], tmp_path, env)
+    assert created.returncode == 0, created.stderr
+    triggered = rscript(script, ["step-functions", "trigger", "--run-id", "flaky-never", "--wait"], tmp_path, env)
+    assert triggered.returncode == 1
+    assert "FAILED" in triggered.stdout
+    assert "step 'start'" in triggered.stderr
+    status = rscript(script, ["step-functions", "status", "flaky-never"], tmp_path, env)
+    assert "failed in step 'start'" in status.stdout
+    ds = s3_datastore(emulator, "FlakyFlow")
+    assert [a["successful"] for a in ds.attempts("flaky-never", "start", "start")] == [False]
+    assert ds.run_status("flaky-never")["successful"] is False
+
+
+def test_the_console_input_with_an_escaped_json_string_works(emulator, tmp_path):
+    import boto3
+
+    script = tmp_path / "parameter_flow.R"
+    shutil.copy(EXAMPLES / "parameter_flow.R", script)
+    env = emulated_env(emulator)
+    assert rscript(script, ["step-functions", "create"], tmp_path, env).returncode == 0
+    sfn = boto3.client("stepfunctions", endpoint_url=emulator["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                       aws_access_key_id="emulated", aws_secret_access_key="emulated")
+    arn = next(m["stateMachineArn"] for m in sfn.list_state_machines()["stateMachines"] if m["name"] == "ParameterFlow")
+    sfn.start_execution(stateMachineArn=arn, name="console-run", input=json.dumps({"Parameters": "{\"alpha\": 0.5}"}))
+    waited = rscript(script, ["step-functions", "status", "console-run", "--wait"], tmp_path, env)
+    assert "SUCCEEDED" in waited.stdout, waited.stdout + waited.stderr
+    logs = rscript(script, ["step-functions", "logs", "console-run/end"], tmp_path, env)
+    assert "alpha still is 0.5" in logs.stdout
