@@ -186,10 +186,10 @@ def test_the_same_run_id_twice_starts_one_execution(capsys, flow, launch_dir, mo
     assert first[0] == 0 and second[0] == 0, second[2]
     assert run_id_file.read_text() == "nightly-2024-01-01"
     assert [e["name"] for e in executions()] == ["nightly-2024-01-01"]
-    # The same name with other parameters is refused, and still starts nothing.
+    # The same name with other parameters is refused as a usage error, and still starts nothing.
     code, _, err = cli(capsys, ["step-functions", "trigger", "--alpha", "0.7", "--run-id", "nightly-2024-01-01"],
                        flow, launch_dir)
-    assert code == 6 and "ExecutionAlreadyExists" in err
+    assert code == 2 and "already used with other parameters" in err
     assert len(executions()) == 1
 
 

@@ -205,7 +205,7 @@ MUTATING_PREFIXES = ("Create", "Update", "Put", "Register", "Delete", "Remove", 
 
 
 class Deployer:
-    """Makes AWS match a Plan. Every boto3 call goes through ``_call`` so AWS errors read well."""
+    """Makes AWS match a Plan. Every boto3 call goes through ``call`` so AWS errors read well."""
 
     def __init__(self, session, echo: Callable[[str], None] = print) -> None:
         self.s3 = session.client("s3")
