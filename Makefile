@@ -1,6 +1,7 @@
 # make setup  installs everything on a fresh Debian machine (R and R packages from apt, .venv from
 #             pyproject.toml, the R package); fast and idempotent when nothing changed.
 # make demo   setup, then runs the seed's ParameterFlow locally.
+# make demo-sfn  setup, then ParameterFlow through create -> trigger -> artifact on the offline emulator.
 # make test   setup, then every pytest and testthat test.
 # make bench  setup, then the benchmarks in bench/.
 
@@ -13,7 +14,7 @@ APT_PACKAGES := r-base-core r-cran-reticulate r-cran-testthat r-cran-magrittr r-
 R_SOURCES := DESCRIPTION NAMESPACE configure $(wildcard R/*.R) $(wildcard man/*.Rd)
 PY_SOURCES := $(shell find inst/python -name '*.py' 2>/dev/null)
 
-.PHONY: setup demo test test-python test-r bench clean
+.PHONY: setup demo demo-sfn test test-python test-r bench clean
 
 setup: $(STAMPS)/apt $(STAMPS)/venv $(STAMPS)/rpkg
 
@@ -41,6 +42,9 @@ $(STAMPS)/rpkg: $(STAMPS)/apt $(STAMPS)/venv $(R_SOURCES) $(PY_SOURCES)
 
 demo: setup
 	cd examples && Rscript parameter_flow.R run
+
+demo-sfn: setup
+	examples/demo-sfn.sh
 
 test: setup test-python test-r
 

@@ -114,7 +114,8 @@ def build_cli(spec: FlowSpec | None) -> click.Group:
     group.add_command(step_functions_group(spec, _invocation))
 
     @group.command(help="Run an offline AWS emulator (Step Functions, Batch, S3, DynamoDB) in the foreground.")
-    @click.option("--port", type=click.IntRange(1, 65535), default=5055, show_default=True)
+    @click.option("--port", type=click.IntRange(0, 65535), default=5055, show_default=True,
+                  help="Port on 127.0.0.1; 0 picks a free one.")
     @click.option("--env-file", default=None, help="Write the settings to use it here, as export lines.")
     def emulator(port: int, env_file: str | None) -> None:
         from .emulator import serve

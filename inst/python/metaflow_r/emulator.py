@@ -212,8 +212,17 @@ def write_env_file(path: str, env: dict[str, str]) -> None:
     os.replace(tmp, target)
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def serve(port: int, env_file: str | None) -> int:
-    """Run in the foreground until SIGTERM or Ctrl-C."""
+    """Run in the foreground until SIGTERM or Ctrl-C; port 0 picks a free port."""
+    port = port or free_port()
     # Jobs run `metaflow-r batch-task` and `Rscript`: make sure this interpreter's scripts come first.
     os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     import logging
