@@ -14,7 +14,7 @@ APT_PACKAGES := r-base-core r-cran-reticulate r-cran-testthat r-cran-magrittr r-
 R_SOURCES := DESCRIPTION NAMESPACE configure $(wildcard R/*.R) $(wildcard man/*.Rd)
 PY_SOURCES := $(shell find inst/python -name '*.py' 2>/dev/null)
 
-.PHONY: setup demo demo-sfn test test-python test-r bench clean
+.PHONY: setup demo demo-sfn test test-python test-r bench docs clean
 
 setup: $(STAMPS)/apt $(STAMPS)/venv $(STAMPS)/rpkg
 
@@ -36,7 +36,7 @@ $(STAMPS)/venv: pyproject.toml
 
 # The R package records the venv's interpreter (see ./configure) so library(metaflow) needs no setting.
 $(STAMPS)/rpkg: $(STAMPS)/apt $(STAMPS)/venv $(R_SOURCES) $(PY_SOURCES)
-	@METAFLOW_R_PYTHON=$(CURDIR)/$(VENV)/bin/python R CMD INSTALL --no-test-load --no-docs . >/dev/null 2>$(STAMPS)/rpkg.log \
+	@METAFLOW_R_PYTHON=$(CURDIR)/$(VENV)/bin/python R CMD INSTALL --no-test-load . >/dev/null 2>$(STAMPS)/rpkg.log \
 		|| { cat $(STAMPS)/rpkg.log; exit 1; }
 	@touch $@
 
@@ -56,6 +56,10 @@ test-r:
 
 bench: setup
 	Rscript bench/foreach_overhead.R
+
+# Regenerates man/ and NAMESPACE from the roxygen comments (needs Debian's r-cran-roxygen2).
+docs:
+	Rscript -e 'roxygen2::roxygenise(roclets = c("rd", "namespace"))'
 
 clean:
 	rm -rf $(STAMPS) $(VENV) examples/.metaflow
