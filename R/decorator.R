@@ -54,7 +54,7 @@ print.metaflow_decorator <- function(x, ...) {
 }
 
 known_decorators <- list(
-  schedule = c("hourly", "daily", "weekly", "cron", "timezone"),
+  schedule = c("hourly", "daily", "weekly", "cron"),  # EventBridge cron is UTC: no timezone
   retry = c("times", "minutes_between_retries"),
   catch = c("var", "print_exception"),
   timeout = c("seconds", "minutes", "hours"),

@@ -409,3 +409,22 @@ def test_delete_removes_the_state_machine_and_its_rule(moto_aws, flow):
     assert aws()["stepfunctions"].list_state_machines()["stateMachines"] == []
     assert not rule_exists("DeployFlow")
     assert deployer().delete("DeployFlow") is False
+
+
+def test_batch_decorator_overrides_image_role_and_queue_for_its_step(moto_aws, tmp_path, monkeypatch):
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    gpu_step = {"name": "batch", "attributes": {"image": "my/gpu-r:1", "iam_role": "arn:aws:iam::1:role/gpu",
+                                                "queue": "gpu-queue"}}
+    spec = make_spec("BatchFlow", [step("start", "end", decorators=[gpu_step]), step("end")],
+                     script=write_flow_script(tmp_path))
+    plan = plan_for(spec)
+    by_step = _by_step(plan.definition)
+    start, end = plan.job_definitions[by_step["start"]], plan.job_definitions[by_step["end"]]
+    assert start["containerProperties"]["image"] == "my/gpu-r:1"
+    assert start["containerProperties"]["jobRoleArn"] == "arn:aws:iam::1:role/gpu"
+    assert end["containerProperties"]["image"] == SFN_SETTINGS["METAFLOW_BATCH_CONTAINER_IMAGE"]
+    queues = {name: state["Parameters"]["JobQueue"] for name, state in plan.definition["States"].items()
+              if state["Type"] == "Task" and "JobQueue" in state.get("Parameters", {})}
+    assert queues == {"start": "gpu-queue", "end": SFN_SETTINGS["METAFLOW_BATCH_JOB_QUEUE"]}
+    environment = {e["name"]: e["value"] for e in end["containerProperties"]["environment"]}
+    assert environment["AWS_DEFAULT_REGION"] == "eu-west-1"

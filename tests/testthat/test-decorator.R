@@ -20,3 +20,7 @@ test_that("a schedule needs exactly one of hourly, daily, weekly, cron", {
   expect_error(decorator("schedule", hourly = TRUE, daily = TRUE), "exactly one")
   expect_error(decorator("schedule", cron = 5), "single string")
 })
+
+test_that("a schedule has no timezone: EventBridge cron runs in UTC", {
+  expect_error(decorator("schedule", cron = "0 10 * * ? *", timezone = "Europe/Paris"), "no argument")
+})

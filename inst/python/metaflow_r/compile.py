@@ -14,7 +14,7 @@ Every task state keeps its input (``ResultPath: null``), so ``run_id``, ``split_
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .graph import FlowGraph, Node
@@ -42,6 +42,7 @@ class CompileSettings:
     dynamo_table: str
     max_workers: int = 100
     workflow_timeout: int | None = None
+    step_queues: dict[str, str] = field(default_factory=dict)  # decorator("batch", queue = ...) overrides
 
 
 def task_id_expression(step: str, in_foreach: bool) -> str:
@@ -156,7 +157,7 @@ class _Compiler:
             "Parameters": {
                 "JobName": batch_job_name(self.graph.spec.name, node.name),
                 "JobDefinition": self.settings.job_definitions[node.name],
-                "JobQueue": self.settings.job_queue,
+                "JobQueue": self.settings.step_queues.get(node.name, self.settings.job_queue),
                 "ContainerOverrides": {"Environment": environment},
             },
             "ResultPath": None,

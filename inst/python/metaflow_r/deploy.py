@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import secrets
 import time
@@ -57,6 +58,7 @@ class DeploySettings:
     dynamo_table: str
     image: str
     events_role: str | None = None
+    region: str | None = None  # given to jobs, whose boto3 clients need one
 
     @classmethod
     def from_environment(cls, need_events_role: bool, placeholders: bool = False) -> "DeploySettings":
@@ -73,6 +75,7 @@ class DeploySettings:
                  ("i", "Offline, `metaflow-r emulator` writes all of them to an env file.")])
         for field_name, name in [*REQUIRED_SETTINGS.items(), ("events_role", EVENTS_ROLE)]:
             values[field_name] = values[field_name] or f"<METAFLOW_{name}>"
+        values["region"] = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
         return cls(**values)
 
 
@@ -96,6 +99,13 @@ def check_name(kind: str, name: str, limit: int, pattern: str, allowed: str) -> 
         raise UsageError(f"The {kind} name {name!r} is not valid for AWS ({len(name)} characters).",
                          [("i", f"{kind.capitalize()} names have at most {limit} characters: {allowed}."),
                           ("i", "Rename the flow in metaflow(\"...\").")])
+
+
+def batch_override(graph: FlowGraph, step: str, name: str) -> str | None:
+    """A step's decorator("batch", image =, queue =, iam_role =) value, which wins over the settings."""
+    decorator = graph[step].spec.decorator("batch")
+    value = decorator.attributes.get(name) if decorator is not None else None
+    return str(value) if value else None
 
 
 def _resources(graph: FlowGraph, step: str) -> tuple[str, str, str | None]:
@@ -131,15 +141,16 @@ def _job_definition(graph: FlowGraph, step: str, settings: DeploySettings, with_
     body: dict[str, Any] = {
         "type": "container",
         "containerProperties": {
-            "image": settings.image,
+            "image": batch_override(graph, step, "image") or settings.image,
             "command": TASK_COMMAND,
-            "jobRoleArn": settings.batch_role,
+            "jobRoleArn": batch_override(graph, step, "iam_role") or settings.batch_role,
             "resourceRequirements": requirements,
             "environment": [
                 {"name": "METAFLOW_DEFAULT_DATASTORE", "value": "s3"},
                 {"name": "METAFLOW_DATASTORE_SYSROOT_S3", "value": settings.s3_root},
                 {"name": "METAFLOW_SFN_DYNAMO_DB_TABLE", "value": settings.dynamo_table},
                 {"name": "METAFLOW_BATCH_ATTEMPTS", "value": str(attempts)},
+                *([{"name": "AWS_DEFAULT_REGION", "value": settings.region}] if settings.region else []),
             ],
         },
         "retryStrategy": {"attempts": attempts},
@@ -175,6 +186,7 @@ def plan_deployment(graph: FlowGraph, raw_spec: dict[str, Any], settings: Deploy
         by_step[node.name] = definition["jobDefinitionName"]
     compiled = compile_state_machine(graph, CompileSettings(
         job_queue=settings.job_queue, job_definitions=by_step,
+        step_queues={n.name: q for n in graph if (q := batch_override(graph, n.name, "queue"))},
         code_url=f"{settings.s3_root.rstrip('/')}/{package_key}", code_sha=package.sha,
         dynamo_table=settings.dynamo_table, max_workers=max_workers, workflow_timeout=workflow_timeout))
     _check_state_names(compiled["States"])
