@@ -291,3 +291,12 @@ def test_decorators_and_parameters_are_parsed():
     assert flow.step("end").decorator("retry") is None
     assert flow.parameters[0].default == 0.5 and flow.parameters[0].type == "float"
     assert flow.script == "/x/flow.R"
+
+
+def test_a_thousand_step_chain_validates_and_orders():
+    """Deep graphs must not hit Python's recursion limit (the order is computed iteratively)."""
+    n = 1000
+    names = ["start", *[f"s{i}" for i in range(1, n - 1)], "end"]
+    steps = [{"name": a, "next": [b]} for a, b in zip(names, names[1:])] + [{"name": "end", "next": []}]
+    graph = FlowGraph(parse_spec({"name": "DeepFlow", "steps": steps}))
+    assert graph.order == names

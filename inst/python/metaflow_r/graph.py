@@ -164,25 +164,27 @@ class FlowGraph:
             )
 
     def _topological_order(self) -> list[str]:
+        """Depth-first from start, iteratively (a 1,000-step chain must not hit Python's recursion limit)."""
         order: list[str] = []
-        state: dict[str, int] = {}  # 1 = on the current path, 2 = done
-
-        def visit(name: str, path: list[str]) -> None:
-            if state.get(name) == 2:
-                return
-            if state.get(name) == 1:
-                cycle = path[path.index(name):] + [name]
+        done: set[str] = set()
+        path: list[str] = ["start"]
+        pending = [iter(self.nodes["start"].next)]
+        while pending:
+            target = next(pending[-1], None)
+            if target is None:
+                pending.pop()
+                finished = path.pop()
+                done.add(finished)
+                order.append(finished)
+            elif target in path:
+                cycle = path[path.index(target):] + [target]
                 raise GraphError(
                     f"The flow has a cycle: {' -> '.join(cycle)}.",
                     [("i", "Flows are acyclic; loop inside a step or use foreach instead.")],
                 )
-            state[name] = 1
-            for target in self.nodes[name].next:
-                visit(target, path + [name])
-            state[name] = 2
-            order.append(name)
-
-        visit("start", [])
+            elif target not in done:
+                path.append(target)
+                pending.append(iter(self.nodes[target].next))
         return list(reversed(order))
 
     def _check_reachable(self) -> None:
