@@ -34,6 +34,9 @@ run <- function(flow, ..., step_functions = NULL, max_workers = NULL, with = NUL
   if (identical(args[1], "task")) {
     return(task_command(flow, args))
   }
+  if (identical(args[1], "worker")) {
+    return(invisible(run_worker(flow)))
+  }
   if (!length(args)) {
     args <- args_from_call(list(...), step_functions = step_functions, max_workers = max_workers,
                            with = with, resume = resume, show = show, help = help, datastore = datastore,
@@ -57,16 +60,21 @@ script_args <- function() {
 }
 
 task_command <- function(flow, args) {
+  status <- run_task_reporting_errors(flow, args)
+  if (!interactive()) quit(save = "no", status = status)
+  invisible(status)
+}
+
+# Runs one task; an R error becomes a message naming the step and status 1.
+run_task_reporting_errors <- function(flow, args) {
   # Task output becomes log lines prefixed by the runtime: never wrap messages at the console width.
   old <- options(cli.width = 10000)
   on.exit({options(old); the$task <- NULL}, add = TRUE)
-  status <- tryCatch(run_task(flow, args), error = function(e) {
+  tryCatch(run_task(flow, args), error = function(e) {
     step <- if (!is.null(the$task)) the$task$step else "?"
     cat(sprintf("Error in step '%s': %s\n", step, conditionMessage(e)), file = stderr())
     1L
   })
-  if (!interactive()) quit(save = "no", status = status)
-  invisible(status)
 }
 
 args_from_call <- function(params, step_functions, max_workers, with, resume, show, help, datastore,

@@ -15,12 +15,13 @@ import tempfile
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import IO, Any, Callable
+from typing import Any, Callable
 
 from . import task as tasks
 from .datastore import FlowDatastore
 from .graph import FlowGraph
 from .procenv import subprocess_env
+from .workers import WORKER_EXIT_MARKER, Worker, start_worker
 
 DEFAULT_RETRIES = 3
 
@@ -29,12 +30,11 @@ DEFAULT_RETRIES = 3
 class Attempt:
     spec: tasks.TaskSpec
     context: dict[str, Any]
-    process: subprocess.Popen
+    worker: Worker
     started_at: float
     deadline: float | None
     workdir: str
     logs: dict[str, bytearray] = field(default_factory=lambda: {"stdout": bytearray(), "stderr": bytearray()})
-    partial: dict[str, bytes] = field(default_factory=lambda: {"stdout": b"", "stderr": b""})
     timed_out: bool = False
 
 
@@ -64,7 +64,9 @@ class LocalRuntime:
         self.clone = clone
         self.echo = echo or (lambda line: (sys.stdout.write(line + "\n"), sys.stdout.flush()))
         self.queue: deque[tasks.TaskSpec] = deque()
-        self.running: dict[int, Attempt] = {}
+        self.running: dict[int, Attempt] = {}  # by worker pid
+        self.workers: dict[int, Worker] = {}
+        self.worker_output: dict[int, bytes] = {}
         self.join_inputs: dict[tuple[str, str], dict[Any, str]] = {}
         self.next_task_id = 1
         self.failed: tasks.TaskSpec | None = None
@@ -83,8 +85,8 @@ class LocalRuntime:
                 while self.queue and len(self.running) < self.max_workers and not self.failed:
                     self._start(self.queue.popleft())
                 self._poll(0.05)
-            self._stop_all()
         finally:
+            self._stop_all()
             self.selector.close()
             shutil.rmtree(self.scratch, ignore_errors=True)
         successful = self.failed is None
@@ -133,52 +135,112 @@ class LocalRuntime:
         context = tasks.prepare(self.graph, self.ds, spec, self.run_record, workdir)
         context_file = os.path.join(workdir, "context.json")
         tasks.write_context(context, context_file)
-        command = [self.rscript, self.script, "task", "--run-id", spec.run_id, "--step", spec.step,
-                   "--task-id", spec.task_id, "--retry-count", str(spec.retry_count),
-                   "--input-paths", ",".join(spec.input_paths), "--context", context_file]
-        process = subprocess.Popen(command, cwd=self.launch_dir, env=self.env, stdin=subprocess.DEVNULL,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         timeout = self.timeouts.get(spec.step)
-        attempt = Attempt(spec, context, process, time.time(), time.time() + timeout if timeout else None, workdir)
-        self.running[process.pid] = attempt
-        for stream, pipe in (("stdout", process.stdout), ("stderr", process.stderr)):
-            self.selector.register(pipe, selectors.EVENT_READ, (attempt, stream))
+        while True:
+            worker = self._idle_worker()
+            attempt = Attempt(spec, context, worker, time.time(), time.time() + timeout if timeout else None,
+                              workdir)
+            if worker.assign(attempt, context_file):
+                break
+            worker.kill()  # it died while idle: take another
+        self.running[worker.pid] = attempt
         self._say(attempt, "Task is starting" + (f" (retry {spec.retry_count})." if spec.retry_count else "."))
+
+    def _idle_worker(self) -> Worker:
+        for worker in self.workers.values():
+            if worker.task is None and worker.process.poll() is None:
+                return worker
+        worker = start_worker(self.rscript, self.script, self.launch_dir, self.env)
+        self.workers[worker.pid] = worker
+        for stream, pipe in (("stdout", worker.process.stdout), ("stderr", worker.process.stderr)):
+            self.selector.register(pipe, selectors.EVENT_READ, (worker, stream))
+        return worker
 
     def _poll(self, timeout: float) -> None:
         for key, _ in self.selector.select(timeout):
-            attempt, stream = key.data
-            self._read(attempt, stream, key.fileobj)
+            worker, stream = key.data
+            self._read(worker, stream)
         now = time.time()
-        for pid, attempt in list(self.running.items()):
-            if attempt.deadline and now > attempt.deadline and attempt.process.poll() is None:
+        for attempt in list(self.running.values()):
+            if attempt.deadline and now > attempt.deadline and not attempt.timed_out:
                 attempt.timed_out = True
-                attempt.process.kill()
-            if attempt.process.poll() is not None:
-                self._drain(attempt)
-                del self.running[pid]
-                self._exited(attempt)
+                attempt.worker.kill()  # its pipes close; _read then ends the attempt
 
-    def _read(self, attempt: Attempt, stream: str, pipe: IO[bytes]) -> None:
-        data = os.read(pipe.fileno(), 65536)
-        attempt.logs[stream] += data
-        if not data:  # end of stream: show an unterminated last line too
-            self.selector.unregister(pipe)
-            pipe.close()
-            data = b"\n" if attempt.partial[stream] else b""
-        lines = (attempt.partial[stream] + data).split(b"\n")
-        attempt.partial[stream] = lines.pop()
+    def _read(self, worker: Worker, stream: str) -> None:
+        pipe = worker.process.stdout if stream == "stdout" else worker.process.stderr
+        try:
+            data = os.read(pipe.fileno(), 65536)
+        except BlockingIOError:
+            return
+        if not data:
+            self._worker_gone(worker, stream, pipe)
+            return
+        lines = (worker.partial[stream] + data).split(b"\n")
+        worker.partial[stream] = lines.pop()
         for line in lines:
-            self._say(attempt, line.decode("utf-8", errors="replace"))
+            if stream == "stdout" and line.startswith(WORKER_EXIT_MARKER):
+                self._task_done(worker, int(line[len(WORKER_EXIT_MARKER):] or 1))
+            elif worker.task is not None:
+                self._output(worker.task, stream, line)
+            else:  # the worker's own output, e.g. the script failing before any task
+                self.worker_output[worker.pid] = self.worker_output.get(worker.pid, b"") + line + b"\n"
 
-    def _drain(self, attempt: Attempt) -> None:
-        for pipe, stream in ((attempt.process.stdout, "stdout"), (attempt.process.stderr, "stderr")):
-            while pipe and not pipe.closed:
-                self._read(attempt, stream, pipe)
+    def _output(self, attempt: Attempt, stream: str, line: bytes) -> None:
+        attempt.logs[stream] += line + b"\n"
+        self._say(attempt, line.decode("utf-8", errors="replace"))
 
-    def _exited(self, attempt: Attempt) -> None:
+    def _flush_partial(self, worker: Worker) -> None:
+        """Everything the finished task wrote, including what is still in the pipes, belongs to it."""
+        for stream in ("stderr", "stdout"):
+            self._drain_pipe(worker, stream)
+            if worker.partial[stream] and worker.task is not None:
+                self._output(worker.task, stream, worker.partial[stream])
+            worker.partial[stream] = b""
+
+    def _drain_pipe(self, worker: Worker, stream: str) -> None:
+        pipe = worker.process.stdout if stream == "stdout" else worker.process.stderr
+        while pipe is not None and not pipe.closed:
+            try:
+                data = os.read(pipe.fileno(), 65536)
+            except BlockingIOError:
+                return
+            if not data:
+                return
+            lines = (worker.partial[stream] + data).split(b"\n")
+            worker.partial[stream] = lines.pop()
+            for line in lines:
+                if worker.task is not None and not line.startswith(WORKER_EXIT_MARKER):
+                    self._output(worker.task, stream, line)
+
+    def _task_done(self, worker: Worker, code: int) -> None:
+        attempt = worker.task
+        if attempt is None:
+            return
+        self._flush_partial(worker)
+        worker.task = None
+        del self.running[worker.pid]
+        self._exited(attempt, code)
+
+    def _worker_gone(self, worker: Worker, stream: str, pipe) -> None:
+        """A pipe closed: the worker ended (killed for a timeout, or its script failed)."""
+        self.selector.unregister(pipe)
+        pipe.close()
+        other = worker.process.stderr if stream == "stdout" else worker.process.stdout
+        if not other.closed:
+            return  # wait for both pipes, so no output is lost
+        code = worker.process.wait()
+        attempt = worker.task
+        if attempt is not None:
+            self._flush_partial(worker)
+            for line in self.worker_output.pop(worker.pid, b"").splitlines():
+                self._output(attempt, "stderr", line)
+            worker.task = None
+            del self.running[worker.pid]
+            self._exited(attempt, code or 1)
+        del self.workers[worker.pid]
+
+    def _exited(self, attempt: Attempt, code: int) -> None:
         spec = attempt.spec
-        code = attempt.process.returncode
         self._save_logs(attempt)
         if code == 0:
             record = tasks.commit(self.ds, spec, attempt.context, attempt.started_at)
@@ -204,17 +266,27 @@ class LocalRuntime:
                 self.ds.write_log(spec.run_id, spec.step, spec.task_id, spec.retry_count, stream, bytes(data))
 
     def _stop_all(self) -> None:
+        """After a failure, stop the tasks still running; then let every worker go."""
         for attempt in self.running.values():
-            attempt.process.kill()
-        for attempt in self.running.values():
-            attempt.process.wait()
-            self._drain(attempt)
+            attempt.worker.kill()
             self._say(attempt, "Task was stopped because another task failed.")
         self.running.clear()
+        for worker in self.workers.values():
+            worker.close()
+        for worker in self.workers.values():
+            try:
+                worker.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.process.wait()
+            for pipe in (worker.process.stdout, worker.process.stderr, worker.process.stdin):
+                if pipe is not None and not pipe.closed:
+                    pipe.close()
+        self.workers.clear()
 
     def _say(self, attempt: Attempt, line: str) -> None:
         spec = attempt.spec
-        self.echo(f"[{spec.pathspec} (pid {attempt.process.pid})] {line}")
+        self.echo(f"[{spec.pathspec} (pid {attempt.worker.pid})] {line}")
 
     # -- resume ----------------------------------------------------------------------------------
 

@@ -1,0 +1,31 @@
+# A warm worker: `Rscript flow.R worker`, started by the local runtime once per worker slot.
+#
+# It has loaded the package and sourced the flow once; for each task it reads a context file's path on
+# stdin, forks, runs the task in the child (a copy-on-write snapshot of the worker, so no state leaks from
+# one task to the next and a crash takes only the child), and reports the child's exit status on stdout
+# after everything the child printed. Starting a task this way costs a fork, not an R start-up.
+
+worker_exit_marker <- "\036metaflow-task-exit"
+
+run_worker <- function(flow) {
+  input <- file("stdin", open = "r")
+  on.exit(close(input), add = TRUE)
+  repeat {
+    context_file <- readLines(input, n = 1)
+    if (!length(context_file) || !nzchar(context_file)) break
+    job <- parallel::mcparallel(run_forked_task(flow, context_file), mc.set.seed = TRUE, silent = FALSE)
+    status <- parallel::mccollect(job, wait = TRUE)[[1]]
+    # A child killed by a signal returns nothing: that task failed.
+    code <- if (is.numeric(status) && length(status) == 1) as.integer(status) else 1L
+    cat(worker_exit_marker, " ", code, "\n", sep = "")
+    flush(stdout())
+  }
+  invisible(0L)
+}
+
+run_forked_task <- function(flow, context_file) {
+  code <- run_task_reporting_errors(flow, c("task", "--context", context_file))
+  flush(stdout())
+  flush(stderr())
+  code
+}
