@@ -172,9 +172,12 @@ class LocalRuntime:
             data = os.read(pipe.fileno(), 65536)
         except BlockingIOError:
             return
-        if not data:
+        if data:
+            self._consume(worker, stream, data)
+        else:
             self._worker_gone(worker, stream, pipe)
-            return
+
+    def _consume(self, worker: Worker, stream: str, data: bytes) -> None:
         lines = (worker.partial[stream] + data).split(b"\n")
         worker.partial[stream] = lines.pop()
         for line in lines:
@@ -190,32 +193,26 @@ class LocalRuntime:
         self._say(attempt, line.decode("utf-8", errors="replace"))
 
     def _flush_partial(self, worker: Worker) -> None:
-        """Everything the finished task wrote, including what is still in the pipes, belongs to it."""
+        """Unterminated last lines belong to the task that wrote them."""
         for stream in ("stderr", "stdout"):
-            self._drain_pipe(worker, stream)
             if worker.partial[stream] and worker.task is not None:
                 self._output(worker.task, stream, worker.partial[stream])
             worker.partial[stream] = b""
-
-    def _drain_pipe(self, worker: Worker, stream: str) -> None:
-        pipe = worker.process.stdout if stream == "stdout" else worker.process.stderr
-        while pipe is not None and not pipe.closed:
-            try:
-                data = os.read(pipe.fileno(), 65536)
-            except BlockingIOError:
-                return
-            if not data:
-                return
-            lines = (worker.partial[stream] + data).split(b"\n")
-            worker.partial[stream] = lines.pop()
-            for line in lines:
-                if worker.task is not None and not line.startswith(WORKER_EXIT_MARKER):
-                    self._output(worker.task, stream, line)
 
     def _task_done(self, worker: Worker, code: int) -> None:
         attempt = worker.task
         if attempt is None:
             return
+        # The child has exited, so all it wrote to stderr is already in the pipe: read it before moving on.
+        pipe = worker.process.stderr
+        while pipe is not None and not pipe.closed:
+            try:
+                data = os.read(pipe.fileno(), 65536)
+            except BlockingIOError:
+                break
+            if not data:
+                break
+            self._consume(worker, "stderr", data)
         self._flush_partial(worker)
         worker.task = None
         del self.running[worker.pid]
