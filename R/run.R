@@ -77,8 +77,9 @@ run_task_reporting_errors <- function(flow, args) {
   })
 }
 
-args_from_call <- function(params, step_functions, max_workers, with, resume, show, help, datastore,
-                           metadata, batch, tags) {
+args_from_call <- function(params, step_functions = NULL, max_workers = NULL, with = NULL, resume = NULL,
+                           show = FALSE, help = FALSE, datastore = NULL, metadata = NULL, batch = FALSE,
+                           tags = NULL) {
   if (length(params) && (is.null(names(params)) || any(!nzchar(names(params))))) {
     cli::cli_abort(c("Parameter values given to {.fn run} must be named.", "i" = "For example {.code run(alpha = 0.5)}."))
   }
@@ -111,7 +112,7 @@ parameter_args <- function(params) {
     if (is.logical(value) && length(value) == 1 && !is.na(value)) {
       return(if (value) paste0("--", name) else paste0("--no-", name))
     }
-    c(paste0("--", name), paste(format(value, scientific = FALSE, trim = TRUE), collapse = ","))
+    c(paste0("--", name), paste(format(value, digits = 15, scientific = FALSE, trim = TRUE), collapse = ","))
   }))
 }
 
