@@ -7,7 +7,7 @@
 #' `run(step_functions = "trigger")` and the Client API talk to it. `emulator_stop()` stops it and unsets
 #' them. Nothing leaves the machine.
 #'
-#' @param port The local port to listen on.
+#' @param port The local port to listen on; `0` picks a free one.
 #' @param env_file Where the emulator writes its settings as `export NAME=VALUE` lines, for a shell
 #'   (`. file`).
 #' @param timeout Seconds to wait for the emulator to be ready.
@@ -50,8 +50,8 @@ emulator_start <- function(port = 5055L, env_file = tempfile("metaflow-emulator-
   lines <- sub("^export ", "", readLines(env_file))
   env <- stats::setNames(sub("^[^=]*=", "", lines), sub("=.*$", "", lines))
   do.call(Sys.setenv, as.list(env))
-  cli::cli_alert_success("AWS emulator running on {.url http://127.0.0.1:{port}}; its settings are set in this session.")
-  structure(list(process = process, env = env, port = port, env_file = env_file), class = "metaflow_emulator")
+  cli::cli_alert_success("AWS emulator running on {.url {env[['AWS_ENDPOINT_URL']]}}; its settings are set in this session.")
+  structure(list(process = process, env = env, env_file = env_file), class = "metaflow_emulator")
 }
 
 #' @rdname emulator_start
