@@ -13,7 +13,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any
 
 from . import task as tasks
 from .config import setting
