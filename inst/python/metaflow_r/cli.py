@@ -18,7 +18,7 @@ import click
 
 from . import show as show_module
 from .config import current_user, default_datastore
-from .datastore import FlowDatastore, storage_for
+from .datastore import FlowDatastore, find_local_root, storage_for
 from .errors import MetaflowRError, RunFailed, UsageError
 from .graph import FlowGraph
 from .params import parameter_options, parameter_values
@@ -55,8 +55,6 @@ class Invocation:
         assert self.spec is not None
         root = self.datastore_root
         if self.datastore == "local" and root is None:
-            from .datastore import find_local_root
-
             root = find_local_root(self.launch_dir)
         return FlowDatastore(storage_for(self.datastore, root), self.spec.name)
 
@@ -272,6 +270,12 @@ def console_main() -> None:
     argv = sys.argv[1:]
     spec_json = None
     if argv[:1] == ["--spec"] and len(argv) > 1:
-        spec_json = Path(argv[1]).read_text()
+        try:
+            spec_json = Path(argv[1]).read_bytes().decode("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            error = UsageError(f"Cannot read the flow description {argv[1]}: {exc}.",
+                               [("i", "--spec takes a JSON file in UTF-8, as R's flow_spec() writes it.")])
+            click.echo(f"Error: {error}", err=True)
+            sys.exit(error.exit_code)
         argv = argv[2:]
     sys.exit(main(argv, spec_json))

@@ -22,7 +22,7 @@ class Storage(Protocol):
     def read_bytes(self, key: str) -> bytes | None: ...
     def write_bytes(self, key: str, data: bytes) -> None: ...
     def write_file(self, key: str, path: str) -> None: ...
-    def local_path(self, key: str) -> str: ...
+    def local_path(self, key: str) -> str: ...  # immutable keys only: S3 keeps a download cache
     def list_children(self, prefix: str) -> list[str]: ...
 
 
@@ -97,7 +97,10 @@ class S3Storage:
 
             client = boto3.client("s3")
         self.client = client
-        self.cache_dir = cache_dir or tempfile.mkdtemp(prefix="metaflow-r-s3-")
+        # Only immutable, content-addressed blobs are read through the cache, so it is safe to keep it
+        # across runs and sessions.
+        self.cache_dir = cache_dir or str(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache",
+                                                "metaflow-r", "s3", self.bucket, self.prefix))
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
