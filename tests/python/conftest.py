@@ -4,6 +4,11 @@ from __future__ import annotations
 import copy
 import json
 import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 from typing import Any
 
 import pytest
@@ -217,3 +222,125 @@ def moto_aws(sfn_env):
     with mock_aws(config=MOTO_CONFIG):
         boto3.client("s3", region_name="us-east-1").create_bucket(Bucket=SFN_BUCKET)
         yield
+
+
+# -- the offline emulator (a real moto server on 127.0.0.1, real Rscript tasks) ----------------------
+
+METAFLOW_R = os.path.join(os.path.dirname(sys.executable), "metaflow-r")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def emulator(tmp_path_factory):
+    """``metaflow-r emulator`` in the background, one per test module; yields the settings it wrote."""
+    home = tmp_path_factory.mktemp("emulator")
+    env_file = home / "aws.env"
+    (home / "tmp").mkdir()
+    port = free_port()
+    # The Batch jobs it runs inherit its environment: their scratch directories land in the test's tmp.
+    process = subprocess.Popen([METAFLOW_R, "emulator", "--port", str(port), "--env-file", str(env_file)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env={**os.environ, "TMPDIR": str(home / "tmp")})
+    deadline = time.time() + 60
+    while not env_file.exists():
+        assert process.poll() is None, process.stdout.read()
+        assert time.time() < deadline, "emulator not ready after 60 s"
+        time.sleep(0.1)
+    settings = dict(line[len("export "):].strip().split("=", 1) for line in env_file.read_text().splitlines())
+    yield settings
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=20)
+    assert process.returncode == 0, output
+    assert "AWS emulator stopped." in output
+
+
+def emulated_env(emulator: dict[str, str]) -> dict[str, str]:
+    """The caller's environment with every AWS_/METAFLOW_ setting replaced by the emulator's."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "METAFLOW_"))}
+    return {**env, **emulator}
+
+
+def s3_datastore(emulator: dict[str, str], flow: str):
+    """The emulator's S3 datastore of ``flow``, read with our own FlowDatastore."""
+    import boto3
+
+    from metaflow_r.datastore import FlowDatastore
+    from metaflow_r.storage import S3Storage
+
+    client = boto3.client("s3", endpoint_url=emulator["AWS_ENDPOINT_URL"], region_name=emulator["AWS_REGION"],
+                          aws_access_key_id="emulated", aws_secret_access_key="emulated")
+    return FlowDatastore(S3Storage(emulator["METAFLOW_DATASTORE_SYSROOT_S3"], client=client), flow)
+
+
+def s3_client(emulator: dict[str, str]):
+    import boto3
+
+    return boto3.client("s3", endpoint_url=emulator["AWS_ENDPOINT_URL"], region_name=emulator["AWS_REGION"],
+                        aws_access_key_id="emulated", aws_secret_access_key="emulated")
+
+
+# -- what a reader of the datastore may see ----------------------------------------------------------
+
+
+def sha256_bytes(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+def local_datastore_files(root) -> dict[str, list[str]]:
+    """Every file below a local datastore root, by kind: "blobs" (below <Flow>/data), "temp" (.tmp-* left by
+    an interrupted write, anywhere), "done" (attempt records)."""
+    found: dict[str, list[str]] = {"blobs": [], "temp": [], "done": []}
+    for directory, _, files in os.walk(root):
+        for name in files:
+            path = os.path.join(directory, name)
+            if name.startswith(".tmp-"):
+                found["temp"].append(path)
+            elif os.path.basename(os.path.dirname(os.path.dirname(path))) == "data":
+                found["blobs"].append(path)
+            elif name == "DONE.json":
+                found["done"].append(path)
+    return found
+
+
+def assert_local_blobs_intact(root) -> int:
+    """Every blob's sha256 is its name (and its directory the name's first two characters); returns how
+    many blobs there are."""
+    from metaflow_r.datastore import sha256_file
+
+    blobs = local_datastore_files(root)["blobs"]
+    for path in blobs:
+        name = os.path.basename(path)
+        assert os.path.basename(os.path.dirname(path)) == name[:2], path
+        assert sha256_file(path) == name, f"blob {path} does not hold what its name says"
+    return len(blobs)
+
+
+def assert_s3_blobs_intact(emulator: dict[str, str], flow: str) -> dict[str, int]:
+    """Every object below <Flow>/data/ in the emulator's bucket hashes to its key; returns sha -> size."""
+    client = s3_client(emulator)
+    bucket, _, prefix = emulator["METAFLOW_DATASTORE_SYSROOT_S3"][len("s3://"):].partition("/")
+    data_prefix = f"{prefix}/{flow}/data/"
+    sizes = {}
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=data_prefix):
+        for entry in page.get("Contents", []):
+            sha = entry["Key"].rsplit("/", 1)[1]
+            assert entry["Key"] == f"{data_prefix}{sha[:2]}/{sha}", entry["Key"]
+            body = client.get_object(Bucket=bucket, Key=entry["Key"])["Body"].read()
+            assert sha256_bytes(body) == sha, f"S3 blob {entry['Key']} does not hold what its key says"
+            sizes[sha] = len(body)
+    return sizes
+
+
+def r_values(paths) -> list[str]:
+    """The R objects stored in artifact files, each deparsed on one line by a plain Rscript."""
+    code = 'for (p in commandArgs(TRUE)) cat(paste(deparse(readRDS(p)), collapse = ""), "\\n", sep = "")'
+    done = subprocess.run(["Rscript", "-e", code, *map(str, paths)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()

@@ -8,48 +8,19 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from conftest import emulated_env, s3_datastore
 from metaflow_r.datastore import FlowDatastore
-from metaflow_r.storage import LocalStorage, S3Storage
+from metaflow_r.storage import LocalStorage
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
-METAFLOW_R = str(Path(sys.executable).parent / "metaflow-r")
 
 pytestmark = pytest.mark.skipif(shutil.which("Rscript") is None, reason="needs R (make setup installs it)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def emulator(tmp_path_factory):
-    env_file = tmp_path_factory.mktemp("emulator") / "aws.env"
-    port = free_port()
-    process = subprocess.Popen([METAFLOW_R, "emulator", "--port", str(port), "--env-file", str(env_file)],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.time() + 60
-    while not env_file.exists():
-        assert process.poll() is None, process.stdout.read()
-        assert time.time() < deadline, "emulator not ready after 60 s"
-        time.sleep(0.1)
-    settings = dict(line[len("export "):].strip().split("=", 1) for line in env_file.read_text().splitlines())
-    yield settings
-    process.send_signal(signal.SIGTERM)
-    output, _ = process.communicate(timeout=20)
-    assert process.returncode == 0, output
-    assert "AWS emulator stopped." in output
 
 
 def rscript(script: Path, args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -60,19 +31,6 @@ def rscript(script: Path, args: list[str], cwd: Path, env: dict[str, str]) -> su
 def local_env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "METAFLOW_"))}
     return {**env, "METAFLOW_DATASTORE_SYSROOT_LOCAL": str(tmp_path / "local")}
-
-
-def emulated_env(emulator: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "METAFLOW_"))}
-    return {**env, **emulator}
-
-
-def s3_datastore(emulator: dict[str, str], flow: str) -> FlowDatastore:
-    import boto3
-
-    client = boto3.client("s3", endpoint_url=emulator["AWS_ENDPOINT_URL"], region_name=emulator["AWS_REGION"],
-                          aws_access_key_id="emulated", aws_secret_access_key="emulated")
-    return FlowDatastore(S3Storage(emulator["METAFLOW_DATASTORE_SYSROOT_S3"], client=client), flow)
 
 
 def artifacts_by_task(ds: FlowDatastore, run_id: str) -> dict[tuple[str, int], dict[str, str]]:

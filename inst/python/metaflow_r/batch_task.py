@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -61,12 +62,19 @@ def _require(name: str) -> str:
 
 
 def run_batch_task(rscript: str = "Rscript", storage: S3Storage | None = None, dynamodb=None) -> int:
+    workdir = tempfile.mkdtemp(prefix="metaflow-r-task-")
+    try:
+        return _run_in(workdir, rscript, storage, dynamodb)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _run_in(workdir: str, rscript: str, storage: S3Storage | None, dynamodb) -> int:
     step = _require("METAFLOW_STEP")
     run_id = _require("METAFLOW_RUN_ID")
     split_path = os.environ.get("METAFLOW_SPLIT_PATH", "")
     attempt = int(os.environ.get("AWS_BATCH_JOB_ATTEMPT", "1")) - 1
     storage = storage or S3Storage(_require("METAFLOW_DATASTORE_SYSROOT_S3"))
-    workdir = tempfile.mkdtemp(prefix="metaflow-r-task-")
     code_key = _require("METAFLOW_CODE_URL")[len(storage.root) + 1:]
     manifest = extract_package(storage.read_bytes(code_key) or b"", _require("METAFLOW_CODE_SHA"), workdir)
     raw_spec = manifest["spec"]

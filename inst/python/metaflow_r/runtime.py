@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 from . import task as tasks
 from .datastore import FlowDatastore
+from .errors import DatastoreError
 from .graph import FlowGraph
 from .procenv import subprocess_env
 from .workers import WORKER_EXIT_MARKER, Worker, start_worker
@@ -239,13 +240,18 @@ class LocalRuntime:
     def _exited(self, attempt: Attempt, code: int) -> None:
         spec = attempt.spec
         self._save_logs(attempt)
+        reason = None
         if code == 0:
-            record = tasks.commit(self.ds, spec, attempt.context, attempt.started_at)
+            try:
+                record = tasks.commit(self.ds, spec, attempt.context, attempt.started_at)
+            except (OSError, DatastoreError) as exc:  # e.g. a full disk: the task failed, not the runtime
+                code, reason = 1, f"its artifacts could not be stored: {exc}"
+        if code == 0:
             self._say(attempt, "Task finished successfully.")
             self._finished(spec, record)
         else:
-            reason = (f"timed out after {self.timeouts[spec.step]:g} s" if attempt.timed_out
-                      else f"exit status {code}")
+            reason = reason or (f"timed out after {self.timeouts[spec.step]:g} s" if attempt.timed_out
+                                else f"exit status {code}")
             tasks.record_failure(self.ds, spec, attempt.context, attempt.started_at, reason)
             if spec.retry_count < self.retries.get(spec.step, 0):
                 self._say(attempt, f"Task failed ({reason}); retrying.")

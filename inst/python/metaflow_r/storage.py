@@ -14,6 +14,9 @@ from urllib.parse import urlparse
 
 from .errors import DatastoreError
 
+_UMASK = os.umask(0o022)  # read it (only os.umask can) and put it back
+os.umask(_UMASK)
+
 
 class Storage(Protocol):
     root: str
@@ -45,20 +48,32 @@ class LocalStorage:
             return None
 
     def write_bytes(self, key: str, data: bytes) -> None:
-        target = self._path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, target)
+        def write(tmp: str) -> None:
+            with open(tmp, "wb") as handle:
+                handle.write(data)
+
+        self._write(key, write)
 
     def write_file(self, key: str, path: str) -> None:
+        self._write(key, lambda tmp: shutil.copyfile(path, tmp))
+
+    def _write(self, key: str, fill) -> None:
+        """Fill a temporary file beside the target, then rename it into place. A failed write removes its
+        temporary file; only a killed process leaves one (hidden: list_children skips dot files)."""
         target = self._path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
         os.close(fd)
-        shutil.copyfile(path, tmp)
-        os.replace(tmp, target)
+        try:
+            os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600: others sharing the datastore could not read
+            fill(tmp)
+            os.replace(tmp, target)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
 
     def local_path(self, key: str) -> str:
         return str(self._path(key))
