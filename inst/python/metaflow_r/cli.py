@@ -20,7 +20,7 @@ from . import show as show_module
 from .config import current_user, default_datastore
 from .datastore import FlowDatastore, find_local_root, storage_for
 from .errors import MetaflowRError, RunFailed, UsageError
-from .graph import FlowGraph
+from .graph import FlowGraph, check_names
 from .params import parameter_options, parameter_values
 from .runtime import DEFAULT_RETRIES, Clone, LocalRuntime
 from .sfn_cli import step_functions_group
@@ -240,6 +240,8 @@ def main(argv: list[str], spec_json: str | None = None, info: dict[str, Any] | N
     info = info or {}
     try:
         spec = parse_spec(spec_json) if spec_json else None
+        if spec is not None:
+            check_names(spec)  # the command line is built from them
         invocation = Invocation(spec, info.get("launch_dir") or os.getcwd(),
                                 info.get("rscript") or shutil.which("Rscript") or "Rscript",
                                 raw_spec=json.loads(spec_json) if spec_json else {},

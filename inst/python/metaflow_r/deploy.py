@@ -389,8 +389,8 @@ def aws_error(what: str, exc: Exception) -> AwsError:
         error = exc.response.get("Error", {})
         code = error.get("Code", "")
         hints = {
-            "AccessDenied": "Your AWS identity lacks a permission: see the IAM section of the deploy docs.",
-            "AccessDeniedException": "Your AWS identity lacks a permission: see the IAM section of the deploy docs.",
+            "AccessDenied": "Your AWS identity lacks a permission: docs/iam.md lists what each role needs.",
+            "AccessDeniedException": "Your AWS identity lacks a permission: docs/iam.md lists what each role needs.",
             "ThrottlingException": "AWS is throttling requests: wait a minute and run the same command again.",
             "TooManyRequestsException": "AWS is throttling requests: wait a minute and run the same command again.",
         }

@@ -84,46 +84,7 @@ class FlowGraph:
     # -- checks ------------------------------------------------------------------------------
 
     def _check_names(self) -> None:
-        spec = self.spec
-        if not NAME_PATTERN.match(spec.name or ""):
-            raise GraphError(
-                f"The flow name {spec.name!r} is not a valid name.",
-                [("i", "Use letters, digits and underscores, starting with a letter, e.g. metaflow(\"MyFlow\").")],
-            )
-        seen: set[str] = set()
-        for step in spec.steps:
-            if not NAME_PATTERN.match(step.name):
-                raise GraphError(
-                    f"Step name {step.name!r} is not a valid name.",
-                    [("i", "Use letters, digits and underscores, starting with a letter or underscore.")],
-                )
-            if step.name in seen:
-                raise GraphError(
-                    f"Step {step.name!r} is defined twice.", [("i", "Give every step() a distinct name.")]
-                )
-            seen.add(step.name)
-            if step.foreach is not None and not NAME_PATTERN.match(step.foreach):
-                raise GraphError(
-                    f"Step {step.name!r} has foreach = {step.foreach!r}, which is not an artifact name.",
-                    [("i", "Pass the name of the artifact to split over as a string, e.g. foreach = \"items\".")],
-                )
-        for param in spec.parameters:
-            if not NAME_PATTERN.match(param.name):
-                raise GraphError(f"Parameter name {param.name!r} is not a valid name.")
-            if param.name in RESERVED_NAMES:
-                raise GraphError(
-                    f"Parameter name {param.name!r} is reserved.",
-                    [("i", f"Reserved names: {', '.join(sorted(RESERVED_NAMES))}. Choose another name.")],
-                )
-            if param.type not in PARAMETER_TYPES:
-                raise GraphError(
-                    f"Parameter {param.name!r} has type {param.type!r}.",
-                    [("i", f"Use one of: {', '.join(PARAMETER_TYPES)}.")],
-                )
-        names = [p.name for p in spec.parameters]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise GraphError(f"Parameter {duplicates[0]!r} is defined twice.")
+        check_names(self.spec)
 
     def _check_edges(self) -> None:
         for required in ("start", "end"):
@@ -242,3 +203,46 @@ class FlowGraph:
             )
         node.matching_split = split.name
         node.split_parents = stacks[0][:-1]
+
+
+def check_names(spec: FlowSpec) -> None:
+    """The names alone (flow, steps, parameters): enough to build the command line from the spec."""
+    if not NAME_PATTERN.fullmatch(spec.name or ""):
+        raise GraphError(
+            f"The flow name {spec.name!r} is not a valid name.",
+            [("i", "Use letters, digits and underscores, starting with a letter, e.g. metaflow(\"MyFlow\").")],
+        )
+    seen: set[str] = set()
+    for step in spec.steps:
+        if not NAME_PATTERN.fullmatch(step.name):
+            raise GraphError(
+                f"Step name {step.name!r} is not a valid name.",
+                [("i", "Use letters, digits and underscores, starting with a letter or underscore.")],
+            )
+        if step.name in seen:
+            raise GraphError(
+                f"Step {step.name!r} is defined twice.", [("i", "Give every step() a distinct name.")]
+            )
+        seen.add(step.name)
+        if step.foreach is not None and not NAME_PATTERN.fullmatch(step.foreach):
+            raise GraphError(
+                f"Step {step.name!r} has foreach = {step.foreach!r}, which is not an artifact name.",
+                [("i", "Pass the name of the artifact to split over as a string, e.g. foreach = \"items\".")],
+            )
+    for param in spec.parameters:
+        if not NAME_PATTERN.fullmatch(param.name):
+            raise GraphError(f"Parameter name {param.name!r} is not a valid name.")
+        if param.name in RESERVED_NAMES:
+            raise GraphError(
+                f"Parameter name {param.name!r} is reserved.",
+                [("i", f"Reserved names: {', '.join(sorted(RESERVED_NAMES))}. Choose another name.")],
+            )
+        if param.type not in PARAMETER_TYPES:
+            raise GraphError(
+                f"Parameter {param.name!r} has type {param.type!r}.",
+                [("i", f"Use one of: {', '.join(PARAMETER_TYPES)}.")],
+            )
+    names = [p.name for p in spec.parameters]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise GraphError(f"Parameter {duplicates[0]!r} is defined twice.")

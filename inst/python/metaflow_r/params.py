@@ -75,6 +75,12 @@ def values_from_json(spec: FlowSpec, raw: dict[str, Any]) -> dict[str, Any]:
                 raise UsageError(f"Parameter {name!r} is required.", [("i", f"Give it a value: --{name} VALUE.")])
             given[name] = None
             continue
+        if p.separator and isinstance(value, list):
+            # A list parameter as trigger sends it (already split): read it back as the text it was split from.
+            value = p.separator.join(str(v).lower() if isinstance(v, bool) else str(v) for v in value)
+        if not isinstance(value, (str, int, float, bool)):
+            raise UsageError(f"Parameter {name!r}: {json_type(value)} is not a {p.type} value.",
+                             [("i", f"Give a {p.type} value.")])
         try:
             # JSON scalars are read as their text, as on the command line (so 2.5 is not an int).
             text = str(value).lower() if isinstance(value, bool) else (
@@ -83,3 +89,7 @@ def values_from_json(spec: FlowSpec, raw: dict[str, Any]) -> dict[str, Any]:
         except click.BadParameter as exc:
             raise UsageError(f"Parameter {name!r}: {exc.message}", [("i", f"Give a {p.type} value.")]) from None
     return parameter_values(spec, given)
+
+
+def json_type(value: Any) -> str:
+    return {list: "a list", dict: "an object"}.get(type(value), type(value).__name__)

@@ -63,17 +63,20 @@ def _field_ok(value: str, low: int, high: int, names: str, extra: str) -> bool:
         return True
     if value == "*":
         return True
-    atom = rf"(\d+|{names})" if names else r"(\d+)"
-    # W (nearest weekday, "15W") and LW belong to day-of-month; "6L" (last Friday) to day-of-week; L to both.
-    suffix = "W?" if "W" in extra else ("L?" if "L" in extra else "")
-    weekday_nth = rf"|{atom}#[1-5]" if "#" in extra else ""
-    lone = ("|LW" if "W" in extra else "") + ("|L" if "L" in extra else "")
-    single = rf"({atom}{suffix}{weekday_nth}{lone})"
-    pattern = rf"^({single}(-{atom})?|\*)(/\d+)?$"
+    # ASCII digits only: \d would also take other scripts' digits, which AWS refuses.
+    atom = rf"([0-9]+|{names})" if names else r"([0-9]+)"
+    # Ranges and increments take plain values; the special forms stand alone: W (nearest weekday, "15W") and
+    # LW belong to day-of-month, "6L" (last Friday) and "2#1" (first Monday) to day-of-week, L to both.
+    plain = rf"(\*|{atom}(-{atom})?)(/[0-9]+)?"
+    special = ([r"[0-9]+W", "LW"] if "W" in extra else []) + ([rf"{atom}L", rf"{atom}#[1-5]"] if "#" in extra else []) \
+        + (["L"] if "L" in extra else [])
     for part in value.split(","):
-        if not re.match(pattern, part):
+        if not re.fullmatch(plain, part) and not any(re.fullmatch(form, part) for form in special):
             return False
-        for number in re.findall(r"\d+", part.split("/")[0].split("#")[0]):
-            if not low <= int(number) <= high:
+        base, _, step = part.partition("/")
+        if step and not step.strip("0"):
+            return False  # an increment of 0
+        for number in re.findall(r"[0-9]+", base.split("#")[0]):
+            if len(number) > 6 or not low <= int(number) <= high:  # (int() refuses thousands of digits)
                 return False
     return True

@@ -17,6 +17,7 @@ from .spec import FlowSpec
 
 MAX_SUBMIT_PAYLOAD = 30 * 1024
 EXECUTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
+MAX_TAG_KEY, MAX_TAG_VALUE, MAX_TAGS = 128, 256, 50
 
 
 def _session():
@@ -76,7 +77,7 @@ def step_functions_group(spec: FlowSpec | None, invocation_of) -> click.Group:
             raise UsageError(f"The parameters are {len(parameters.encode()):,} bytes; a Batch job accepts about "
                              f"{MAX_SUBMIT_PAYLOAD - 2048:,}.", [("i", "Pass large inputs through S3 instead.")])
         name = run_id or f"sfn-{uuid.uuid4().hex}"
-        if not EXECUTION_NAME.match(name):
+        if not EXECUTION_NAME.fullmatch(name):
             raise UsageError(f"Run id {name!r} is not a valid execution name.",
                              [("i", "Use 1-80 letters, digits, - and _.")])
         deployer = Deployer(_session(), echo=click.echo)
@@ -172,7 +173,13 @@ def _parse_tags(tags: tuple[str, ...]) -> dict[str, str]:
         key, sep, value = tag.partition(":")
         if not sep or not key:
             raise UsageError(f"Tag {tag!r} is not key:value.", [("i", "Write --tag team:ml.")])
+        if len(key) > MAX_TAG_KEY or len(value) > MAX_TAG_VALUE:
+            raise UsageError(f"Tag {tag[:300]!r} is not valid for AWS.",
+                             [("i", f"Keys have 1-{MAX_TAG_KEY} characters, values at most {MAX_TAG_VALUE}.")])
         parsed[key] = value
+    if len(parsed) > MAX_TAGS - 1:  # the namespace tag is one of them
+        raise UsageError(f"{len(parsed)} tags are too many: AWS allows {MAX_TAGS} on a state machine, one of them "
+                         "metaflow:namespace.")
     return parsed
 
 

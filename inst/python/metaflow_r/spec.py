@@ -55,7 +55,14 @@ class FlowSpec:
 
 
 def _decorators(raw: Any) -> tuple[Decorator, ...]:
-    return tuple(Decorator(d["name"], dict(d.get("attributes") or {})) for d in raw or [])
+    return tuple(Decorator(_text(d["name"], "a decorator name"), dict(d.get("attributes") or {})) for d in raw or [])
+
+
+def _text(value: Any, what: str, optional: bool = False) -> Any:
+    """A name must be a string (the checks and file paths that use it assume one)."""
+    if isinstance(value, str) or (optional and value is None):
+        return value
+    raise TypeError(f"{what} is {value!r}, not a string")
 
 
 def _as_list(value: Any) -> list:
@@ -70,32 +77,32 @@ def parse_spec(text_or_dict: str | dict) -> FlowSpec:
         raw = json.loads(text_or_dict) if isinstance(text_or_dict, str) else text_or_dict
         steps = tuple(
             StepSpec(
-                name=s["name"],
-                next=tuple(_as_list(s.get("next"))),
+                name=_text(s["name"], "a step name"),
+                next=tuple(_text(n, "a next_step") for n in _as_list(s.get("next"))),
                 join=bool(s.get("join", False)),
-                foreach=s.get("foreach") or None,
+                foreach=_text(s.get("foreach") or None, "a foreach", optional=True),
                 decorators=_decorators(s.get("decorators")),
             )
             for s in raw.get("steps") or []
         )
         parameters = tuple(
             Parameter(
-                name=p["name"],
-                help=p.get("help"),
+                name=_text(p["name"], "a parameter name"),
+                help=_text(p.get("help"), "a parameter help", optional=True),
                 default=p.get("default"),
                 type=p.get("type") or "str",
                 required=bool(p.get("required", False)),
                 is_flag=bool(p.get("is_flag", False)),
-                separator=p.get("separator"),
+                separator=_text(p.get("separator") or None, "a separator", optional=True),
             )
             for p in raw.get("parameters") or []
         )
         return FlowSpec(
-            name=raw["name"],
+            name=_text(raw["name"], "the flow name"),
             steps=steps,
             parameters=parameters,
             decorators=_decorators(raw.get("decorators")),
-            script=raw.get("script"),
+            script=_text(raw.get("script"), "the script", optional=True),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise GraphError(
