@@ -26,6 +26,13 @@ metaflow <- function(name, ...) {
 
 #' @export
 print.metaflow_flow <- function(x, ...) {
+  if (identical(script_args()[1], "task") || identical(script_args()[1], "worker")) return(invisible(x))
+  if (length(script_args())) {
+    # Rscript printing the flow means the pipe never reached run(): say so instead of exiting 0.
+    cli::cli_abort(c("Flow {.val {x$name}} was defined but never run.",
+                     "i" = "End the pipe with {.code %>% run()}, then run {.code Rscript {basename(script_path())} {script_args()[1]}} again."),
+                   call = NULL)
+  }
   cli::cli_text("{.strong Flow} {.val {x$name}}: {length(x$steps)} step{?s}, ",
                 "{length(x$parameters)} parameter{?s}")
   for (s in x$steps) {

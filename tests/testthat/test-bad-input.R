@@ -1,6 +1,6 @@
 # Scripts that are wrong before the backend is ever reached.
 
-test_that("a flow script that never calls run() runs nothing, claims nothing and writes nothing", {
+test_that("a flow script that never calls run() fails saying so, and writes nothing", {
   script <- c(
     "library(metaflow)",
     "start <- function(self) print('start ran')",
@@ -10,10 +10,9 @@ test_that("a flow script that never calls run() runs nothing, claims nothing and
     "  step(step = \"end\", r_function = end)"
   )
   result <- rscript_flow(script, "run")
-  # What the user sees today: R auto-prints the flow object at the top level (to stderr), and the exit
-  # status is 0 although nothing ran.
-  expect_equal(result$status, 0)
-  expect_match(result$stderr, "NoRunFlow")
+  expect_equal(result$status, 1)
+  expect_match(result$stderr, "Flow \"NoRunFlow\" was defined but never run")
+  expect_match(result$stderr, "%>% run()", fixed = TRUE)
   expect_false(grepl("ran", result$stdout))
   expect_false(grepl("Workflow starting|Done!|succeeded|run-id", result$output))
   expect_no_traceback(result)
