@@ -56,6 +56,8 @@ test-r:
 
 bench: setup
 	Rscript bench/foreach_overhead.R
+	$(VENV)/bin/python bench/compile_large.py
+	bash bench/compare_metaflow.sh
 
 # Regenerates man/ and NAMESPACE from the roxygen comments (needs Debian's r-cran-roxygen2).
 docs:

@@ -286,3 +286,22 @@ def test_a_killed_task_commits_nothing(flow_dir, capsys):
     blobs = [b for d in stored for b in flow.ds.storage.list_children(f"KilledFlow/data/{d}")]
     assert sorted(blobs) == sorted(flow.task(run_id, "start")["artifacts"].values())
     assert flow.ds.task_ids(run_id, "end") == []
+
+
+def test_workers_are_replaced_after_their_share_of_tasks(flow_dir, capsys, monkeypatch):
+    import re
+
+    from metaflow_r import workers
+
+    monkeypatch.setattr(workers, "TASKS_PER_WORKER", 2)
+    flow = Flow(flow_dir, "RecycledFlow", [
+        rstep("start", "self$items <- 1:5", "body", foreach="items"),
+        rstep("body", "self$twice <- 2 * self$input", "join"),
+        rstep("join", 'cat("sum:", sum(unlist(gather_inputs(inputs, "twice"))), "\\n")', "end", join=True),
+        rstep("end", None),
+    ])
+    code, out, err = flow.run(capsys, "run", "--max-workers", "1")
+    assert code == 0, out + err
+    assert "sum: 30" in flow.stdout(flow.only_run(), "join")
+    worker_pids = set(re.findall(r"\(pid (\d+)\)\] Task is starting", out))
+    assert len(worker_pids) == 4  # 8 tasks, 2 per worker, one at a time

@@ -149,7 +149,7 @@ class LocalRuntime:
 
     def _idle_worker(self) -> Worker:
         for worker in self.workers.values():
-            if worker.task is None and worker.process.poll() is None:
+            if worker.task is None and not worker.retiring and worker.process.poll() is None:
                 return worker
         worker = start_worker(self.rscript, self.script, self.launch_dir, self.env)
         self.workers[worker.pid] = worker
@@ -215,7 +215,7 @@ class LocalRuntime:
                 break
             self._consume(worker, "stderr", data)
         self._flush_partial(worker)
-        worker.task = None
+        worker.finished_task()
         del self.running[worker.pid]
         self._exited(attempt, code)
 

@@ -16,12 +16,17 @@ from typing import Any
 
 # Must match worker_exit_marker in R/worker.R.
 WORKER_EXIT_MARKER = b"\x1emetaflow-task-exit "
+# R does not give back all the memory a forked job leaves behind in its parent, so a worker grows a
+# little with every task; replacing it now and then keeps a run's memory flat in the foreach width.
+TASKS_PER_WORKER = 200
 
 
 @dataclass
 class Worker:
     process: subprocess.Popen
     task: Any = None  # the runtime's attempt running on it, if any
+    tasks_run: int = 0
+    retiring: bool = False
     partial: dict[str, bytes] = field(default_factory=lambda: {"stdout": b"", "stderr": b""})
 
     @property
@@ -45,6 +50,14 @@ class Worker:
             os.killpg(self.process.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+    def finished_task(self) -> None:
+        """Count a finished task; a worker that has run its share is told to quit."""
+        self.task = None
+        self.tasks_run += 1
+        if self.tasks_run >= TASKS_PER_WORKER:
+            self.retiring = True
+            self.close()
 
     def close(self) -> None:
         """Let an idle worker finish: end of input makes it quit."""
