@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import subprocess
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -300,3 +301,14 @@ def test_a_step_name_too_long_for_a_state_name_fails_before_any_aws_call(tmp_pat
     settings = DeploySettings.from_environment(False, placeholders=True)
     with pytest.raises(UsageError, match=long_step):
         plan_deployment(graph_of(spec), spec, settings, max_workers=10, with_retry=None, versions={})
+
+
+ASL_VALIDATOR = Path(__file__).resolve().parents[2] / ".tools" / "node_modules" / ".bin" / "asl-validator"
+
+
+@pytest.mark.skipif(not ASL_VALIDATOR.exists(), reason="asl-validator (npm) not installed: make setup installs it")
+@pytest.mark.parametrize("golden", sorted(GOLDEN_DIR.glob("*.json")), ids=lambda p: p.stem)
+def test_golden_definitions_pass_asl_validator(golden):
+    done = subprocess.run([str(ASL_VALIDATOR), "--json-path", str(golden)], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
