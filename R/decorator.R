@@ -6,7 +6,9 @@
 #' * `schedule` (flow): `hourly`, `daily`, `weekly` (each `TRUE`), or `cron` (an AWS cron expression
 #'   such as `"0 10 * * ? *"`); used by `step-functions create`.
 #' * `retry` (step): `times` (default 3; `0` never retries), `minutes_between_retries`.
-#' * `catch` (step): `var`, `print_exception`.
+#' * `catch` (step): `var`, `print_exception`. When the step's last attempt fails, the run goes on: the
+#'   error is stored in `self$<var>` as an R error condition (read it with `conditionMessage()`), the
+#'   step's inherited artifacts pass on, and what the failed attempt assigned is dropped.
 #' * `timeout` (step): `seconds`, `minutes`, `hours`; a task running longer is stopped and fails.
 #' * `resources` (step): `cpu`, `memory` (MB), `gpu`; the Batch job's size on Step Functions.
 #' * `batch` (step): `cpu`, `memory`, `gpu`, `image`, `queue`, `iam_role`.

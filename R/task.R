@@ -16,7 +16,9 @@ run_task <- function(flow, args) {
   for (name in names(ctx$parameters)) {
     self_set_parameter(self, name, ctx$parameters[[name]])
   }
-  if (!is.null(step$r_function)) {
+  if (!is.null(ctx$catch)) {
+    record_caught_error(self, ctx)
+  } else if (!is.null(step$r_function)) {
     if (is.null(ctx$join)) {
       step$r_function(self)
     } else {
@@ -30,6 +32,19 @@ run_task <- function(flow, args) {
   writeLines(jsonlite::toJSON(outputs, auto_unbox = TRUE, null = "null"),
              file.path(ctx$output_dir, "outputs.json"))
   invisible(0L)
+}
+
+# The fallback attempt of a step with decorator("catch"), run after its last attempt failed: instead of
+# the step function, it stores the error in the decorator's `var` (as an R error condition) and passes
+# the step's inherited artifacts on, so the run goes on.
+record_caught_error <- function(self, ctx) {
+  caught <- ctx$catch
+  if (!isFALSE(caught$print_exception)) {
+    cat(sprintf("decorator(\"catch\") caught the failure of step '%s':\n%s\n", ctx$step, caught$error))
+  }
+  if (!is.null(caught$var)) {
+    self_set(self, caught$var, simpleError(caught$error))
+  }
 }
 
 task_option <- function(args, name) {

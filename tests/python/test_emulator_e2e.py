@@ -129,3 +129,20 @@ def test_the_console_input_with_an_escaped_json_string_works(emulator, tmp_path)
     assert "SUCCEEDED" in waited.stdout, waited.stdout + waited.stderr
     logs = rscript(script, ["step-functions", "logs", "console-run/end"], tmp_path, env)
     assert "alpha still is 0.5" in logs.stdout
+
+
+def test_catch_on_step_functions_records_the_error_and_the_execution_succeeds(emulator, tmp_path):
+    script = tmp_path / "catch.R"
+    script.write_text("""library(metaflow)
+risky <- function(self) stop("the service is down")
+end <- function(self) cat("caught:", conditionMessage(self$problem), "\\n")
+metaflow("CatchFlow") %>%
+  step(step = "start", next_step = "risky") %>%
+  step(decorator("catch", var = "problem"), step = "risky", r_function = risky, next_step = "end") %>%
+  step(step = "end", r_function = end) %>%
+  run()
+""")
+    deploy_and_trigger(script, tmp_path, emulated_env(emulator), "caught-run")
+    ds = s3_datastore(emulator, "CatchFlow")
+    assert [a["successful"] for a in ds.attempts("caught-run", "risky", "risky")] == [True, False]
+    assert "caught: Error in step 'risky': the service is down" in ds.read_log("caught-run", "end", "end", 0, "stdout")

@@ -14,6 +14,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
+from typing import Any
 
 from . import task as tasks
 from .config import setting
@@ -90,24 +92,24 @@ def _run_in(workdir: str, rscript: str, storage: S3Storage | None, dynamodb) -> 
                    extra={"namespace": namespace, "execution": run_id})
     own_id, inputs, split_index = identity(graph, ds, run_id, step, split_path)
     spec = tasks.TaskSpec(run_id, step, own_id, inputs, split_index, attempt)
-    output_dir = tempfile.mkdtemp(prefix="out-", dir=workdir)
-    started = time.time()
-    context = tasks.prepare(graph, ds, spec, ds.run_record(run_id) or {}, output_dir)
-    context["batch_job_id"] = os.environ.get("AWS_BATCH_JOB_ID")
-    context_file = os.path.join(workdir, "context.json")
-    tasks.write_context(context, context_file)
-    print(f"[{spec.pathspec}] Task is starting (attempt {attempt + 1}).", flush=True)
-    command = [rscript, script, "task", "--run-id", run_id, "--step", step, "--task-id", own_id,
-               "--retry-count", str(attempt), "--input-paths", ",".join(inputs), "--context", context_file]
-    code, output = _run_and_echo(command, workdir)
-    ds.write_log(run_id, step, own_id, attempt, "stdout", output)
+    code, context, output, started = _attempt(graph, ds, spec, rscript, script, workdir)
     if code != 0:
         tasks.record_failure(ds, spec, context, started, f"exit status {code}")
-        attempts = int(os.environ.get("METAFLOW_BATCH_ATTEMPTS", "1"))
-        if attempt + 1 >= attempts:
+        final = attempt + 1 >= int(os.environ.get("METAFLOW_BATCH_ATTEMPTS", "1"))
+        if not (final and graph[step].spec.decorator("catch") is not None):
+            if final:
+                ds.finish_run(run_id, False)
+            print(f"[{spec.pathspec}] Task failed (exit status {code}).", flush=True)
+            return code
+        # The last attempt failed and the step has decorator("catch"): record the error, go on.
+        print(f"[{spec.pathspec}] Task failed (exit status {code}); decorator(\"catch\") records the error "
+              "and the run goes on.", flush=True)
+        spec = replace(spec, retry_count=attempt + 1, caught=tasks.caught_error(output, f"exit status {code}"))
+        code, context, output, started = _attempt(graph, ds, spec, rscript, script, workdir)
+        if code != 0:
+            tasks.record_failure(ds, spec, context, started, f"exit status {code}")
             ds.finish_run(run_id, False)
-        print(f"[{spec.pathspec}] Task failed (exit status {code}).", flush=True)
-        return code
+            return code
     record = tasks.commit(ds, spec, context, started)
     if graph[step].is_foreach:
         _publish_width(dynamodb, f"{run_id}/{step}/{own_id}", record["num_splits"])
@@ -115,6 +117,24 @@ def _run_in(workdir: str, rscript: str, storage: S3Storage | None, dynamodb) -> 
         ds.finish_run(run_id, True)
     print(f"[{spec.pathspec}] Task finished successfully.", flush=True)
     return 0
+
+
+def _attempt(graph: FlowGraph, ds: FlowDatastore, spec: tasks.TaskSpec, rscript: str, script: str,
+             workdir: str) -> tuple[int, dict[str, Any], bytes, float]:
+    """Run one attempt of the task in R; its output is echoed (to CloudWatch) and kept in the datastore."""
+    output_dir = tempfile.mkdtemp(prefix="out-", dir=workdir)
+    started = time.time()
+    context = tasks.prepare(graph, ds, spec, ds.run_record(spec.run_id) or {}, output_dir)
+    context["batch_job_id"] = os.environ.get("AWS_BATCH_JOB_ID")
+    context_file = os.path.join(output_dir, "context.json")
+    tasks.write_context(context, context_file)
+    print(f"[{spec.pathspec}] Task is starting (attempt {spec.retry_count + 1}).", flush=True)
+    command = [rscript, script, "task", "--run-id", spec.run_id, "--step", spec.step, "--task-id", spec.task_id,
+               "--retry-count", str(spec.retry_count), "--input-paths", ",".join(spec.input_paths),
+               "--context", context_file]
+    code, output = _run_and_echo(command, workdir)
+    ds.write_log(spec.run_id, spec.step, spec.task_id, spec.retry_count, "stdout", output)
+    return code, context, output, started
 
 
 def _run_and_echo(command: list[str], cwd: str) -> tuple[int, bytes]:

@@ -14,7 +14,7 @@ import sys
 import tempfile
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from . import task as tasks
@@ -255,8 +255,12 @@ class LocalRuntime:
             tasks.record_failure(self.ds, spec, attempt.context, attempt.started_at, reason)
             if spec.retry_count < self.retries.get(spec.step, 0):
                 self._say(attempt, f"Task failed ({reason}); retrying.")
-                self.queue.appendleft(tasks.TaskSpec(spec.run_id, spec.step, spec.task_id, spec.input_paths,
-                                                     spec.split_index, spec.retry_count + 1))
+                self.queue.appendleft(replace(spec, retry_count=spec.retry_count + 1))
+            elif self.graph[spec.step].spec.decorator("catch") is not None and spec.caught is None:
+                self._say(attempt, f"Task failed ({reason}); decorator(\"catch\") records the error and the run "
+                                   "goes on.")
+                self.queue.appendleft(replace(spec, retry_count=spec.retry_count + 1,
+                                              caught=tasks.caught_error(bytes(attempt.logs["stderr"]), reason)))
             else:
                 self._say(attempt, f"Task failed ({reason}).")
                 self.failed = spec

@@ -27,6 +27,7 @@ class TaskSpec:
     input_paths: list[str] = field(default_factory=list)  # "run/step/task" of each parent task
     split_index: int | None = None
     retry_count: int = 0
+    caught: str | None = None  # set on the fallback attempt decorator("catch") runs after a final failure
 
     @property
     def pathspec(self) -> str:
@@ -66,6 +67,7 @@ def prepare(graph: FlowGraph, ds: FlowDatastore, task: TaskSpec, run_record: dic
         "namespace": run_record.get("namespace"),
         "parameter_names": parameter_names, "foreach_var": node.spec.foreach, "join": None,
         "artifacts": {}, "inputs": [], "split_stack": [], "parameters": None, "output_dir": output_dir,
+        "catch": _catch_context(node.spec.decorator("catch"), task.caught),
     }
     if not parents:
         context["parameters"] = run_record.get("parameters", {})
@@ -88,6 +90,20 @@ def prepare(graph: FlowGraph, ds: FlowDatastore, task: TaskSpec, run_record: dic
         if frame["kind"] == "foreach":
             frame["var_path"] = ds.blob_path(frame["var_sha"])
     return context
+
+
+def _catch_context(decorator, caught: str | None) -> dict[str, Any] | None:
+    if decorator is None or caught is None:
+        return None
+    return {"var": decorator.attributes.get("var"),
+            "print_exception": decorator.attributes.get("print_exception", True), "error": caught}
+
+
+def caught_error(output: bytes, reason: str) -> str:
+    """The error a catch decorator records: the task's own R error message when it printed one."""
+    lines = output.decode("utf-8", errors="replace").splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith("Error in step ")]
+    return "\n".join(lines[starts[-1]:])[:4000] if starts else f"The task failed: {reason}."
 
 
 def write_context(context: dict[str, Any], path: str) -> None:
