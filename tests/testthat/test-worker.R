@@ -54,3 +54,14 @@ test_that("a task that exceeds its timeout is stopped and the run fails naming i
   expect_equal(result$status, 1)
   expect_match(result$stdout, "Task failed \\(timed out after 1 s\\)")
 })
+
+test_that("a step whose output does not end in a newline finishes and shows that output", {
+  result <- rscript_flow(flow_script(
+    "start <- function(self) cat('no newline at the end')",
+    pipeline = c('metaflow("NoNewline") %>%',
+                 'step(step = "start", r_function = start, next_step = "end") %>%',
+                 'step(step = "end")')
+  ))
+  expect_equal(result$status, 0, info = result$output)
+  expect_match(result$stdout, "start/1 \\(pid [0-9]+\\)\\] no newline at the end\n")
+})

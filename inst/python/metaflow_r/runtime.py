@@ -182,8 +182,12 @@ class LocalRuntime:
         lines = (worker.partial[stream] + data).split(b"\n")
         worker.partial[stream] = lines.pop()
         for line in lines:
-            if stream == "stdout" and line.startswith(WORKER_EXIT_MARKER):
-                self._task_done(worker, int(line[len(WORKER_EXIT_MARKER):] or 1))
+            # The marker follows the task's output directly: after a last line with no newline, mid-line.
+            at = line.find(WORKER_EXIT_MARKER) if stream == "stdout" else -1
+            if at >= 0:
+                if at > 0 and worker.task is not None:
+                    self._output(worker.task, stream, line[:at])
+                self._task_done(worker, int(line[at + len(WORKER_EXIT_MARKER):] or 1))
             elif worker.task is not None:
                 self._output(worker.task, stream, line)
             else:  # the worker's own output, e.g. the script failing before any task
