@@ -240,3 +240,26 @@ def test_delete_removes_the_state_machine_and_the_rule(capsys, flow, launch_dir,
     assert code == 0 and "was not deployed" in out
     code, _, err = cli(capsys, ["step-functions", "list-runs"], flow, launch_dir)
     assert code == 2 and "not deployed" in err
+
+
+def test_an_aws_error_in_any_command_is_a_clear_message_not_a_traceback(capsys, flow, launch_dir, moto_aws,
+                                                                         monkeypatch):
+    assert cli(capsys, ["step-functions", "create"], flow, launch_dir)[0] == 0
+    monkeypatch.setenv("METAFLOW_DATASTORE_SYSROOT_S3", "s3://no-such-bucket/metaflow")
+    code, out, err = cli(capsys, ["step-functions", "logs", "sfn-1/start"], flow, launch_dir)
+    assert code == 6
+    assert "NoSuchBucket" in err and "Traceback" not in out + err
+
+
+def test_the_s3_root_may_come_from_the_config_file(tmp_path, monkeypatch):
+    from metaflow_r import config
+    from metaflow_r.datastore import storage_for
+
+    monkeypatch.delenv("METAFLOW_DATASTORE_SYSROOT_S3", raising=False)
+    monkeypatch.setenv("METAFLOW_HOME", str(tmp_path))
+    (tmp_path / "config.json").write_text(json.dumps({"METAFLOW_DATASTORE_SYSROOT_S3": "s3://from-config/mf"}))
+    config._config_file.cache_clear()
+    try:
+        assert storage_for("s3").root == "s3://from-config/mf"
+    finally:
+        config._config_file.cache_clear()

@@ -19,6 +19,7 @@ import click
 from . import show as show_module
 from .config import current_user, default_datastore
 from .datastore import FlowDatastore, find_local_root, storage_for
+from .deploy import aws_error
 from .errors import MetaflowRError, RunFailed, UsageError
 from .graph import FlowGraph, check_names
 from .params import parameter_options, parameter_values
@@ -262,6 +263,14 @@ def main(argv: list[str], spec_json: str | None = None, info: dict[str, Any] | N
         sys.stdout.flush()
         click.echo(f"Error: {exc}", err=True)
         return exc.exit_code
+    except Exception as exc:
+        # An AWS call no command wrapped gets the same clear message. (Matched by module, so local runs
+        # never import botocore.)
+        if not type(exc).__module__.startswith("botocore"):
+            raise
+        error = aws_error("an AWS request", exc)
+        click.echo(f"Error: {error}", err=True)
+        return error.exit_code
     finally:
         sys.stdout.flush()
         sys.stderr.flush()

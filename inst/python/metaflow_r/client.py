@@ -5,24 +5,18 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from .config import default_datastore, setting
+from .config import default_datastore
 from .datastore import FlowDatastore, find_local_root, storage_for
 from .storage import Storage
 from .errors import DatastoreError
 
 
-# S3 storages are kept for the session, so their download cache serves every later read.
-_s3_storages: dict[str | None, Storage] = {}
-
-
 def _storage(datastore: str | None = None, root: str | None = None) -> Storage:
+    """Built per query from the current settings, so a changed endpoint or root applies at once."""
     kind = datastore or default_datastore()
     if kind == "local":
-        return storage_for(kind, root or find_local_root(os.getcwd()))
-    root = root or setting("DATASTORE_SYSROOT_S3")
-    if root not in _s3_storages:
-        _s3_storages[root] = storage_for(kind, root)
-    return _s3_storages[root]
+        root = root or find_local_root(os.getcwd())
+    return storage_for(kind, root)
 
 
 def _flow(flow: str, datastore: str | None, root: str | None) -> FlowDatastore:

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
+from .config import setting
 from .errors import DatastoreError
 from .storage import LocalStorage, S3Storage, Storage
 
@@ -47,7 +48,7 @@ def storage_for(kind: str = "local", root: str | None = None) -> Storage:
     if kind == "local":
         return LocalStorage(root or find_local_root())
     if kind == "s3":
-        root = root or os.environ.get("METAFLOW_DATASTORE_SYSROOT_S3")
+        root = root or setting("DATASTORE_SYSROOT_S3")
         if not root:
             from .errors import ConfigurationError
 
