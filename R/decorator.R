@@ -12,7 +12,7 @@
 #' * `timeout` (step): `seconds`, `minutes`, `hours`; a task running longer is stopped and fails.
 #' * `resources` (step): `cpu`, `memory` (MB), `gpu`; the Batch job's size on Step Functions.
 #' * `batch` (step): `cpu`, `memory`, `gpu`, `image`, `queue`, `iam_role`.
-#' * `environment` (step): `vars`, a named list of environment variables.
+#' * `environment` (step): `vars`, a named list of environment variables set for the step's tasks.
 #'
 #' @param x The decorator's name.
 #' @param ... Its arguments, named.
@@ -32,17 +32,13 @@ decorator <- function(x, ..., .convert_args = TRUE) {
     cli::cli_abort(c("Arguments of {.code decorator(\"{x}\")} must be named.",
                      "i" = "For example {.code decorator(\"retry\", times = 2)}."))
   }
-  unknown <- setdiff(names(args), known_decorators[[x]])
+  unknown <- setdiff(names(args), names(known_decorators[[x]]))
   if (length(unknown)) {
     cli::cli_abort(c("{.code decorator(\"{x}\")} has no argument {.arg {unknown}}.",
-                     "i" = "Its arguments are {.arg {known_decorators[[x]]}}."))
+                     "i" = "Its arguments are {.arg {names(known_decorators[[x]])}}."))
   }
-  if (x == "retry" && !is.null(args$times)) {
-    times <- args$times
-    if (!is.numeric(times) || length(times) != 1 || is.na(times) || times < 0 || times != round(times)) {
-      cli::cli_abort(c("{.arg times} of {.code decorator(\"retry\")} must be a whole number >= 0.",
-                       "x" = "You supplied {.val {format(times)}}."))
-    }
+  for (arg in names(args)) {
+    check_decorator_value(x, arg, args[[arg]], known_decorators[[x]][[arg]])
   }
   if (x == "schedule") check_schedule(args)
   structure(list(name = x, attributes = args), class = "metaflow_decorator")
@@ -55,26 +51,49 @@ print.metaflow_decorator <- function(x, ...) {
   invisible(x)
 }
 
+# Each decorator's arguments and the kind of value each takes (see check_decorator_value()).
 known_decorators <- list(
-  schedule = c("hourly", "daily", "weekly", "cron"),  # EventBridge cron is UTC: no timezone
-  retry = c("times", "minutes_between_retries"),
-  catch = c("var", "print_exception"),
-  timeout = c("seconds", "minutes", "hours"),
-  resources = c("cpu", "memory", "gpu", "shared_memory"),
-  batch = c("cpu", "memory", "gpu", "image", "queue", "iam_role", "shared_memory"),
-  environment = c("vars")
+  schedule = c(hourly = "flag", daily = "flag", weekly = "flag", cron = "string"),  # EventBridge cron is UTC
+  retry = c(times = "count", minutes_between_retries = "duration"),
+  catch = c(var = "name", print_exception = "flag"),
+  timeout = c(seconds = "duration", minutes = "duration", hours = "duration"),
+  resources = c(cpu = "amount", memory = "amount", gpu = "count", shared_memory = "amount"),
+  batch = c(cpu = "amount", memory = "amount", gpu = "count", image = "string", queue = "string",
+            iam_role = "string", shared_memory = "amount"),
+  environment = c(vars = "variables")
 )
 flow_decorators <- c("schedule")
 
+# Checked where the user wrote it, so Python never sees a value of the wrong kind.
+check_decorator_value <- function(decorator, arg, value, kind) {
+  single <- length(value) == 1 && !is.na(value)
+  ok <- switch(kind,
+    flag = is.logical(value) && single,
+    count = is.numeric(value) && single && value >= 0 && value == round(value),
+    duration = is.numeric(value) && single && value >= 0,
+    amount = is.numeric(value) && single && value > 0,
+    string = is.character(value) && single && nzchar(value),
+    name = is.character(value) && single && grepl("^[A-Za-z_][A-Za-z0-9_]*$", value),
+    variables = is.list(value) && length(value) > 0 && !is.null(names(value)) && all(nzchar(names(value))) &&
+      all(vapply(value, function(v) (is.character(v) || is.numeric(v)) && length(v) == 1, logical(1)))
+  )
+  if (!isTRUE(ok)) {
+    wanted <- switch(kind,
+      flag = "TRUE or FALSE", count = "a whole number >= 0", duration = "a number >= 0",
+      amount = "a number > 0", string = "a non-empty string", name = "an artifact name",
+      variables = "a named list of strings, e.g. list(TZ = \"UTC\")"
+    )
+    cli::cli_abort(c("{.arg {arg}} of {.code decorator(\"{decorator}\")} must be {wanted}.",
+                     "x" = "You supplied {.val {format(value)}}."), call = NULL)
+  }
+}
+
 check_schedule <- function(args) {
-  chosen <- Filter(function(v) !isFALSE(v) && !is.null(v), args[c("hourly", "daily", "weekly", "cron")])
+  chosen <- Filter(function(v) isTRUE(v) || is.character(v), args[c("hourly", "daily", "weekly", "cron")])
   if (length(chosen) != 1) {
     cli::cli_abort(c("{.code decorator(\"schedule\")} needs exactly one of {.arg hourly}, {.arg daily},
                       {.arg weekly} or {.arg cron}.",
                      "i" = "For example {.code decorator(\"schedule\", daily = TRUE)}."))
-  }
-  if (!is.null(args$cron) && !(is.character(args$cron) && length(args$cron) == 1)) {
-    cli::cli_abort("{.arg cron} must be a single string such as {.val 0 10 * * ? *}.")
   }
 }
 

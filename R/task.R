@@ -12,6 +12,9 @@ run_task <- function(flow, args) {
   if (is.null(step)) {
     cli::cli_abort("The flow has no step {.val {ctx$step}}; the script changed since the run started.")
   }
+  if (length(ctx$environment)) {
+    do.call(Sys.setenv, lapply(ctx$environment, as.character))  # decorator("environment", vars = ...)
+  }
   self <- new_self(ctx, ctx$artifacts)
   for (name in names(ctx$parameters)) {
     self_set_parameter(self, name, ctx$parameters[[name]])

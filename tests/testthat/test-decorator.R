@@ -18,9 +18,24 @@ test_that("a schedule needs exactly one of hourly, daily, weekly, cron", {
   expect_s3_class(decorator("schedule", cron = "0 10 * * ? *"), "metaflow_decorator")
   expect_error(decorator("schedule"), "exactly one")
   expect_error(decorator("schedule", hourly = TRUE, daily = TRUE), "exactly one")
-  expect_error(decorator("schedule", cron = 5), "single string")
+  expect_error(decorator("schedule", cron = 5), "non-empty string")
+  expect_error(decorator("schedule", daily = 1), "TRUE or FALSE")
+  expect_error(decorator("schedule", cron = ""), "non-empty string")
 })
 
 test_that("a schedule has no timezone: EventBridge cron runs in UTC", {
   expect_error(decorator("schedule", cron = "0 10 * * ? *", timezone = "Europe/Paris"), "no argument")
+})
+
+test_that("every decorator argument is checked where it is written", {
+  expect_error(decorator("timeout", minutes = "ten"), "must be a number >= 0")
+  expect_error(decorator("resources", cpu = 0), "must be a number > 0")
+  expect_error(decorator("resources", memory = "4G"), "must be a number > 0")
+  expect_error(decorator("resources", gpu = 1.5), "whole number")
+  expect_error(decorator("catch", var = "not a name"), "artifact name")
+  expect_error(decorator("catch", print_exception = "yes"), "TRUE or FALSE")
+  expect_error(decorator("batch", image = ""), "non-empty string")
+  expect_error(decorator("environment", vars = c(A = "1")), "named list")
+  expect_s3_class(decorator("environment", vars = list(TZ = "UTC")), "metaflow_decorator")
+  expect_s3_class(decorator("resources", cpu = 2, memory = 8192, gpu = 1), "metaflow_decorator")
 })

@@ -116,3 +116,16 @@ test_that("--max-workers bounds how many tasks run at once", {
   expect_lte(max(overlap), 2)
   expect_gte(max(overlap), 2)
 })
+
+test_that("decorator('environment') sets variables for its step only", {
+  result <- rscript_flow(flow_script(
+    "start <- function(self) cat('start sees:', Sys.getenv('MODEL_STAGE', 'unset'), '\\n')",
+    "end <- function(self) cat('end sees:', Sys.getenv('MODEL_STAGE', 'unset'), '\\n')",
+    pipeline = c('metaflow("EnvFlow") %>%',
+                 'step(decorator("environment", vars = list(MODEL_STAGE = "prod")), step = "start", r_function = start, next_step = "end") %>%',
+                 'step(step = "end", r_function = end)')
+  ))
+  expect_equal(result$status, 0, info = result$output)
+  expect_match(result$stdout, "start sees: prod")
+  expect_match(result$stdout, "end sees: unset")
+})

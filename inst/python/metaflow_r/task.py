@@ -68,6 +68,8 @@ def prepare(graph: FlowGraph, ds: FlowDatastore, task: TaskSpec, run_record: dic
         "parameter_names": parameter_names, "foreach_var": node.spec.foreach, "join": None,
         "artifacts": {}, "inputs": [], "split_stack": [], "parameters": None, "output_dir": output_dir,
         "catch": _catch_context(node.spec.decorator("catch"), task.caught),
+        "environment": (node.spec.decorator("environment").attributes.get("vars") or {})
+        if node.spec.decorator("environment") else {},
     }
     if not parents:
         context["parameters"] = run_record.get("parameters", {})
