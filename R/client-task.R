@@ -59,7 +59,7 @@ task_client <- R6::R6Class("task_client",
           "i" = if (length(known)) "Its artifacts: {.val {known}}." else "It has no artifacts."
         ), call = NULL)
       }
-      readRDS(client_query("artifact_path", self$flow_name, sha))
+      read_artifact(client_query("artifact_path", self$flow_name, sha))
     },
 
     #' @description Print the task's status, times and artifacts.

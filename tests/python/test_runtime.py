@@ -241,7 +241,8 @@ def test_resume_reuses_finished_tasks(flow_dir, capsys):
     flag = flow_dir / "fixed"
     counter = flow_dir / "start-ran"
     flow = Flow(flow_dir, "ResumeFlow", [
-        rstep("start", f'cat("ran\\n", file = "{counter}", append = TRUE)\nself$x <- 41', "a"),
+        rstep("start", f'cat("ran\\n", file = "{counter}", append = TRUE)\ncat("hello from start\\n")\nself$x <- 41',
+              "a"),
         rstep("a", f'if (!file.exists("{flag}")) stop("not fixed yet")\nself$y <- self$x + 1', "end"),
         rstep("end", 'cat("y is", self$y, "\\n")'),
     ])
@@ -263,6 +264,7 @@ def test_resume_reuses_finished_tasks(flow_dir, capsys):
     assert a["successful"] and "cloned_from" not in a
     assert a["input_paths"] == [f"{resumed}/start/{start['task_id']}"]
     assert counter.read_text() == "ran\n"  # start did not run again
+    assert "hello from start" in flow.stdout(resumed, "start")  # a clone keeps the task's log
     assert "y is 42" in flow.stdout(resumed, "end")
     assert flow.ds.run_status(resumed)["successful"] is True
 

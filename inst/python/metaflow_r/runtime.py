@@ -317,7 +317,12 @@ class LocalRuntime:
         return found
 
     def _reuse(self, step: str, task_id: str, record: dict[str, Any], input_paths: list[str]) -> None:
-        copied = dict(record, input_paths=input_paths, cloned_from=f"{self.clone.origin_run_id}/{step}/{task_id}")
+        origin = self.clone.origin_run_id
+        copied = dict(record, input_paths=input_paths, cloned_from=f"{origin}/{step}/{task_id}")
+        for stream in ("stdout", "stderr"):  # the clone keeps what the task printed
+            log = self.ds.read_log(origin, step, task_id, record["attempt"], stream)
+            if log:
+                self.ds.write_log(self.run_id, step, task_id, record["attempt"], stream, log.encode())
         self.ds.write_attempt(self.run_id, step, task_id, record["attempt"], copied)
         self.echo(f"[{self.run_id}/{step}/{task_id}] Cloned from run {self.clone.origin_run_id}.")
         self._finished(tasks.TaskSpec(self.run_id, step, task_id, input_paths), copied)
