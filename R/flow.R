@@ -18,6 +18,7 @@ metaflow <- function(name, ...) {
   check_name(name, "name")
   decorators <- list(...)
   check_decorators(decorators, "metaflow()")
+  expect_run(name)
   structure(
     list(name = name, decorators = unname(decorators), parameters = list(), steps = list()),
     class = "metaflow_flow"
@@ -26,13 +27,6 @@ metaflow <- function(name, ...) {
 
 #' @export
 print.metaflow_flow <- function(x, ...) {
-  if (identical(script_args()[1], "task") || identical(script_args()[1], "worker")) return(invisible(x))
-  if (length(script_args())) {
-    # Rscript printing the flow means the pipe never reached run(): say so instead of exiting 0.
-    cli::cli_abort(c("Flow {.val {x$name}} was defined but never run.",
-                     "i" = "End the pipe with {.code %>% run()}, then run {.code Rscript {basename(script_path())} {script_args()[1]}} again."),
-                   call = NULL)
-  }
   cli::cli_text("{.strong Flow} {.val {x$name}}: {length(x$steps)} step{?s}, ",
                 "{length(x$parameters)} parameter{?s}")
   for (s in x$steps) {
@@ -68,4 +62,21 @@ rlang_caller <- function() sys.call(-2)
 # environment holds `.conflicts.OK`, so every task's output is the step's own.
 .onAttach <- function(libname, pkgname) {
   assign(".conflicts.OK", TRUE, envir = as.environment(paste0("package:", pkgname)))
+}
+
+# `Rscript flow.R run` on a script whose pipe never reaches run() would otherwise exit 0 having run
+# nothing. When R exits after defining a flow under a command without running it, it says so and the
+# exit status is 1.
+expect_run <- function(name) {
+  the$defined_flow <- name
+  if (interactive() || !length(script_args()) || isTRUE(the$expecting_run)) return(invisible())
+  the$expecting_run <- TRUE
+  reg.finalizer(the, function(env) {
+    if (!isTRUE(env$ran)) {
+      message(sprintf("Flow '%s' was not run: the script ended before reaching run().\n%s", env$defined_flow,
+                      "\u2139 A flow script ends its pipe with `%>% run()`."))
+      quit(save = "no", status = 1)
+    }
+  }, onexit = TRUE)
+  invisible()
 }

@@ -30,6 +30,7 @@ run <- function(flow, ..., step_functions = NULL, max_workers = NULL, with = NUL
                 show = FALSE, help = FALSE, datastore = NULL, metadata = NULL, package_suffixes = NULL,
                 batch = FALSE, tags = NULL) {
   check_flow(flow)
+  the$ran <- TRUE
   args <- script_args()
   if (identical(args[1], "task")) {
     return(task_command(flow, args))

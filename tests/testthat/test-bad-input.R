@@ -11,7 +11,7 @@ test_that("a flow script that never calls run() fails saying so, and writes noth
   )
   result <- rscript_flow(script, "run")
   expect_equal(result$status, 1)
-  expect_match(result$stderr, "Flow \"NoRunFlow\" was defined but never run")
+  expect_match(result$stderr, "Flow 'NoRunFlow' was not run: the script ended before reaching run()")
   expect_match(result$stderr, "%>% run()", fixed = TRUE)
   expect_false(grepl("ran", result$stdout))
   expect_false(grepl("Workflow starting|Done!|succeeded|run-id", result$output))
@@ -33,4 +33,19 @@ test_that("a flow script with bytes that are not UTF-8 fails in R's parser, befo
   expect_match(result$stderr, "invalid multibyte character")
   expect_false(grepl("Traceback", paste(result$stdout, result$stderr), fixed = TRUE))
   expect_false(dir.exists(file.path(dir, ".metaflow")))
+})
+
+test_that("printing a flow before running it is fine; an error before run() keeps its own message", {
+  printed <- rscript_flow(flow_script(
+    "start <- function(self) print('start ran')",
+    pipeline = c('flow <- metaflow("PrintedFlow") %>%',
+                 'step(step = "start", r_function = start, next_step = "end") %>%',
+                 'step(step = "end")'),
+    run_call = "print(flow)\nrun(flow)"
+  ))
+  expect_equal(printed$status, 0, info = printed$output)
+  expect_match(printed$stdout, "start ran")
+  failing <- rscript_flow(c("library(metaflow)", "flow <- metaflow('Broken')", "stop('my own mistake')"))
+  expect_equal(failing$status, 1)
+  expect_match(failing$stderr, "my own mistake")
 })
