@@ -146,3 +146,20 @@ metaflow("CatchFlow") %>%
     ds = s3_datastore(emulator, "CatchFlow")
     assert [a["successful"] for a in ds.attempts("caught-run", "risky", "risky")] == [True, False]
     assert "caught: Error in step 'risky': the service is down" in ds.read_log("caught-run", "end", "end", 0, "stdout")
+
+
+def test_a_timed_out_step_with_catch_goes_on_on_step_functions_too(emulator, tmp_path):
+    script = tmp_path / "slow.R"
+    script.write_text("""library(metaflow)
+slow <- function(self) Sys.sleep(60)
+end <- function(self) cat("caught:", conditionMessage(self$problem), "\\n")
+metaflow("SlowCatchFlow") %>%
+  step(step = "start", next_step = "slow") %>%
+  step(decorator("timeout", seconds = 2), decorator("catch", var = "problem"),
+       step = "slow", r_function = slow, next_step = "end") %>%
+  step(step = "end", r_function = end) %>%
+  run()
+""")
+    deploy_and_trigger(script, tmp_path, emulated_env(emulator), "slow-run")
+    log = s3_datastore(emulator, "SlowCatchFlow").read_log("slow-run", "end", "end", 0, "stdout")
+    assert "caught: Error in step 'slow': timed out after 2 s." in log

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import replace
 from typing import Any
@@ -132,22 +133,44 @@ def _attempt(graph: FlowGraph, ds: FlowDatastore, spec: tasks.TaskSpec, rscript:
     command = [rscript, script, "task", "--run-id", spec.run_id, "--step", spec.step, "--task-id", spec.task_id,
                "--retry-count", str(spec.retry_count), "--input-paths", ",".join(spec.input_paths),
                "--context", context_file]
-    code, output = _run_and_echo(command, workdir)
+    timeout = graph[spec.step].spec.timeout_seconds()
+    code, output, timed_out = _run_and_echo(command, workdir, timeout)
+    if timed_out:
+        note = f"Error in step '{spec.step}': timed out after {timeout:g} s.\n"
+        print(note, end="", flush=True)
+        output += note.encode()
     ds.write_log(spec.run_id, spec.step, spec.task_id, spec.retry_count, "stdout", output)
     return code, context, output, started
 
 
-def _run_and_echo(command: list[str], cwd: str) -> tuple[int, bytes]:
-    """Run the R task, passing its output on (to CloudWatch) and keeping a copy for the datastore."""
+def _run_and_echo(command: list[str], cwd: str, timeout: float | None = None) -> tuple[int, bytes, bool]:
+    """Run the R task, passing its output on (to CloudWatch) and keeping a copy for the datastore.
+
+    A task over its decorator("timeout") is killed here, so the job itself lives on to record it;
+    the third value says whether that happened."""
     process = subprocess.Popen(command, cwd=cwd, env=subprocess_env(), stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT)
+    timed_out = threading.Event()
+
+    def stop() -> None:
+        timed_out.set()
+        process.kill()
+
+    timer = threading.Timer(timeout, stop) if timeout else None
+    if timer:
+        timer.start()
     output = bytearray()
     assert process.stdout is not None
-    for line in process.stdout:
-        output += line
-        sys.stdout.buffer.write(line)
-        sys.stdout.flush()
-    return process.wait(), bytes(output)
+    try:
+        for line in process.stdout:
+            output += line
+            sys.stdout.buffer.write(line)
+            sys.stdout.flush()
+        code = process.wait()
+    finally:
+        if timer:
+            timer.cancel()
+    return code, bytes(output), timed_out.is_set()
 
 
 def _publish_width(dynamodb, pathspec: str, width: int) -> None:

@@ -160,13 +160,7 @@ def _retries(graph: FlowGraph, with_decorators: list[str]) -> dict[str, int]:
 
 
 def _timeouts(graph: FlowGraph) -> dict[str, float]:
-    timeouts = {}
-    for node in graph:
-        decorator = node.spec.decorator("timeout")
-        if decorator is not None:
-            a = decorator.attributes
-            timeouts[node.name] = float(a.get("seconds", 0)) + 60 * float(a.get("minutes", 0)) + 3600 * float(a.get("hours", 0))
-    return timeouts
+    return {node.name: seconds for node in graph if (seconds := node.spec.timeout_seconds()) is not None}
 
 
 def _launch(invocation: Invocation, options: dict[str, Any], origin: tuple[str | None, str | None] | None) -> None:

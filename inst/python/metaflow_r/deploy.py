@@ -31,6 +31,7 @@ MAX_BATCH_NAME = 128
 DEFAULT_CPU = 1
 DEFAULT_MEMORY_MB = 4096
 TASK_COMMAND = ["metaflow-r", "batch-task"]
+BATCH_TIMEOUT_MARGIN = 120  # seconds
 
 REQUIRED_SETTINGS = {
     "s3_root": "DATASTORE_SYSROOT_S3",
@@ -155,11 +156,11 @@ def _job_definition(graph: FlowGraph, step: str, settings: DeploySettings, with_
         },
         "retryStrategy": {"attempts": attempts},
     }
-    timeout = graph[step].spec.decorator("timeout")
-    if timeout is not None:
-        a = timeout.attributes
-        seconds = float(a.get("seconds", 0)) + 60 * float(a.get("minutes", 0)) + 3600 * float(a.get("hours", 0))
-        body["timeout"] = {"attemptDurationSeconds": max(60, int(seconds))}
+    seconds = graph[step].spec.timeout_seconds()
+    if seconds is not None:
+        # The task enforces the timeout itself (so decorator("catch") can still run); Batch's own limit,
+        # a little later, only stops a job that hangs outside the task.
+        body["timeout"] = {"attemptDurationSeconds": max(60, int(seconds) + BATCH_TIMEOUT_MARGIN)}
     digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
     name = f"metaflow-{graph.spec.name}-{digest}"[:MAX_BATCH_NAME]
     return {"jobDefinitionName": name, **body}

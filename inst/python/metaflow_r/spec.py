@@ -38,6 +38,14 @@ class StepSpec:
     def decorator(self, name: str) -> Decorator | None:
         return next((d for d in self.decorators if d.name == name), None)
 
+    def timeout_seconds(self) -> float | None:
+        """decorator("timeout", seconds =, minutes =, hours =) as seconds, or None without one."""
+        decorator = self.decorator("timeout")
+        if decorator is None:
+            return None
+        a = decorator.attributes
+        return float(a.get("seconds", 0)) + 60 * float(a.get("minutes", 0)) + 3600 * float(a.get("hours", 0))
+
 
 @dataclass(frozen=True)
 class FlowSpec:
