@@ -52,7 +52,7 @@ self_has <- function(self, name) {
 
 self_get <- function(self, name) {
   switch(name,
-    input = return(foreach_frame_value(self, top_foreach_frame(self, "input"))),
+    input = return(foreach_frame_value(top_foreach_frame(self, "input"))),
     index = return(top_foreach_frame(self, "index")$index),
     foreach_stack = return(function() foreach_stack(self)),
     NULL
@@ -123,13 +123,18 @@ top_foreach_frame <- function(self, what) {
   frames[[length(frames)]]
 }
 
-foreach_frame_value <- function(self, frame) {
-  values <- read_artifact(frame$var_path)
-  values[[frame$index + 1]]
+# A foreach frame's value: one element of the split artifact, read once per task (the file can be big).
+foreach_frame_value <- function(frame) {
+  key <- paste(frame$var_path, frame$index)
+  if (is.null(frame_values[[key]])) {
+    frame_values[[key]] <- list(read_artifact(frame$var_path)[[frame$index + 1]])
+  }
+  frame_values[[key]][[1]]
 }
+frame_values <- new.env(parent = emptyenv())
 
 foreach_stack <- function(self) {
   lapply(foreach_frames(self), function(frame) {
-    list(index = frame$index, num_splits = frame$num_splits, value = foreach_frame_value(self, frame))
+    list(index = frame$index, num_splits = frame$num_splits, value = foreach_frame_value(frame))
   })
 }
