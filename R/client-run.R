@@ -145,8 +145,8 @@ run_client <- R6::R6Class("run_client",
     steps = function() vapply(private$step_infos(), function(s) s$step, ""),
     #' @field end_task The id of the `end` step's task, or `NULL` if the run never reached it.
     end_task = function() {
-      for (s in private$step_infos()) if (identical(s$step, "end")) return(s$task_ids[[1]])
-      NULL
+      tasks <- client_query("tasks", private$flow_, private$id_, "end")  # reads the end step only
+      if (length(tasks)) tasks[[1]]$task_id else NULL
     },
     #' @field artifacts The names of the `end` step's artifacts, or `NULL` if the run never reached it.
     artifacts = function() {

@@ -34,8 +34,8 @@ step_client <- R6::R6Class("step_client",
         if (!inherits(run, "run_client")) run <- run_client$new(run)
         step_id <- client_id(step_id, "step_id")
       }
-      steps <- run$steps
-      if (!step_id %in% steps) {
+      if (!length(client_query("tasks", run$flow_name, run$id, step_id))) {
+        steps <- run$steps
         cli::cli_abort(c("Run {.val {run$pathspec}} has no step {.val {step_id}}.",
                          "i" = if (length(steps)) "Its steps: {.val {steps}}." else "None of its tasks has finished yet."),
                        call = NULL)
