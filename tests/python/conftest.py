@@ -344,3 +344,12 @@ def r_values(paths) -> list[str]:
     done = subprocess.run(["Rscript", "-e", code, *map(str, paths)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return done.stdout.splitlines()
+
+
+@pytest.fixture
+def launch_dir(tmp_path, monkeypatch):
+    """A project directory to run commands from, with no datastore setting inherited from the shell."""
+    monkeypatch.delenv("METAFLOW_DATASTORE_SYSROOT_LOCAL", raising=False)
+    monkeypatch.delenv("METAFLOW_DEFAULT_DATASTORE", raising=False)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path

@@ -7,14 +7,6 @@ from conftest import as_json, make_spec, param, step
 from metaflow_r.cli import main
 
 
-@pytest.fixture
-def launch_dir(tmp_path, monkeypatch):
-    monkeypatch.delenv("METAFLOW_DATASTORE_SYSROOT_LOCAL", raising=False)
-    monkeypatch.delenv("METAFLOW_DEFAULT_DATASTORE", raising=False)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
 def cli(capsys, argv, spec, launch_dir):
     code = main(argv, as_json(spec) if isinstance(spec, dict) else spec,
                 {"launch_dir": str(launch_dir), "rscript": "Rscript"})

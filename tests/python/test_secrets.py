@@ -39,12 +39,6 @@ def secret_env(moto_aws, monkeypatch):
 
 
 @pytest.fixture
-def launch_dir(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
-@pytest.fixture
 def flow(launch_dir):
     return make_spec("SecretFlow", [
         step("start", "body", foreach="items"), step("body", "join"), step("join", "end", join=True), step("end"),

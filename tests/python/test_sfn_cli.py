@@ -13,12 +13,6 @@ VERSIONS = {"R": "R version 4.2.2", "metaflow": "0.1.0"}
 
 
 @pytest.fixture
-def launch_dir(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
-@pytest.fixture
 def flow(launch_dir):
     """examples/parameter_flow.R's spec, plus a foreach so the DynamoDB table and Map appear."""
     return make_spec("ParameterFlow", [
