@@ -23,9 +23,9 @@ from .deploy import aws_error
 from .errors import MetaflowRError, RunFailed, UsageError
 from .graph import FlowGraph, check_names
 from .params import parameter_options, parameter_values
-from .runtime import DEFAULT_RETRIES, Clone, LocalRuntime
+from .runtime import Clone, LocalRuntime
 from .sfn_cli import step_functions_group
-from .spec import FlowSpec, parse_spec
+from .spec import DEFAULT_RETRIES, FlowSpec, parse_spec
 
 DEFAULT_MAX_WORKERS = 16
 
@@ -149,14 +149,7 @@ def parse_with(with_decorators: list[str]) -> int | None:
 
 def _retries(graph: FlowGraph, with_decorators: list[str]) -> dict[str, int]:
     forced = parse_with(with_decorators)
-    retries = {}
-    for node in graph:
-        decorator = node.spec.decorator("retry")
-        if decorator is not None:
-            retries[node.name] = int(decorator.attributes.get("times", DEFAULT_RETRIES))
-        elif forced is not None:
-            retries[node.name] = forced
-    return retries
+    return {node.name: node.spec.retries(forced) for node in graph}
 
 
 def _timeouts(graph: FlowGraph) -> dict[str, float]:

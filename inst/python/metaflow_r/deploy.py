@@ -128,9 +128,7 @@ def _resources(graph: FlowGraph, step: str) -> tuple[str, str, str | None]:
 
 def retry_attempts(graph: FlowGraph, step: str, with_retry: int | None) -> int:
     """Batch attempts for a step: retry decorator times + 1, or --with retry's; times = 0 means 1."""
-    decorator = graph[step].spec.decorator("retry")
-    times = int(decorator.attributes.get("times", 3)) if decorator is not None else (with_retry or 0)
-    return max(1, min(10, times + 1))
+    return max(1, min(10, graph[step].spec.retries(with_retry) + 1))
 
 
 def _job_definition(graph: FlowGraph, step: str, settings: DeploySettings, with_retry: int | None) -> dict[str, Any]:

@@ -24,9 +24,6 @@ from .graph import FlowGraph
 from .procenv import subprocess_env
 from .workers import WORKER_EXIT_MARKER, Worker, start_worker
 
-DEFAULT_RETRIES = 3
-
-
 @dataclass
 class Attempt:
     spec: tasks.TaskSpec

@@ -8,6 +8,7 @@ from typing import Any
 from .errors import GraphError
 
 PARAMETER_TYPES = ("str", "int", "float", "bool")
+DEFAULT_RETRIES = 3  # decorator("retry") and --with retry without times
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,13 @@ class StepSpec:
 
     def decorator(self, name: str) -> Decorator | None:
         return next((d for d in self.decorators if d.name == name), None)
+
+    def retries(self, forced: int | None) -> int:
+        """How often a failed task is retried: its retry decorator wins over --with retry (``forced``)."""
+        decorator = self.decorator("retry")
+        if decorator is not None:
+            return int(decorator.attributes.get("times", DEFAULT_RETRIES))
+        return forced or 0
 
     def timeout_seconds(self) -> float | None:
         """decorator("timeout", seconds =, minutes =, hours =) as seconds, or None without one."""
