@@ -66,8 +66,7 @@ def _run_info(ds: FlowDatastore, run_id: str) -> dict[str, Any] | None:
         return None
     status = ds.run_status(run_id)
     return {**record, "finished": status is not None, "successful": bool(status and status["successful"]),
-            "finished_at": status["finished_at"] if status else None,
-            "steps": ds.step_names(run_id)}
+            "finished_at": status["finished_at"] if status else None}
 
 
 def steps(flow: str, run_id: str, datastore: str | None = None, root: str | None = None) -> list[dict]:
