@@ -64,6 +64,7 @@ class LocalRuntime:
         self.queue: deque[tasks.TaskSpec] = deque()
         self.running: dict[int, Attempt] = {}  # by worker pid
         self.workers: dict[int, Worker] = {}
+        self.records: dict[str, dict[str, Any]] = {}  # successful task records of this run, by pathspec
         self.worker_output: dict[int, bytes] = {}
         self.join_inputs: dict[tuple[str, str], dict[Any, str]] = {}
         self.next_task_id = 1
@@ -105,6 +106,7 @@ class LocalRuntime:
         self.queue.append(spec)
 
     def _finished(self, spec: tasks.TaskSpec, record: dict[str, Any]) -> None:
+        self.records[spec.pathspec] = record  # its children's prepare() reads it from here, not the datastore
         node = self.graph[spec.step]
         for child in node.next:
             if node.is_foreach:
@@ -130,7 +132,7 @@ class LocalRuntime:
 
     def _start(self, spec: tasks.TaskSpec) -> None:
         workdir = tempfile.mkdtemp(prefix=f"{spec.step}-{spec.task_id}-{spec.retry_count}-", dir=self.scratch)
-        context = tasks.prepare(self.graph, self.ds, spec, self.run_record, workdir)
+        context = tasks.prepare(self.graph, self.ds, spec, self.run_record, workdir, known=self.records)
         context_file = os.path.join(workdir, "context.json")
         tasks.write_context(context, context_file)
         timeout = self.timeouts.get(spec.step)

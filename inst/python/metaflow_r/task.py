@@ -56,11 +56,14 @@ def child_split_stack(graph: FlowGraph, parent_step: str, parent: dict[str, Any]
 
 
 def prepare(graph: FlowGraph, ds: FlowDatastore, task: TaskSpec, run_record: dict[str, Any],
-            output_dir: str) -> dict[str, Any]:
-    """The context the R task runs with: inherited artifacts, join inputs, foreach stack, parameters."""
+            output_dir: str, known: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The context the R task runs with: inherited artifacts, join inputs, foreach stack, parameters.
+
+    ``known`` holds parents' records the caller already has (by pathspec); others are read."""
     node = graph[task.step]
     parameter_names = list(run_record.get("parameters", {}))
-    parents = [(path, ds.successful_task(path)) for path in task.input_paths]
+    known = known or {}
+    parents = [(path, known.get(path) or ds.successful_task(path)) for path in task.input_paths]
     context: dict[str, Any] = {
         "flow": ds.flow, "run_id": task.run_id, "step": task.step, "task_id": task.task_id,
         "retry_count": task.retry_count, "user": run_record.get("user"), "tags": run_record.get("tags", []),
@@ -88,6 +91,7 @@ def prepare(graph: FlowGraph, ds: FlowDatastore, task: TaskSpec, run_record: dic
         context["split_stack"] = child_split_stack(graph, path.split("/")[1], parent, path.split("/")[2],
                                                    task.step, task.split_index)
         context["artifacts"] = _artifact_refs(ds, parent["artifacts"])
+    context["split_stack"] = [dict(frame) for frame in context["split_stack"]]  # parents' frames stay as they are
     for frame in context["split_stack"]:
         if frame["kind"] == "foreach":
             frame["var_path"] = ds.blob_path(frame["var_sha"])
