@@ -19,6 +19,7 @@ from dataclasses import replace
 from typing import Any
 
 from . import task as tasks
+from .compile import task_id
 from .config import setting
 from .datastore import FlowDatastore
 from .errors import ConfigurationError, MetaflowRError
@@ -28,10 +29,6 @@ from .params import values_from_json
 from .procenv import subprocess_env
 from .spec import parse_spec
 from .storage import S3Storage
-
-
-def task_id(step: str, path: list[str]) -> str:
-    return f"{step}-{'-'.join(path)}" if path else step
 
 
 def identity(graph: FlowGraph, ds: FlowDatastore, run_id: str, step: str,

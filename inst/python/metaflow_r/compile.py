@@ -45,9 +45,14 @@ class CompileSettings:
     step_queues: dict[str, str] = field(default_factory=dict)  # decorator("batch", queue = ...) overrides
 
 
-def task_id_expression(step: str, in_foreach: bool) -> str:
-    """ASL intrinsic (or literal) giving the task id of ``step`` in the current state's input."""
-    return f"States.Format('{step}-{{}}', $.split_path)" if in_foreach else step
+def task_id(step: str, path: list[str]) -> str:
+    """The task id of ``step`` at foreach indices ``path`` (the rule in this module's docstring)."""
+    return f"{step}-{'-'.join(path)}" if path else step
+
+
+def foreach_task_id_expression(step: str) -> str:
+    """``task_id`` as an ASL intrinsic, for a state inside a foreach (its input carries split_path)."""
+    return f"States.Format('{step}-{{}}', $.split_path)"
 
 
 class _Compiler:
@@ -109,7 +114,7 @@ class _Compiler:
             states[name] = {"Type": "Parallel", "Branches": branches, "ResultPath": None, "Next": join}
             return name
         splits, foreach, index = f"{node.name}-splits", f"{node.name}-foreach", f"{node.name}-index"
-        run_and_task = f"States.Format('{{}}/{node.name}/{{}}', $.run_id, {task_id_expression(node.name, True)})" \
+        run_and_task = f"States.Format('{{}}/{node.name}/{{}}', $.run_id, {foreach_task_id_expression(node.name)})" \
             if in_foreach else f"States.Format('{{}}/{node.name}/{node.name}', $.run_id)"
         states[splits] = {
             "Type": "Task",
