@@ -90,6 +90,11 @@ self_set <- function(self, name, value) {
     cli::cli_abort(c("AttributeError: {.val {name}} is a reserved name and cannot be assigned.",
                      "i" = "Reserved names: {.val {reserved_names}}."), call = NULL)
   }
+  self_store(self, name, value)
+}
+
+# Keep a value as an artifact of this task: it will be serialised when the task ends.
+self_store <- function(self, name, value) {
   assign(name, value, envir = self_state(self, ".values"))
   assign(".dirty", union(self_state(self, ".dirty"), name), envir = self)
   self

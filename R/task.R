@@ -59,10 +59,9 @@ task_option <- function(args, name) {
   args[[at + 1]]
 }
 
+# Parameters are read-only for step functions (self_set refuses them), so the start task stores them directly.
 self_set_parameter <- function(self, name, value) {
-  if (is.list(value)) value <- unlist(value)
-  assign(name, value, envir = self_state(self, ".values"))
-  assign(".dirty", union(self_state(self, ".dirty"), name), envir = self)
+  self_store(self, name, if (is.list(value)) unlist(value) else value)
 }
 
 # A branch join's inputs are named by the step they come from; a foreach join's are in split order.
