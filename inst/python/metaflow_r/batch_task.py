@@ -19,38 +19,15 @@ from dataclasses import replace
 from typing import Any
 
 from . import task as tasks
-from .compile import task_id
-from .config import setting
 from .datastore import FlowDatastore
 from .errors import ConfigurationError, MetaflowRError
 from .graph import FlowGraph
 from .package import extract_package
 from .params import values_from_json
 from .procenv import subprocess_env
+from .sfn_task import publish_foreach_width, task_identity
 from .spec import parse_spec
 from .storage import S3Storage
-
-
-def identity(graph: FlowGraph, ds: FlowDatastore, run_id: str, step: str,
-             split_path: str) -> tuple[str, list[str], int | None]:
-    """(task id, parents' pathspecs, split index) of the task of ``step`` at ``split_path``."""
-    path = split_path.split("-") if split_path else []
-    node = graph[step]
-    if not node.parents:
-        return task_id(step, path), [], None
-    if node.is_join:
-        split = graph[node.matching_split]
-        if split.is_foreach:
-            width = ds.successful_task(f"{run_id}/{split.name}/{task_id(split.name, path)}")["num_splits"]
-            parent = node.parents[0]
-            inputs = [f"{run_id}/{parent}/{task_id(parent, path + [str(i)])}" for i in range(width)]
-        else:
-            inputs = [f"{run_id}/{p}/{task_id(p, path)}" for p in node.parents]
-        return task_id(step, path), inputs, None
-    parent = graph[node.parents[0]]
-    if parent.is_foreach:
-        return task_id(step, path), [f"{run_id}/{parent.name}/{task_id(parent.name, path[:-1])}"], int(path[-1])
-    return task_id(step, path), [f"{run_id}/{parent.name}/{task_id(parent.name, path)}"], None
 
 
 def _require(name: str) -> str:
@@ -88,7 +65,7 @@ def _run_in(workdir: str, rscript: str, storage: S3Storage | None, dynamodb) -> 
         ds.new_run([namespace, "runtime:step-functions"], values_from_json(graph.spec, given),
                    deployment.get("owner", "production"), run_id=run_id,
                    extra={"namespace": namespace, "execution": run_id})
-    own_id, inputs, split_index = identity(graph, ds, run_id, step, split_path)
+    own_id, inputs, split_index = task_identity(graph, ds, run_id, step, split_path)
     spec = tasks.TaskSpec(run_id, step, own_id, inputs, split_index, attempt)
     code, context, output, started = _attempt(graph, ds, spec, rscript, script, workdir)
     if code != 0:
@@ -110,7 +87,7 @@ def _run_in(workdir: str, rscript: str, storage: S3Storage | None, dynamodb) -> 
             return code
     record = tasks.commit(ds, spec, context, started)
     if graph[step].is_foreach:
-        _publish_width(dynamodb, f"{run_id}/{step}/{own_id}", record["num_splits"])
+        publish_foreach_width(dynamodb, f"{run_id}/{step}/{own_id}", record["num_splits"])
     if step == "end":
         ds.finish_run(run_id, True)
     print(f"[{spec.pathspec}] Task finished successfully.", flush=True)
@@ -168,22 +145,6 @@ def _run_and_echo(command: list[str], cwd: str, timeout: float | None = None) ->
         if timer:
             timer.cancel()
     return code, bytes(output), timed_out.is_set()
-
-
-def _publish_width(dynamodb, pathspec: str, width: int) -> None:
-    """The Map state reads the foreach's indices from here: a Batch job has no output of its own."""
-    if dynamodb is None:
-        import boto3
-
-        dynamodb = boto3.client("dynamodb")
-    table = setting("SFN_DYNAMO_DB_TABLE")
-    if not table:
-        raise ConfigurationError("The Batch job has no METAFLOW_SFN_DYNAMO_DB_TABLE.")
-    dynamodb.put_item(TableName=table, Item={
-        "pathspec": {"S": pathspec},
-        "for_each_cardinality": {"L": [{"N": str(i)} for i in range(width)]},
-        "ttl": {"N": str(int(time.time()) + 30 * 24 * 3600)},
-    })
 
 
 def main() -> int:
