@@ -66,23 +66,12 @@ task_command <- function(flow, args) {
   invisible(status)
 }
 
-# Runs one task; an R error becomes a message naming the step and status 1.
-run_task_reporting_errors <- function(flow, args) {
-  # Task output becomes log lines prefixed by the runtime: never wrap messages at the console width.
-  old <- options(cli.width = 10000)
-  on.exit({options(old); the$task <- NULL}, add = TRUE)
-  tryCatch(run_task(flow, args), error = function(e) {
-    step <- if (!is.null(the$task)) the$task$step else "?"
-    cat(sprintf("Error in step '%s': %s\n", step, conditionMessage(e)), file = stderr())
-    1L
-  })
-}
-
 args_from_call <- function(params, step_functions = NULL, max_workers = NULL, with = NULL, resume = NULL,
                            show = FALSE, help = FALSE, datastore = NULL, metadata = NULL, batch = FALSE,
-                           tags = NULL) {
+                           tags = NULL, call = rlang::caller_env()) {
   if (length(params) && (is.null(names(params)) || any(!nzchar(names(params))))) {
-    cli::cli_abort(c("Parameter values given to {.fn run} must be named.", "i" = "For example {.code run(alpha = 0.5)}."))
+    abort(c("Parameter values given to {.fn run} must be named.", "i" = "For example {.code run(alpha = 0.5)}."), "parameter_error",
+          call = call)
   }
   if (!is.null(metadata) && !identical(metadata, "local")) {
     cli::cli_inform(c("i" = "{.arg metadata} = {.val {metadata}} is not used: run metadata lives in the datastore."))
@@ -139,8 +128,8 @@ script_path <- function() {
     ofile <- get0("ofile", envir = frame, inherits = FALSE)
     if (is.character(ofile) && length(ofile) == 1 && file.exists(ofile)) return(normalizePath(ofile))
   }
-  cli::cli_abort(c("{.fn run} cannot tell which script defines this flow.",
-                   "i" = "Save the flow in a file and {.code source()} it, or run {.code Rscript flow.R run}."),
+  abort(c("{.fn run} cannot tell which script defines this flow.",
+                   "i" = "Save the flow in a file and {.code source()} it, or run {.code Rscript flow.R run}."), "usage_error",
                  call = NULL)
 }
 

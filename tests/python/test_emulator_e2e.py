@@ -135,7 +135,7 @@ def test_catch_on_step_functions_records_the_error_and_the_execution_succeeds(em
     script = tmp_path / "catch.R"
     script.write_text("""library(metaflow)
 risky <- function(self) stop("the service is down")
-end <- function(self) cat("caught:", conditionMessage(self$problem), "\\n")
+end <- function(self) cat("caught:", class(self$problem)[1], conditionMessage(self$problem), "\\n")
 metaflow("CatchFlow") %>%
   step(step = "start", next_step = "risky") %>%
   step(decorator("catch", var = "problem"), step = "risky", r_function = risky, next_step = "end") %>%
@@ -145,14 +145,19 @@ metaflow("CatchFlow") %>%
     deploy_and_trigger(script, tmp_path, emulated_env(emulator), "caught-run")
     ds = s3_datastore(emulator, "CatchFlow")
     assert [a["successful"] for a in ds.attempts("caught-run", "risky", "risky")] == [True, False]
-    assert "caught: Error in step 'risky': the service is down" in ds.read_log("caught-run", "end", "end", 0, "stdout")
+    # the R condition itself: its class and message, as the failed attempt signalled it
+    assert "caught: simpleError the service is down" in ds.read_log("caught-run", "end", "end", 0, "stdout")
+    assert ds.task_record("caught-run", "risky", "risky")["successful"] is True
+    failed = list(ds.attempts("caught-run", "risky", "risky"))[1]
+    assert failed["exception"]["message"] == "the service is down"
+    assert failed["exception"]["traceback"] == ["risky(self)", 'stop("the service is down")']
 
 
 def test_a_timed_out_step_with_catch_goes_on_on_step_functions_too(emulator, tmp_path):
     script = tmp_path / "slow.R"
     script.write_text("""library(metaflow)
 slow <- function(self) Sys.sleep(60)
-end <- function(self) cat("caught:", conditionMessage(self$problem), "\\n")
+end <- function(self) cat("caught:", class(self$problem)[1], conditionMessage(self$problem), "\\n")
 metaflow("SlowCatchFlow") %>%
   step(step = "start", next_step = "slow") %>%
   step(decorator("timeout", seconds = 2), decorator("catch", var = "problem"),
@@ -162,4 +167,4 @@ metaflow("SlowCatchFlow") %>%
 """)
     deploy_and_trigger(script, tmp_path, emulated_env(emulator), "slow-run")
     log = s3_datastore(emulator, "SlowCatchFlow").read_log("slow-run", "end", "end", 0, "stdout")
-    assert "caught: Error in step 'slow': timed out after 2 s." in log
+    assert "caught: metaflow_timeout Step 'slow' timed out after 2 s." in log

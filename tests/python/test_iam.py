@@ -268,16 +268,17 @@ def cli(capsys, argv, spec, launch_dir):
 
 
 FAKE_RSCRIPT = """#!{python}
-# Stands in for `Rscript flow.R task ... --context FILE`: leaves one artifact (the foreach's list, for a foreach)
+# Stands in for `Rscript flow.R task --context FILE`: leaves one artifact (the foreach's list, for a foreach)
 # and outputs.json, as the R side does.
 import json, os, sys
 context = json.load(open(sys.argv[sys.argv.index("--context") + 1]))
-name = context["foreach_var"] or context["step"] + "_value"
+foreach = context["step"] == "start"  # the flow's one foreach, over "items"
+name = "items" if foreach else context["step"] + "_value"
 with open(os.path.join(context["output_dir"], name + ".rds"), "wb") as handle:
     handle.write(("artifact of " + context["task_id"]).encode())
 with open(os.path.join(context["output_dir"], "outputs.json"), "w") as handle:
-    json.dump({{"artifacts": {{name: {{"file": name + ".rds"}}}}, "num_splits": 2 if context["foreach_var"] else None}},
-              handle)
+    json.dump({{"artifacts": {{name: {{"file": name + ".rds", "type": "character", "preview": "chr"}}}},
+               "num_splits": 2 if foreach else None}}, handle)
 print("stand-in R task", context["step"], context["task_id"])
 """
 

@@ -293,9 +293,9 @@ def test_a_killed_task_commits_nothing(flow_dir, capsys):
 def test_workers_are_replaced_after_their_share_of_tasks(flow_dir, capsys, monkeypatch):
     import re
 
-    from metaflow_r import workers
+    from metaflow_r import launchers
 
-    monkeypatch.setattr(workers, "TASKS_PER_WORKER", 2)
+    monkeypatch.setattr(launchers, "TASKS_PER_WORKER", 2)
     flow = Flow(flow_dir, "RecycledFlow", [
         rstep("start", "self$items <- 1:5", "body", foreach="items"),
         rstep("body", "self$twice <- 2 * self$input", "join"),

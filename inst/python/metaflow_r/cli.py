@@ -25,7 +25,8 @@ from .graph import FlowGraph, check_names
 from .params import parameter_options, parameter_values
 from .runtime import Clone, LocalRuntime
 from .sfn_cli import step_functions_group
-from .spec import DEFAULT_RETRIES, FlowSpec, parse_spec
+from .rules import DEFAULT_RETRIES
+from .spec import FlowSpec, parse_spec
 
 DEFAULT_MAX_WORKERS = 16
 
@@ -84,6 +85,11 @@ def build_cli(spec: FlowSpec | None) -> click.Group:
     def show(mermaid: bool) -> None:
         graph = _invocation().graph()
         click.echo(show_module.mermaid(graph) if mermaid else show_module.describe(graph))
+
+    @group.command("spec", hidden=True, help="Print the flow's description as R sends it (JSON), e.g. for "
+                                              "metaflow-r --spec FILE.")
+    def spec_command() -> None:
+        click.echo(json.dumps(_invocation().raw_spec, indent=1))
 
     run_options = [
         click.Option(["--max-workers"], type=click.IntRange(min=1), default=DEFAULT_MAX_WORKERS, show_default=True,
@@ -152,10 +158,6 @@ def _retries(graph: FlowGraph, with_decorators: list[str]) -> dict[str, int]:
     return {node.name: node.spec.retries(forced) for node in graph}
 
 
-def _timeouts(graph: FlowGraph) -> dict[str, float]:
-    return {node.name: seconds for node in graph if (seconds := node.spec.timeout_seconds()) is not None}
-
-
 def _launch(invocation: Invocation, options: dict[str, Any], origin: tuple[str | None, str | None] | None) -> None:
     graph = invocation.graph()
     spec = graph.spec
@@ -178,7 +180,7 @@ def _launch(invocation: Invocation, options: dict[str, Any], origin: tuple[str |
     click.echo(f"Workflow starting (run-id {run_id}), {graph.spec.name} in {namespace}:")
     runtime = LocalRuntime(graph, ds, run_id, run_record, script=spec.script, launch_dir=invocation.launch_dir,
                            rscript=invocation.rscript, max_workers=options["max_workers"], retries=retries,
-                           timeouts=_timeouts(graph), clone=clone)
+                           clone=clone)
     where = f"{ds.storage.root}/{spec.name}/{run_id}"
     if not runtime.execute():
         failed = runtime.failed

@@ -139,6 +139,9 @@ class FlowDatastore:
     def write_log(self, run_id: str, step: str, task_id: str, attempt: int, stream: str, data: bytes) -> None:
         self.storage.write_bytes(f"{self.attempt_prefix(run_id, step, task_id, attempt)}/{stream}.log", data)
 
+    def write_log_file(self, run_id: str, step: str, task_id: str, attempt: int, stream: str, path: str) -> None:
+        self.storage.write_file(f"{self.attempt_prefix(run_id, step, task_id, attempt)}/{stream}.log", path)
+
     def read_log(self, run_id: str, step: str, task_id: str, attempt: int, stream: str) -> str:
         data = self.storage.read_bytes(f"{self.attempt_prefix(run_id, step, task_id, attempt)}/{stream}.log")
         return data.decode("utf-8", errors="replace") if data else ""
