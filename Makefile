@@ -10,7 +10,7 @@ VENV := .venv
 PYTHON ?= python3
 STAMPS := .stamps
 APT_PACKAGES := r-base-core r-cran-reticulate r-cran-testthat r-cran-magrittr r-cran-jsonlite \
-	r-cran-cli r-cran-processx r-cran-withr r-cran-r6 r-cran-matrix
+	r-cran-cli r-cran-processx r-cran-withr r-cran-r6 r-cran-matrix r-cran-rlang
 R_SOURCES := DESCRIPTION NAMESPACE configure $(wildcard R/*.R) $(wildcard man/*.Rd)
 PY_SOURCES := $(shell find inst/python -name '*.py' 2>/dev/null)
 

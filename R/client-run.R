@@ -28,8 +28,8 @@ run_client <- R6::R6Class("run_client",
     initialize = function(flow, run_id = NULL) {
       if (is.null(run_id)) {
         if (inherits(flow, "flow_client")) {
-          cli::cli_abort(c("{.code run_client$new()} needs a {.arg run_id} with a {.cls flow_client}.",
-                           "i" = "For example {.code run_client$new(flow, flow$latest_run)}."), call = NULL)
+          abort(c("{.code run_client$new()} needs a {.arg run_id} with a {.cls flow_client}.",
+                           "i" = "For example {.code run_client$new(flow, flow$latest_run)}."), "usage_error", call = NULL)
         }
         parts <- split_pathspec(flow, 2, "MyFlow/1712345678901234")
         flow_name <- parts[[1]]
@@ -42,7 +42,7 @@ run_client <- R6::R6Class("run_client",
           latest <- flow_obj[[run_id]]
           if (is.null(latest)) {
             what <- if (run_id == "latest_run") "run" else "successful run"
-            cli::cli_abort(c("Flow {.val {flow_name}} has no {what} to read.", namespace_hint()), call = NULL)
+            abort(c("Flow {.val {flow_name}} has no {what} to read.", namespace_hint()), "datastore_error", call = NULL)
           }
           run_id <- latest
         }
@@ -64,11 +64,11 @@ run_client <- R6::R6Class("run_client",
       task <- self$end_task
       if (is.null(task)) {
         status <- private$info()
-        cli::cli_abort(c(
+        abort(c(
           "Run {.val {self$pathspec}} has no {.val end} step to read {.val {name}} from.",
           "x" = if (isTRUE(status$finished)) "The run failed before its end step." else "The run has not reached its end step yet.",
           "i" = "Read it from a task of the step that set it, e.g. {.code run$step(\"start\")$task(\"1\")$artifact(\"{name}\")}."
-        ), call = NULL)
+        ), "datastore_error", call = NULL)
       }
       task_client$new(step_client$new(self, "end"), task)$artifact(name)
     },
