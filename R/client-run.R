@@ -18,6 +18,7 @@
 #' run$artifact("xs")
 #' run$step("join")$tasks
 #' run$summary()
+#' run$report()               # an HTML report of the run; opens in a browser
 #' }
 #' @export
 run_client <- R6::R6Class("run_client",
@@ -97,6 +98,41 @@ run_client <- R6::R6Class("run_client",
         "Tags" = self$tags,
         "Artifacts" = self$artifacts
       ))
+    },
+
+    #' @description Write the run's report: one HTML file showing the graph coloured by each step's status
+    #'   (succeeded, failed, running, stopped, not reached), a timeline of every task attempt, the failed
+    #'   tasks' errors and output, and each step's artifacts with their type, size and a preview. The file
+    #'   is self-contained: it opens anywhere, offline. `Rscript flow.R report RUN_ID` writes the same file,
+    #'   and every local run prints the path of its own.
+    #' @param file Where to write it. By default beside the run's data in a local datastore
+    #'   (`.metaflow/<Flow>/<run>/_report.html`), and in the system's temporary directory for a run read
+    #'   from S3 (a production run).
+    #' @param flow The flow from [metaflow()], if you have it: the graph then also shows the steps the run
+    #'   never reached. Without it the graph is drawn from the steps the run recorded.
+    #' @param open Whether to open the file in a browser; by default only in an interactive session.
+    #' @return The file's path, invisibly.
+    report = function(file = NULL, flow = NULL, open = interactive()) {
+      if (!is.null(file) && (!is.character(file) || length(file) != 1 || is.na(file) || !nzchar(file))) {
+        abort(c("{.arg file} must be a file path or {.code NULL}.",
+                "x" = "You supplied {.obj_type_friendly {file}}."), "usage_error", call = NULL)
+      }
+      if (!is.null(flow)) {
+        check_flow(flow, call = NULL)
+        if (!identical(flow$name, private$flow_)) {
+          abort(c("{.arg flow} is flow {.val {flow$name}}, but this run is of {.val {private$flow_}}.",
+                  "i" = "Pass the flow that made the run, or leave {.arg flow} out."), "usage_error", call = NULL)
+        }
+      }
+      if (!isTRUE(open) && !isFALSE(open)) {
+        abort(c("{.arg open} must be {.code TRUE} or {.code FALSE}.",
+                "x" = "You supplied {.obj_type_friendly {open}}."), "usage_error", call = NULL)
+      }
+      spec <- if (is.null(flow)) NULL else flow_spec(flow, NULL)
+      path <- client_query("report", private$flow_, private$id_, spec,
+                           if (is.null(file)) NULL else normalizePath(file, mustWork = FALSE))
+      if (open) utils::browseURL(path)
+      invisible(path)
     },
 
     #' @description Print the run in one line.

@@ -15,9 +15,8 @@ protocol_file <- function(document) protocol()$files[[document]]
 backend_data_file <- function(...) {
   path <- system.file("python", "metaflow_r", "data", ..., package = "metaflow")
   if (!nzchar(path)) {
-    cli::cli_abort(c("The {.pkg metaflow} installation is incomplete: {.file {file.path(...)}} is missing.",
-                     "i" = "Reinstall the package with {.code make setup}."),
-                   class = c("metaflow_installation_error", "metaflow_error"), call = NULL)
+    abort(c("The {.pkg metaflow} installation is incomplete: {.file {file.path(...)}} is missing.",
+            "i" = "Reinstall the package with {.code make setup}."), "installation_error", call = NULL)
   }
   path
 }

@@ -49,11 +49,17 @@ def test_show_mermaid(capsys, nested_foreach_spec, launch_dir):
     assert code == 0
     assert out.splitlines() == [
         "flowchart TD",
-        "    start -->|foreach letters| per_letter",
-        "    per_letter -->|foreach numbers| per_number",
-        "    per_number --> join_numbers",
-        "    join_numbers --> join_letters",
-        "    join_letters --> end",
+        '    step_start["start"]',
+        '    step_per_letter["per_letter"]',
+        '    step_per_number["per_number"]',
+        '    step_join_numbers["join_numbers"]',
+        '    step_join_letters["join_letters"]',
+        '    step_end["end"]',
+        '    step_start -->|"foreach letters"| step_per_letter',
+        '    step_per_letter -->|"foreach numbers"| step_per_number',
+        "    step_per_number --> step_join_numbers",
+        "    step_join_numbers --> step_join_letters",
+        "    step_join_letters --> step_end",
     ]
 
 
@@ -62,8 +68,9 @@ def test_show_mermaid_branch(capsys, branch_spec, launch_dir):
     assert code == 0
     lines = out.splitlines()
     assert lines[0] == "flowchart TD"
-    edges = {"    start --> a", "    start --> b", "    a --> join", "    b --> join", "    join --> end"}
-    assert set(lines[1:]) == edges and len(lines) == 6
+    edges = {"    step_start --> step_a", "    step_start --> step_b", "    step_a --> step_join",
+             "    step_b --> step_join", "    step_join --> step_end"}
+    assert set(lines[6:]) == edges and len(lines) == 11
 
 
 # -- help ----------------------------------------------------------------------------------------

@@ -112,6 +112,12 @@ def test_times_zero_fails_the_execution_and_names_the_step(emulator, tmp_path):
     ds = s3_datastore(emulator, "FlakyFlow")
     assert [a["successful"] for a in ds.attempts("flaky-never", "start", "start")] == [False]
     assert ds.run_status("flaky-never")["successful"] is False
+    # The production run's report, read from S3, names the failed step and shows the job's output.
+    report = rscript(script, ["--datastore", "s3", "report", "flaky-never", "--output", "report.html"], tmp_path, env)
+    assert report.returncode == 0, report.stderr
+    html = (tmp_path / "report.html").read_text()
+    assert 'data-step="start" data-status="failed"' in html and 'data-step="end" data-status="not reached"' in html
+    assert "first attempt fails" in html
 
 
 def test_the_console_input_with_an_escaped_json_string_works(emulator, tmp_path):

@@ -92,7 +92,7 @@ def _run_in(workdir: str, rscript: str, storage: S3Storage | None, dynamodb) -> 
         namespace = deployment.get("namespace", "production:unknown")
         ds.new_run([namespace, "runtime:step-functions"], values_from_json(graph.spec, given),
                    deployment.get("owner", "production"), run_id=run_id,
-                   extra={"namespace": namespace, "execution": run_id})
+                   extra={"namespace": namespace, "execution": run_id, "spec": raw_spec})
     own_id, inputs, split_index = task_identity(graph, ds, run_id, step, split_path)
     spec = tasks.TaskSpec(run_id, step, own_id, inputs, split_index, attempt)
     attempts = int(os.environ.get("METAFLOW_BATCH_ATTEMPTS", "1"))

@@ -23,6 +23,7 @@ from .deploy import aws_error
 from .errors import MetaflowRError, RunFailed, UsageError
 from .graph import FlowGraph, check_names
 from .params import parameter_options, parameter_values
+from .report import write_report
 from .runtime import Clone, LocalRuntime
 from .sfn_cli import step_functions_group
 from .rules import DEFAULT_RETRIES
@@ -118,6 +119,15 @@ def build_cli(spec: FlowSpec | None) -> click.Group:
     ))
     group.add_command(step_functions_group(spec, _invocation))
 
+    @group.command(help="Write a run's report, one HTML file: its graph by step status, timings, errors, "
+                        "artifacts. RUN_ID defaults to the latest run.")
+    @click.argument("run_id", required=False)
+    @click.option("--output", default=None, metavar="FILE",
+                  help="Where to write it (default: beside the run's data, or the temporary directory for S3).")
+    def report(run_id: str | None, output: str | None) -> None:
+        invocation = _invocation()
+        click.echo(write_report(invocation.flow_datastore(), run_id, invocation.graph(), output))
+
     @group.command(help="Run an offline AWS emulator (Step Functions, Batch, S3, DynamoDB) in the foreground.")
     @click.option("--port", type=click.IntRange(0, 65535), default=5055, show_default=True,
                   help="Port on 127.0.0.1; 0 picks a free one.")
@@ -173,7 +183,8 @@ def _launch(invocation: Invocation, options: dict[str, Any], origin: tuple[str |
     user = current_user()
     namespace = f"user:{user}"
     run_id = ds.new_run([namespace, *options.get("tags", ())], params, user,
-                        extra={"namespace": namespace, "origin_run_id": clone.origin_run_id if clone else None})
+                        extra={"namespace": namespace, "origin_run_id": clone.origin_run_id if clone else None,
+                               "spec": invocation.raw_spec})  # the graph, for a report read without the script
     if options.get("run_id_file"):
         Path(options["run_id_file"]).write_text(run_id)
     run_record = ds.run_record(run_id)
@@ -182,12 +193,23 @@ def _launch(invocation: Invocation, options: dict[str, Any], origin: tuple[str |
                            rscript=invocation.rscript, max_workers=options["max_workers"], retries=retries,
                            clone=clone)
     where = f"{ds.storage.root}/{spec.name}/{run_id}"
-    if not runtime.execute():
+    succeeded = runtime.execute()
+    report = _report_line(ds, run_id, graph)
+    if not succeeded:
         failed = runtime.failed
         raise RunFailed(f"Run {spec.name}/{run_id} failed in step {failed.step!r} (task {failed.pathspec}).",
-                        [("i", f"Its data is in {where}."),
+                        [("i", f"Its data is in {where}."), ("i", report),
                          ("i", f"Fix the step, then: Rscript {Path(spec.script).name} resume")])
     click.echo(f"Done! Run {spec.name}/{run_id} succeeded; its data is in {where}")
+    click.echo(report)
+
+
+def _report_line(ds: FlowDatastore, run_id: str, graph: FlowGraph) -> str:
+    """The line naming the run's report. However the report fails, the run's own outcome is still told."""
+    try:
+        return f"Report: {write_report(ds, run_id, graph)}"
+    except Exception as exc:  # noqa: BLE001 - a report is never worth hiding how the run went
+        return f"The run's report could not be written: {exc}"
 
 
 def _resume_plan(graph: FlowGraph, ds: FlowDatastore, origin_run_id: str | None,

@@ -110,3 +110,14 @@ def artifact_path(flow: str, sha: str, datastore: str | None = None, root: str |
 def log(flow: str, run_id: str, step: str, task_id: str, attempt: int, stream: str,
         datastore: str | None = None, root: str | None = None) -> str:
     return _flow(flow, datastore, root).read_log(run_id, step, task_id, int(attempt), stream)
+
+
+def report(flow: str, run_id: str, spec_json: str | None = None, output: str | None = None,
+           datastore: str | None = None, root: str | None = None) -> str:
+    """Write the run's report (see report.py); the flow's spec, when R has it, gives the steps not reached."""
+    from .graph import FlowGraph
+    from .report import write_report
+    from .spec import parse_spec
+
+    graph = FlowGraph(parse_spec(spec_json)) if spec_json else None
+    return write_report(_flow(flow, datastore, root), run_id, graph, output)
