@@ -8,10 +8,11 @@
 #   metaflow_attribute_error      a step read or wrote an artifact it may not (`self$x`)
 #   metaflow_foreach_error        a foreach step's variable cannot be split over
 #   metaflow_merge_conflict       merge_artifacts() met inputs that disagree
+#   metaflow_quit_error           a step called quit() instead of returning
 #   metaflow_datastore_error      a run, step, task or artifact that is not there
 #   metaflow_configuration_error  a missing or invalid setting
 #   metaflow_aws_error            AWS refused or could not be reached
-#   metaflow_run_failed           a run ended with a failed task
+#   metaflow_run_failed           a run ended with a failed task (metaflow_run_interrupted: by Ctrl-C)
 #   metaflow_installation_error   the package or its Python backend is incomplete
 #   metaflow_protocol_error       R and the backend come from different versions
 #   metaflow_emulator_error       the offline AWS emulator did not start

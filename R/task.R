@@ -40,6 +40,7 @@ run_task_reporting_errors <- function(flow, args) {
   on.exit({options(old); the$task <- NULL}, add = TRUE)
   cat(protocol()$task_start_marker, "\n", sep = "")  # the launcher starts the task's clock here
   flush(stdout())
+  guard_quit()
   frames <- character()
   tryCatch(
     withCallingHandlers(run_task(flow, args), error = function(e) frames <<- step_frames(flow)),
@@ -52,6 +53,20 @@ run_task_reporting_errors <- function(flow, args) {
       cat(format_task_error(if (!is.null(ctx)) ctx$step else "?", error), sep = "\n", file = stderr())
       1L
     })
+}
+
+# quit() inside a step would end the process without a word: the task's artifacts lost, and, in a forked
+# task, the worker's tempdir deleted under it. While a task runs, quit() and q() are an error that says
+# so, unless the flow's script defines functions of those names itself.
+guard_quit <- function() {
+  guard <- function(save = "default", status = 0, runLast = TRUE) {
+    abort(c("Step {.val {the$task$step}} called {.code quit(status = {status})}.",
+            "i" = "A step ends by returning, and its artifacts are saved then; to fail it, call {.fn stop}."),
+          "quit_error", call = NULL)
+  }
+  for (name in c("quit", "q")) {
+    if (!exists(name, envir = globalenv(), inherits = FALSE)) assign(name, guard, envir = globalenv())
+  }
 }
 
 # The task error document of an R condition.

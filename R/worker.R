@@ -12,6 +12,7 @@ run_worker <- function(flow) {
   repeat {
     context_file <- readLines(input, n = 1)
     if (!length(context_file) || !nzchar(context_file)) break
+    tempdir(check = TRUE)  # a task that ended R with base::quit() took the session's tempdir with it
     job <- parallel::mcparallel(run_forked_task(flow, context_file), mc.set.seed = TRUE, silent = FALSE)
     status <- parallel::mccollect(job, wait = TRUE)[[1]]
     # A child killed by a signal returns nothing: that task failed.

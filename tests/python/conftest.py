@@ -385,3 +385,13 @@ class RunRecords:
 def foreach_frame(index: int, num_splits: int, step: str = "start", task_id: str = "1") -> dict[str, Any]:
     return {"kind": "foreach", "step": step, "task_id": task_id, "index": index, "num_splits": num_splits,
             "var": "items", "var_sha": "0" * 64}
+
+
+def eventually(check, timeout: float = 30) -> bool:
+    """Whether ``check()`` comes true within ``timeout`` seconds (for what another process does)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if check():
+            return True
+        time.sleep(0.2)
+    return bool(check())

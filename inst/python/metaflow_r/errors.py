@@ -67,6 +67,13 @@ class RunFailed(MetaflowRError):
     r_class = "metaflow_run_failed"
 
 
+class RunInterrupted(RunFailed):
+    """A run stopped by the user (Ctrl-C): its tasks were stopped and it is marked failed."""
+
+    exit_code = 130  # as a shell reports a command ended by SIGINT
+    r_class = "metaflow_run_interrupted"
+
+
 class AwsError(MetaflowRError):
     """An AWS call failed; the message names the call and what to do."""
 

@@ -18,7 +18,7 @@ import selectors
 import signal
 import subprocess
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Union
+from typing import Any, Callable, Protocol, Union
 
 from .protocol import TASK_START_MARKER, WORKER_EXIT_MARKER
 
@@ -150,6 +150,38 @@ def _kill_group(process: subprocess.Popen) -> None:
         pass
 
 
+def _kill_leftovers(worker: subprocess.Popen) -> None:
+    """Processes a finished task left in its worker's process group (``system("cmd &")``, a forked job):
+    they end with the task. The worker itself is the group's leader and stays."""
+    for pid in _group_members(worker.pid):
+        if pid != worker.pid:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def _group_members(pgid: int) -> list[int]:
+    """The processes of a process group: from /proc where there is one (Linux), else from ps."""
+    if not os.path.isdir("/proc/self"):
+        listing = subprocess.run(["ps", "-A", "-o", "pid=,pgid="], capture_output=True, text=True).stdout
+        return [int(pid) for pid, group in (line.split() for line in listing.splitlines()) if int(group) == pgid]
+    members = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as handle:
+                stat = handle.read()
+        except OSError:
+            continue  # it ended meanwhile
+        # After the command name, which may hold spaces and is in parentheses: state, ppid, pgrp.
+        fields = stat[stat.rfind(b")") + 2:].split()
+        if len(fields) > 2 and int(fields[2]) == pgid:
+            members.append(int(name))
+    return members
+
+
 def _close_pipes(process: subprocess.Popen) -> None:
     for pipe in (process.stdin, process.stdout, process.stderr):
         if pipe is not None and not pipe.closed:
@@ -253,10 +285,13 @@ class Worker:
 class WorkerLauncher:
     """Attempts run in forks of warm workers (``Rscript flow.R worker``), one attempt per worker at a time."""
 
-    def __init__(self, rscript: str, script: str, launch_dir: str, env: dict[str, str]) -> None:
+    def __init__(self, rscript: str, script: str, launch_dir: str, env: dict[str, str],
+                 watch: Callable[[str, int], None] | None = None) -> None:
+        """``watch("started" | "ended", pid)`` hears of each worker's process group (see reaper.py)."""
         self.command = [rscript, script, "worker"]
         self.launch_dir = launch_dir
         self.env = env
+        self.watch = watch or (lambda event, pid: None)
         self.pipes = _Pipes()
         self.workers: dict[int, Worker] = {}
 
@@ -273,6 +308,7 @@ class WorkerLauncher:
         worker = Worker(process)
         self.workers[worker.pid] = worker
         self.pipes.watch(process, worker)
+        self.watch("started", worker.pid)
         return worker
 
     def poll(self, timeout: float) -> list[Event]:
@@ -302,6 +338,7 @@ class WorkerLauncher:
         events += [Output(attempt, "stderr", rest) for rest in
                    self.pipes.read(worker.process, "stderr") + self.pipes.rest(worker.process, "stderr")]
         code = line[at + len(WORKER_EXIT_MARKER):].strip()
+        _kill_leftovers(worker.process)
         worker.release()
         events.append(Exited(attempt, int(code) if code.isdigit() else 1))
         return events
@@ -314,6 +351,8 @@ class WorkerLauncher:
         del self.workers[worker.pid]
         code = process.wait()
         _close_pipes(process)
+        _kill_group(process)  # anything its tasks left behind
+        self.watch("ended", worker.pid)
         attempt, worker.attempt = worker.attempt, None
         if attempt is None:
             return []
@@ -336,8 +375,10 @@ class WorkerLauncher:
             try:
                 worker.process.wait(timeout=5)
             except subprocess.TimeoutExpired:
-                _kill_group(worker.process)
-                worker.process.wait()
+                pass
+            _kill_group(worker.process)  # and whatever its last tasks left behind
+            worker.process.wait()
             _close_pipes(worker.process)
+            self.watch("ended", worker.pid)
         self.workers.clear()
         self.pipes.close()

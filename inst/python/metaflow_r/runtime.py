@@ -7,19 +7,48 @@ in forks of warm R workers.
 """
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import tempfile
 from collections import deque
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 from . import task as tasks
 from .attempt import Attempt, AttemptEngine, Outcome
 from .datastore import FlowDatastore
+from .errors import DatastoreError
 from .graph import FlowGraph
 from .launchers import WorkerLauncher
 from .procenv import subprocess_env
+from .reaper import Reaper
+
+SCRATCH_PREFIX = "metaflow-r-"
+OWNERS = ".owners"  # in a run's scratch directory: the pids of its runtime and its reaper
+
+
+def sweep_stale_scratch() -> None:
+    """Remove the scratch directories of local runs whose runtime and reaper are both gone."""
+    root = Path(tempfile.gettempdir())
+    for directory in root.glob(f"{SCRATCH_PREFIX}*"):
+        try:
+            pids = [int(p) for p in (directory / OWNERS).read_text().split()]
+        except (OSError, ValueError):
+            continue  # not ours, or still being set up
+        if not any(_alive(pid) for pid in pids):
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
 
 
 @dataclass
@@ -46,8 +75,12 @@ class LocalRuntime:
         self.join_inputs: dict[tuple[str, str], dict[Any, str]] = {}
         self.next_task_id = 1
         self.failed: tasks.TaskSpec | None = None
-        self.scratch = tempfile.mkdtemp(prefix=f"metaflow-r-{run_id}-")
-        self.launcher = WorkerLauncher(rscript, script, launch_dir, subprocess_env())
+        sweep_stale_scratch()
+        self.scratch = tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{run_id}-")
+        env = subprocess_env()
+        self.reaper = Reaper.start(ds.storage.kind, ds.storage.root, ds.flow, run_id, self.scratch, env)
+        Path(self.scratch, OWNERS).write_text(f"{os.getpid()} {self.reaper.process.pid}")
+        self.launcher = WorkerLauncher(rscript, script, launch_dir, env, watch=self._watch)
         self.engine = AttemptEngine(graph, ds, run_record, self.launcher, retries=retries or {},
                                     echo=self._say, scratch=self.scratch)
         self.origin_tasks = self._origin_tasks() if clone else {}
@@ -55,7 +88,9 @@ class LocalRuntime:
     # -- public --------------------------------------------------------------------------------
 
     def execute(self) -> bool:
-        """Run every task; True when the run succeeded."""
+        """Run every task; True when the run succeeded. Interrupted (Ctrl-C), it stops every task, marks the
+        run failed with the reason and lets the KeyboardInterrupt go on."""
+        interrupted = None
         try:
             self._enqueue("start", [], None)
             while (self.queue or self.engine.running) and not self.failed:
@@ -63,13 +98,30 @@ class LocalRuntime:
                     self.engine.start(self.queue.popleft(), known=self.records)
                 for outcome in self.engine.poll(0.05):
                     self._ended(outcome)
+        except BaseException as exc:
+            interrupted = "the run was interrupted" if isinstance(exc, KeyboardInterrupt) else \
+                f"the runtime failed ({type(exc).__name__}: {exc})"
+            raise
         finally:
-            self.engine.stop_all("Task was stopped because another task failed.")
+            self.engine.stop_all(f"Task was stopped because {interrupted or 'another task failed'}.")
             self.launcher.close()
             shutil.rmtree(self.scratch, ignore_errors=True)
-        successful = self.failed is None
-        self.ds.finish_run(self.run_id, successful)
-        return successful
+            self._finish(interrupted)
+        return self.failed is None
+
+    def _finish(self, interrupted: str | None) -> None:
+        successful = self.failed is None and interrupted is None
+        reason = interrupted or (f"step {self.failed.step!r} failed" if self.failed else None)
+        try:
+            self.ds.finish_run(self.run_id, successful, reason)
+        except OSError as exc:
+            raise DatastoreError(f"Run {self.ds.flow}/{self.run_id} ended, but its status could not be stored: "
+                                 f"{exc}.", [("i", "Free some space in the datastore, then resume the run.")]) from None
+        finally:
+            self.reaper.done()
+
+    def _watch(self, event: str, pid: int) -> None:
+        (self.reaper.group_started if event == "started" else self.reaper.group_ended)(pid)
 
     # -- scheduling ------------------------------------------------------------------------------
 
@@ -121,17 +173,27 @@ class LocalRuntime:
     # -- resume ----------------------------------------------------------------------------------
 
     def _origin_tasks(self) -> dict[tuple, tuple[str, dict[str, Any]]]:
-        """Successful tasks of the origin run that resume may reuse, keyed like ``_enqueue``'s calls."""
+        """Successful tasks of the origin run that resume may reuse, keyed like ``_enqueue``'s calls. A task
+        whose artifacts are not intact in the datastore is not reused: it runs again and stores them anew."""
         assert self.clone is not None
         origin = self.clone.origin_run_id
         found: dict[tuple, tuple[str, dict[str, Any]]] = {}
+        intact: dict[str, bool] = {}
         for step in self.clone.reuse_before:
             for task_id in self.ds.task_ids(origin, step):
                 record = self.ds.task_record(origin, step, task_id)
-                if record and record.get("successful"):
-                    inputs = tuple(p.replace(f"{origin}/", f"{self.run_id}/", 1) for p in record["input_paths"])
-                    split = _split_index(self.graph, step, record)
-                    found[(step, inputs, split)] = (task_id, record)
+                if not (record and record.get("successful")):
+                    continue
+                damaged = [sha for sha in record["artifacts"].values()
+                           if not intact.setdefault(sha, self.ds.blob_intact(sha))]
+                if damaged:
+                    self.echo(f"[{origin}/{step}/{task_id}] Not reused: its artifact "
+                              f"{self.ds.storage.root}/{self.ds.blob_key(damaged[0])} is damaged; the task runs again.")
+                    continue
+                inputs = tuple(p.replace(f"{origin}/", f"{self.run_id}/", 1) for p in record["input_paths"])
+                split = _split_index(self.graph, step, record)
+                found[(step, inputs, split)] = (task_id, record)
+                if task_id.isdigit():
                     self.next_task_id = max(self.next_task_id, int(task_id) + 1)
         return found
 
