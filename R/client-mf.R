@@ -115,8 +115,11 @@ new_task <- function(flow_id, run_id, step_id, task_id) {
 client_query <- function(query, ...) {
   client <- backend()$client
   sync_python_env()
-  tryCatch(client[[query]](...),
-           error = function(e) abort_backend_error(e))
+  result <- tryCatch(client[[query]](...), error = function(e) abort_backend_error(e))
+  for (damaged in unlist(client$take_damaged())) {
+    cli::cli_warn(c("Skipped a damaged record.", "x" = cli_escape(damaged)), class = "metaflow_damaged_record")
+  }
+  result
 }
 
 # -- small shared helpers ------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from . import show as show_module
 from .config import current_user, default_datastore
 from .datastore import FlowDatastore, find_local_root, storage_for
 from .deploy import aws_error
-from .errors import MetaflowRError, RunFailed, UsageError
+from .errors import MetaflowRError, RunFailed, RunInterrupted, UsageError
 from .graph import FlowGraph, check_names
 from .params import parameter_options, parameter_values
 from .report import write_report
@@ -185,6 +185,14 @@ def _launch(invocation: Invocation, options: dict[str, Any], origin: tuple[str |
     run_id = ds.new_run([namespace, *options.get("tags", ())], params, user,
                         extra={"namespace": namespace, "origin_run_id": clone.origin_run_id if clone else None,
                                "spec": invocation.raw_spec})  # the graph, for a report read without the script
+    if clone:
+        try:
+            ds.claim_resume(clone.origin_run_id, run_id)
+        except UsageError:
+            ds.finish_run(run_id, False, reason="another resume of the same run was in progress")
+            raise
+    for damaged in dict.fromkeys(ds.damaged):
+        click.echo(f"Warning: skipped a damaged record: {damaged}", err=True)
     if options.get("run_id_file"):
         Path(options["run_id_file"]).write_text(run_id)
     run_record = ds.run_record(run_id)
@@ -193,7 +201,15 @@ def _launch(invocation: Invocation, options: dict[str, Any], origin: tuple[str |
                            rscript=invocation.rscript, max_workers=options["max_workers"], retries=retries,
                            clone=clone)
     where = f"{ds.storage.root}/{spec.name}/{run_id}"
-    succeeded = runtime.execute()
+    try:
+        succeeded = runtime.execute()
+    except KeyboardInterrupt:
+        raise RunInterrupted(f"Run {spec.name}/{run_id} was interrupted; its tasks were stopped.",
+                             [("i", f"Its data is in {where}."),
+                              ("i", f"Continue it with: Rscript {Path(spec.script).name} resume")]) from None
+    finally:
+        if clone:
+            ds.release_resume(clone.origin_run_id, run_id)
     report = _report_line(ds, run_id, graph)
     if not succeeded:
         failed = runtime.failed
@@ -214,19 +230,28 @@ def _report_line(ds: FlowDatastore, run_id: str, graph: FlowGraph) -> str:
 
 def _resume_plan(graph: FlowGraph, ds: FlowDatastore, origin_run_id: str | None,
                  step: str | None) -> tuple[Clone, dict[str, Any]]:
+    """What resume reuses. By default the origin is the user's newest run that has ended: a run still going
+    (or another resume in progress) is never cloned."""
     namespace = f"user:{current_user()}"
-    records = [r for r in (ds.run_record(run_id) for run_id in ds.run_ids()) if r]
-    runs = [r["run_id"] for r in sorted(records, key=lambda r: r["created_at"]) if namespace in r.get("tags", [])]
+    records = sorted((r for r in (ds.readable(ds.run_record, run_id) for run_id in ds.run_ids()) if r),
+                     key=lambda r: r["created_at"])
     if origin_run_id is None:
-        if not runs:
-            raise UsageError(f"Flow {graph.spec.name} has no run of yours ({namespace}) to resume.",
+        ended = [r["run_id"] for r in records if namespace in r.get("tags", [])
+                 and ds.readable(ds.run_status, r["run_id"]) is not None]
+        if not ended:
+            raise UsageError(f"Flow {graph.spec.name} has no ended run of yours ({namespace}) to resume.",
                              [("i", "Start one with: run"), ("i", "Or name one: resume --origin-run-id ID")])
-        origin_run_id = runs[-1]
+        origin_run_id = ended[-1]
     record = ds.run_record(origin_run_id)
     if record is None:
-        known = [r["run_id"] for r in sorted(records, key=lambda r: r["created_at"])][-5:]
+        known = [r["run_id"] for r in records][-5:]
         raise UsageError(f"Run {graph.spec.name}/{origin_run_id} does not exist.",
                          [("i", f"Known runs: {', '.join(known) or 'none'}.")])
+    if ds.run_status(origin_run_id) is None:
+        raise UsageError(f"Run {graph.spec.name}/{origin_run_id} has not ended: it cannot be resumed yet.",
+                         [("i", "Wait for it to end. A run whose process was killed is marked ended by its "
+                                "reaper within seconds.")])
+    ds.check_not_being_resumed(origin_run_id)
     if step is None:
         step = _failed_step(graph, ds, origin_run_id)
     if step not in graph.nodes:
