@@ -37,6 +37,11 @@ parameter <- function(flow, name, help = NULL, default = NULL, type = NULL, requ
   if (!is.null(separator) && !(is.character(separator) && length(separator) == 1 && nzchar(separator))) {
     abort("{.arg separator} must be a non-empty string, not {.obj_type_friendly {separator}}.", "parameter_error")
   }
+  if (is.double(default) && any(is.nan(default) | is.infinite(default))) {
+    abort(c("{.arg default} of parameter {.val {name}} must be a finite number.",
+            "x" = "You supplied {.val {default}}.", "i" = "NaN and infinite values cannot reach a step exactly."),
+          "parameter_error")
+  }
   if (!is.null(default) && !(is.atomic(default) && length(default) >= 1 && !anyNA(default))) {
     abort(c("{.arg default} of parameter {.val {name}} must be a string, number or logical.",
             "x" = "You supplied {.obj_type_friendly {default}}."), "parameter_error")
