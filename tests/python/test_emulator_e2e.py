@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -174,3 +175,43 @@ metaflow("SlowCatchFlow") %>%
     deploy_and_trigger(script, tmp_path, emulated_env(emulator), "slow-run")
     log = s3_datastore(emulator, "SlowCatchFlow").read_log("slow-run", "end", "end", 0, "stdout")
     assert "caught: metaflow_timeout Step 'slow' timed out after 2 s." in log
+
+
+SLOW_START = """library(metaflow)
+start <- function(self) { self$x <- 1; Sys.sleep(20) }
+metaflow("DeletedFlow") %>%
+  step(step = "start", r_function = start, next_step = "end") %>%
+  step(step = "end", r_function = function(self) cat("end ran\\n")) %>%
+  run()
+"""
+
+
+def test_deleting_a_flow_stops_its_running_runs_and_says_so(emulator, tmp_path):
+    """As AWS does: a deleted state machine's executions end. The run then reads failed, and why, even
+    though its task finishes afterwards."""
+    from conftest import eventually
+
+    script = tmp_path / "deleted.R"
+    script.write_text(SLOW_START)
+    env = emulated_env(emulator)
+    assert rscript(script, ["step-functions", "create"], tmp_path, env).returncode == 0
+    assert rscript(script, ["step-functions", "trigger", "--run-id", "doomed"], tmp_path, env).returncode == 0
+    ds = s3_datastore(emulator, "DeletedFlow")
+    assert eventually(lambda: ds.run_record("doomed") is not None, 120)  # its start task is running
+    deleted = rscript(script, ["step-functions", "delete"], tmp_path, env)
+    assert deleted.returncode == 0, deleted.stderr
+    assert "1 run(s) of DeletedFlow still running will be stopped: doomed." in deleted.stderr
+    status = ds.run_status("doomed")
+    assert status["successful"] is False and status["reason"] == "stopped: the flow was deleted"
+    assert eventually(lambda: ds.task_record("doomed", "start", "start") is not None, 60)  # start still ended
+    time.sleep(5)  # time enough for the next state, had the execution gone on
+    assert ds.task_ids("doomed", "end") == [] and ds.run_status("doomed") == status
+
+
+def test_a_second_emulator_on_a_busy_port_fails_at_once_saying_so(emulator):
+    from conftest import METAFLOW_R
+
+    port = emulator["AWS_ENDPOINT_URL"].rsplit(":", 1)[1]
+    done = subprocess.run([METAFLOW_R, "emulator", "--port", port], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert f"The emulator cannot listen on 127.0.0.1:{port}: Address already in use." in done.stderr

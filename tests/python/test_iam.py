@@ -150,7 +150,7 @@ def needs(call: Call) -> list[Need]:
             return [Need(f"states:{op}", p["stateMachineArn"])]
         if op in ("ListTagsForResource", "TagResource"):
             return [Need(f"states:{op}", p["resourceArn"])]
-        if op in ("DescribeExecution", "GetExecutionHistory"):
+        if op in ("DescribeExecution", "GetExecutionHistory", "StopExecution"):
             return [Need(f"states:{op}", p["executionArn"])]
     if call.service == "events":
         if op in ("DescribeRule", "PutRule", "DeleteRule"):
@@ -372,14 +372,15 @@ def test_the_least_policies_allow_every_call_of_a_whole_deployment(capsys, flow,
         code, out = ok(["step-functions", "logs", "r1/body"], changed)
         assert code == 0 and out.count("hello from the job") == 2, out
         assert ok(["step-functions", "logs", "r1/start/start"], changed)[0] == 0
-        assert ok(["step-functions", "delete"], changed)[0] == 0
+        assert ok(["step-functions", "trigger", "--run-id", "r2"], changed)[0] == 0
+        assert ok(["step-functions", "delete"], changed)[0] == 0  # stops r2, which is still running
     deployer += more
 
     operations = {c.operation for c in deployer}
     for expected in ("HeadObject", "GetObject", "PutObject", "ListObjectsV2", "RegisterJobDefinition",
                      "CreateStateMachine", "UpdateStateMachine", "TagResource", "PutRule", "PutTargets",
                      "RemoveTargets", "DeleteRule", "StartExecution", "DescribeExecution", "GetExecutionHistory",
-                     "ListExecutions", "DescribeJobs", "GetLogEvents", "DeleteStateMachine"):
+                     "ListExecutions", "DescribeJobs", "GetLogEvents", "DeleteStateMachine", "StopExecution"):
         assert expected in operations, f"the flows never called {expected}: the test lost coverage"
     assert refused("deployer", deployer) == []
     check_least("deployer", deployer)

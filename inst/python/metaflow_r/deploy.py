@@ -322,6 +322,15 @@ class Deployer:
             raise aws_error("listing state machines", exc) from None
         return None
 
+    def running_executions(self, arn: str) -> list[str]:
+        pages = self.call("listing the running runs", lambda: list(
+            self.sfn.get_paginator("list_executions").paginate(stateMachineArn=arn, statusFilter="RUNNING")))
+        return [e["name"] for page in pages for e in page["executions"]]
+
+    def stop_execution(self, arn: str, cause: str) -> None:
+        self.call("stopping a run", self.sfn.stop_execution, executionArn=arn, error="MetaflowR.FlowDeleted",
+                  cause=cause)
+
     def delete(self, name: str) -> bool:
         arn = self.find_state_machine(name)
         if self._describe_rule(name) is not None:
