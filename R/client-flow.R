@@ -23,14 +23,15 @@ flow_client <- R6::R6Class("flow_client",
       check_flow_name(flow_id, "flow_id")
       flows <- list_flows()
       if (!flow_id %in% flows) {
-        root <- client_query("datastore_root")
+        roots <- unlist(client_query("datastore_root"))
         abort(c("Flow {.val {flow_id}} does not exist.",
-                         "x" = "The datastore {.path {root}} has no run of it.",
-                         "i" = if (length(flows)) "Flows there: {.val {flows}}." else
-                           "Run the flow first, e.g. {.code Rscript flow.R run}.",
-                         "i" = paste("The datastore is the {.file .metaflow} directory in the working directory or",
-                                     "its parents, or the one in {.envvar METAFLOW_DATASTORE_SYSROOT_LOCAL}.")), "datastore_error",
-                       call = NULL)
+                "x" = "{cli::qty(length(roots))}The datastore{?s} {.path {roots}} {?has/have} no run of it.",
+                "i" = if (length(flows)) "Flows there: {.val {flows}}." else
+                  "Run the flow first, e.g. {.code Rscript flow.R run}.",
+                "i" = paste("The local datastore is the {.file .metaflow} directory in the working directory or",
+                            "its parents, or the one in {.envvar METAFLOW_DATASTORE_SYSROOT_LOCAL}; production runs",
+                            "are in the S3 one, {.envvar METAFLOW_DATASTORE_SYSROOT_S3}.")),
+              "datastore_error", call = NULL)
       }
       private$name_ <- flow_id
     },
@@ -47,6 +48,25 @@ flow_client <- R6::R6Class("flow_client",
       wanted <- as.character(unlist(list(...)))
       infos <- Filter(function(info) all(wanted %in% unlist(info$tags)), private$run_infos())
       lapply(infos, function(info) run_client$new(self, info$run_id))
+    },
+
+    #' @description The flow's runs as a table, newest first: id, status, times, where they ran.
+    #' @return A data frame (a tibble when the tibble package is installed), one row per visible run:
+    #'   `run_id`, `status` ("successful", "failed" or "running"), `created_at`, `finished_at`, `reason`
+    #'   (why a run that ended did not succeed), `namespace`, `datastore` ("local" or "s3").
+    runs_table = function() {
+      infos <- private$run_infos()
+      col <- function(f, empty = NA_character_) unlist(lapply(infos, function(i) f(i) %||% empty))
+      as_table(data.frame(
+        run_id = col(function(i) i$run_id),
+        status = col(run_status),
+        created_at = client_time(col(function(i) i$created_at, NA_real_)),
+        finished_at = client_time(col(function(i) i$finished_at, NA_real_)),
+        reason = col(function(i) i$reason),
+        namespace = col(function(i) i$namespace),
+        datastore = col(function(i) i$datastore),
+        stringsAsFactors = FALSE
+      ))
     },
 
     #' @description Print how many runs the flow has and its latest ones.

@@ -49,7 +49,7 @@ mf_client <- R6::R6Class("mf_client",
     #' @param ... Ignored.
     print = function(...) {
       flows <- self$flows
-      cat("<mf_client> ", client_query("datastore_root"), "\n", sep = "")
+      cat("<mf_client> ", paste(unlist(client_query("datastore_root")), collapse = " and "), "\n", sep = "")
       cat("Flows: ", if (length(flows)) paste(flows, collapse = ", ") else "none", "\n", sep = "")
       invisible(self)
     }
@@ -116,8 +116,9 @@ client_query <- function(query, ...) {
   client <- backend()$client
   sync_python_env()
   result <- tryCatch(client[[query]](...), error = function(e) abort_backend_error(e))
-  for (damaged in unlist(client$take_damaged())) {
-    cli::cli_warn(c("Skipped a damaged record.", "x" = cli_escape(damaged)), class = "metaflow_damaged_record")
+  for (note in client$take_notes()) {
+    what <- if (note[[1]] == "damaged_record") "Skipped a damaged record." else "Skipped a datastore."
+    cli::cli_warn(c(what, "x" = cli_escape(note[[2]])), class = paste0("metaflow_", note[[1]]))
   }
   result
 }
@@ -156,6 +157,11 @@ split_pathspec <- function(pathspec, n, example, call = NULL) {
 }
 
 client_time <- function(seconds) if (is.null(seconds)) NULL else .POSIXct(seconds)
+
+# A table of Client API results: a tibble when the tibble package is installed, else a data frame.
+as_table <- function(df) {
+  if (requireNamespace("tibble", quietly = TRUE)) tibble::as_tibble(df) else df
+}
 
 format_time <- function(time) if (is.null(time)) "-" else format(time, "%Y-%m-%d %H:%M:%S")
 

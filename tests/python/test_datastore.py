@@ -109,8 +109,8 @@ def test_a_damaged_run_record_hides_that_run_only(ds, storage_case):
     storage_case.storage.write_bytes("MyFlow/r1/_run.json", b"\xff\xfe not json")
     found = client.runs("MyFlow", None, storage_case.storage.kind, storage_case.storage.root)
     assert [r["run_id"] for r in found] == ["r2"]
-    (damaged,) = client.take_damaged()
-    assert "MyFlow/r1/_run.json is damaged" in damaged
+    ((kind, damaged),) = client.take_notes()
+    assert kind == "damaged_record" and "MyFlow/r1/_run.json is damaged" in damaged
     assert ds.readable(ds.run_record, "r1") is None and "r1/_run.json" in ds.damaged[-1]
 
 

@@ -215,3 +215,42 @@ def test_a_second_emulator_on_a_busy_port_fails_at_once_saying_so(emulator):
     done = subprocess.run([METAFLOW_R, "emulator", "--port", port], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert f"The emulator cannot listen on 127.0.0.1:{port}: Address already in use." in done.stderr
+
+
+FIXABLE = """library(metaflow)
+start <- function(self) self$n <- 41
+check <- function(self) {
+  if (!file.exists("FIXED")) stop("not fixed yet")
+  self$answer <- self$n + 1
+}
+end <- function(self) cat("answer is", self$answer, "\\n")
+metaflow("FixableFlow") %>%
+  step(step = "start", r_function = start, next_step = "check") %>%
+  step(step = "check", r_function = check, next_step = "end") %>%
+  step(step = "end", r_function = end) %>%
+  run()
+"""
+
+
+def test_a_failed_production_run_is_resumed_locally_from_its_s3_data(emulator, tmp_path):
+    """With the settings a deployment needs and nothing more (no METAFLOW_DEFAULT_DATASTORE), resume finds
+    the production run in S3, reuses its finished tasks and their artifacts, and runs the rest locally."""
+    fixed = tmp_path / "fixed"
+    script = tmp_path / "fixable.R"
+    script.write_text(FIXABLE.replace('"FIXED"', f'"{fixed}"'))
+    env = emulated_env(emulator)
+    assert "METAFLOW_DEFAULT_DATASTORE" not in env
+    assert rscript(script, ["step-functions", "create"], tmp_path, env).returncode == 0
+    failed = rscript(script, ["step-functions", "trigger", "--run-id", "sfn-broken", "--wait"], tmp_path, env)
+    assert failed.returncode == 1 and "step 'check'" in failed.stderr
+
+    fixed.write_text("")
+    resumed = rscript(script, ["resume", "--origin-run-id", "sfn-broken"], tmp_path, env)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "Cloned from run sfn-broken." in resumed.stdout and "answer is 42" in resumed.stdout
+    local = FlowDatastore(LocalStorage(tmp_path / ".metaflow"), "FixableFlow")
+    (run_id,) = local.run_ids()
+    start = local.task_record(run_id, "start", "start")  # the production task's id, cloned
+    assert start["cloned_from"] == "sfn-broken/start/start"
+    assert local.blob_intact(start["artifacts"]["n"])  # its artifact came along from S3
+    assert local.run_status(run_id)["successful"] is True

@@ -87,7 +87,7 @@ def _run_in(workdir: str, rscript: str, storage: S3Storage | None, dynamodb) -> 
     graph = FlowGraph(parse_spec({**raw_spec, "script": script}))
     ds = FlowDatastore(storage, graph.spec.name)
     if step == "start" and ds.run_record(run_id) is None:
-        deployment = json.loads(storage.read_bytes(f"{graph.spec.name}/_deployment.json") or b"{}")
+        deployment = ds.deployment() or {}
         given = json.loads(os.environ.get("METAFLOW_PARAMETERS") or "{}")
         namespace = deployment.get("namespace", "production:unknown")
         ds.new_run([namespace, "runtime:step-functions"], values_from_json(graph.spec, given),

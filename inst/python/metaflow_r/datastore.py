@@ -185,6 +185,10 @@ class FlowDatastore:
                                  [("i", "Run the flow (or resume it) until that task succeeds.")])
         return record
 
+    def deployment(self) -> dict[str, Any] | None:
+        """The flow's deployment record (deploy.py writes it): production token, owner and namespace."""
+        return self._read_json(f"{self.flow}/_deployment.json")
+
     # -- resume --------------------------------------------------------------------------------
 
     def check_not_being_resumed(self, origin_run_id: str, claimant: str | None = None) -> None:

@@ -125,7 +125,8 @@ def _run_job_locally(self, include_start_attempt: bool, job) -> None:
 
 
 def settings(port: int) -> dict[str, str]:
-    """Everything a deploy, a trigger and the Client API need, as environment variables."""
+    """Everything a deploy, a trigger and the Client API need, as environment variables. Local runs stay
+    local: the Client API finds production runs in the S3 datastore by itself (locate.py)."""
     arn = f"arn:aws:iam::{ACCOUNT}:role/"
     return {
         "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
@@ -133,7 +134,6 @@ def settings(port: int) -> dict[str, str]:
         "AWS_REGION": REGION,
         "AWS_ACCESS_KEY_ID": "emulated",
         "AWS_SECRET_ACCESS_KEY": "emulated",
-        "METAFLOW_DEFAULT_DATASTORE": "s3",
         "METAFLOW_DATASTORE_SYSROOT_S3": f"s3://{BUCKET}/metaflow",
         "METAFLOW_BATCH_JOB_QUEUE": QUEUE,
         "METAFLOW_ECS_S3_ACCESS_IAM_ROLE": arn + ROLES["batch"],

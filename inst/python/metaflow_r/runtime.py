@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import tempfile
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from . import task as tasks
 from .attempt import Attempt, AttemptEngine, Outcome
@@ -23,6 +22,7 @@ from .errors import DatastoreError
 from .graph import FlowGraph
 from .launchers import WorkerLauncher
 from .procenv import subprocess_env
+from .progress import RunConsole
 from .reaper import Reaper
 
 SCRATCH_PREFIX = "metaflow-r-"
@@ -53,23 +53,24 @@ def _alive(pid: int) -> bool:
 
 @dataclass
 class Clone:
-    """A finished task of an earlier run, reused by ``resume``."""
+    """What ``resume`` reuses: the finished tasks of an earlier run, before the steps it runs again."""
 
     origin_run_id: str
     reuse_before: set[str]  # steps whose finished tasks may be reused
+    origin: FlowDatastore  # where that run is: the run's own datastore, or S3 for a production run
 
 
 class LocalRuntime:
     def __init__(self, graph: FlowGraph, ds: FlowDatastore, run_id: str, run_record: dict[str, Any], *,
                  script: str, launch_dir: str, rscript: str, max_workers: int = 16,
                  retries: dict[str, int] | None = None, clone: Clone | None = None,
-                 echo: Callable[[str], None] | None = None) -> None:
+                 console: RunConsole | None = None) -> None:
         self.graph = graph
         self.ds = ds
         self.run_id = run_id
         self.max_workers = max(1, max_workers)
         self.clone = clone
-        self.echo = echo or (lambda line: (sys.stdout.write(line + "\n"), sys.stdout.flush()))
+        self.console = console or RunConsole({n.name for n in graph if any(graph[s].is_foreach for s in n.split_parents)})
         self.queue: deque[tasks.TaskSpec] = deque()
         self.records: dict[str, dict[str, Any]] = {}  # successful task records of this run, by pathspec
         self.join_inputs: dict[tuple[str, str], dict[Any, str]] = {}
@@ -95,8 +96,11 @@ class LocalRuntime:
             self._enqueue("start", [], None)
             while (self.queue or self.engine.running) and not self.failed:
                 while self.queue and len(self.engine.running) < self.max_workers and not self.failed:
-                    self.engine.start(self.queue.popleft(), known=self.records)
+                    spec = self.queue.popleft()
+                    self.engine.start(spec, known=self.records)
+                    self.console.started(spec.step)
                 for outcome in self.engine.poll(0.05):
+                    self.console.ended(outcome.spec.step, done=outcome.next is None)
                     self._ended(outcome)
         except BaseException as exc:
             interrupted = "the run was interrupted" if isinstance(exc, KeyboardInterrupt) else \
@@ -104,6 +108,7 @@ class LocalRuntime:
             raise
         finally:
             self.engine.stop_all(f"Task was stopped because {interrupted or 'another task failed'}.")
+            self.console.close()
             self.launcher.close()
             shutil.rmtree(self.scratch, ignore_errors=True)
             self._finish(interrupted)
@@ -130,6 +135,7 @@ class LocalRuntime:
             self._finished(outcome.spec, outcome.record)
         elif outcome.next is not None:  # a retry, or the catch's fallback attempt: before anything else
             self.queue.appendleft(outcome.next)
+            self.console.queued(outcome.next.step)
         elif not self.failed:
             self.failed = outcome.spec
 
@@ -143,6 +149,7 @@ class LocalRuntime:
         spec = tasks.TaskSpec(self.run_id, step, str(self.next_task_id), input_paths, split_index)
         self.next_task_id += 1
         self.queue.append(spec)
+        self.console.queued(step)
 
     def _finished(self, spec: tasks.TaskSpec, record: dict[str, Any]) -> None:
         self.records[spec.pathspec] = record  # its children's prepare() reads it from here, not the datastore
@@ -168,7 +175,7 @@ class LocalRuntime:
             self._enqueue(join, [arrived[i] for i in order], None)
 
     def _say(self, attempt: Attempt, kind: str, text: str) -> None:
-        self.echo(f"[{attempt.spec.pathspec} (pid {attempt.pid})] {text}")
+        self.console.task_line(attempt.spec.pathspec, attempt.pid, attempt.spec.step, kind, text)
 
     # -- resume ----------------------------------------------------------------------------------
 
@@ -176,43 +183,39 @@ class LocalRuntime:
         """Successful tasks of the origin run that resume may reuse, keyed like ``_enqueue``'s calls. A task
         whose artifacts are not intact in the datastore is not reused: it runs again and stores them anew."""
         assert self.clone is not None
-        origin = self.clone.origin_run_id
+        origin, source = self.clone.origin_run_id, self.clone.origin
         found: dict[tuple, tuple[str, dict[str, Any]]] = {}
         intact: dict[str, bool] = {}
         for step in self.clone.reuse_before:
-            for task_id in self.ds.task_ids(origin, step):
-                record = self.ds.task_record(origin, step, task_id)
+            for task_id in source.task_ids(origin, step):
+                record = source.task_record(origin, step, task_id)
                 if not (record and record.get("successful")):
                     continue
                 damaged = [sha for sha in record["artifacts"].values()
-                           if not intact.setdefault(sha, self.ds.blob_intact(sha))]
+                           if not intact.setdefault(sha, source.blob_intact(sha))]
                 if damaged:
-                    self.echo(f"[{origin}/{step}/{task_id}] Not reused: its artifact "
-                              f"{self.ds.storage.root}/{self.ds.blob_key(damaged[0])} is damaged; the task runs again.")
+                    self.console.line(f"[{origin}/{step}/{task_id}] Not reused: its artifact "
+                              f"{source.storage.root}/{source.blob_key(damaged[0])} is damaged; the task runs again.")
                     continue
                 inputs = tuple(p.replace(f"{origin}/", f"{self.run_id}/", 1) for p in record["input_paths"])
-                split = _split_index(self.graph, step, record)
+                split = tasks.split_index_of(self.graph, step, record)
                 found[(step, inputs, split)] = (task_id, record)
                 if task_id.isdigit():
                     self.next_task_id = max(self.next_task_id, int(task_id) + 1)
         return found
 
     def _reuse(self, step: str, task_id: str, record: dict[str, Any], input_paths: list[str]) -> None:
-        origin = self.clone.origin_run_id
+        """Copy a finished task of the origin run into this run; from another datastore (a production run
+        resumed locally), its artifacts come along."""
+        origin, source = self.clone.origin_run_id, self.clone.origin
+        if source.storage.root != self.ds.storage.root:
+            for sha in record["artifacts"].values():
+                self.ds.save_blob_file(source.blob_path(sha))
         copied = dict(record, input_paths=input_paths, cloned_from=f"{origin}/{step}/{task_id}")
         for stream in ("stdout", "stderr"):  # the clone keeps what the task printed
-            log = self.ds.read_log(origin, step, task_id, record["attempt"], stream)
+            log = source.read_log(origin, step, task_id, record["attempt"], stream)
             if log:
                 self.ds.write_log(self.run_id, step, task_id, record["attempt"], stream, log.encode())
         self.ds.write_attempt(self.run_id, step, task_id, record["attempt"], copied)
-        self.echo(f"[{self.run_id}/{step}/{task_id}] Cloned from run {self.clone.origin_run_id}.")
+        self.console.line(f"[{self.run_id}/{step}/{task_id}] Cloned from run {origin}.")
         self._finished(tasks.TaskSpec(self.run_id, step, task_id, input_paths), copied)
-
-
-def _split_index(graph: FlowGraph, step: str, record: dict[str, Any]) -> int | None:
-    """The split index a task was enqueued with: its foreach frame's index when its parent is the foreach."""
-    node = graph[step]
-    if node.is_join or not node.parents:
-        return None
-    parent = graph[node.parents[0]]
-    return record["split_stack"][-1]["index"] if parent.is_foreach else None

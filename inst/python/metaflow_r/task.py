@@ -172,3 +172,12 @@ def _attempt_record(task: TaskSpec, prepared: Prepared, started_at: float, succe
     if batch_job_id:
         record["batch_job_id"] = batch_job_id
     return record
+
+
+def split_index_of(graph: FlowGraph, step: str, record: dict[str, Any]) -> int | None:
+    """The split index a task was enqueued with: its foreach frame's index when its parent is the foreach."""
+    node = graph[step]
+    if node.is_join or not node.parents:
+        return None
+    parent = graph[node.parents[0]]
+    return record["split_stack"][-1]["index"] if parent.is_foreach else None
