@@ -49,6 +49,37 @@ set_default_namespace <- function() {
   invisible(old)
 }
 
+#' Work in another namespace for a while, or find a flow's production namespace
+#'
+#' `with_namespace()` evaluates `code` with the Client API's namespace set to `ns` (see [set_namespace()])
+#' and puts the previous one back afterwards. `production_namespace()` is the namespace a flow deployed with
+#' `step_functions = "create"` runs in, `production:<token>`, read from its deployment record in the S3
+#' datastore (`METAFLOW_DATASTORE_SYSROOT_S3`).
+#'
+#' @param ns A namespace, or `NULL` for every namespace.
+#' @param code Code to evaluate in it.
+#' @param flow A flow from [metaflow()] or a flow's name.
+#' @return `with_namespace()`: the value of `code`. `production_namespace()`: the namespace, a string.
+#' @examples
+#' \dontrun{
+#' set_namespace(production_namespace("ParameterFlow"))
+#' flow_client$new("ParameterFlow")$latest_run
+#' with_namespace(NULL, flow_client$new("ParameterFlow")$runs)
+#' }
+#' @export
+with_namespace <- function(ns, code) {
+  old <- set_namespace(ns)
+  on.exit(set_namespace(old), add = TRUE)
+  force(code)
+}
+
+#' @rdname with_namespace
+#' @export
+production_namespace <- function(flow) {
+  name <- if (inherits(flow, "metaflow_flow")) flow$name else check_flow_name(flow, "flow")
+  client_query("production_namespace", name)
+}
+
 # `user:<name>`, the namespace local runs are tagged with: the user as the backend's current_user() sees it.
 default_namespace <- function() {
   config <- backend()$config

@@ -30,19 +30,25 @@ abort <- function(message, kind, ..., call = rlang::caller_env(), .envir = paren
 abort_backend_error <- function(e, call = NULL) {
   exception <- python_exception(e)
   if (!is.null(exception) && reticulate::py_has_attr(exception, "r_classes")) {
-    message <- reticulate::py_to_r(reticulate::py_get_attr(exception, "message"))
-    bullets <- reticulate::py_to_r(reticulate::py_get_attr(exception, "bullets"))
-    classes <- unlist(reticulate::py_to_r(exception$r_classes()))
+    field <- function(name) r_value(reticulate::py_get_attr(exception, name))
+    message <- field("message")
+    bullets <- field("bullets")
+    classes <- unlist(r_value(reticulate::py_call(reticulate::py_get_attr(exception, "r_classes"))))
     kinds <- vapply(bullets, function(b) as.character(b[[1]]), "")
     texts <- vapply(bullets, function(b) cli_escape(as.character(b[[2]])), "")
-    cli::cli_abort(c(cli_escape(message), stats::setNames(texts, kinds)), class = classes, call = call,
-                   exit_code = reticulate::py_to_r(exception$exit_code))
+    status <- as.integer(field("exit_code"))
+    fields <- field("data")  # e.g. a failed run's run_id, step and pathspec
+    rlang::inject(cli::cli_abort(c(cli_escape(message), stats::setNames(texts, kinds)), class = classes,
+                                 call = call, exit_code = status, status = status, !!!fields))
   }
   abort(c("The metaflow backend failed.",
           "x" = cli_escape(python_error_text(conditionMessage(e))),
           "i" = "This is a bug in {.pkg metaflow}; please report it with the output of {.code reticulate::py_last_error()}."),
         "backend_error", call = call, parent = e)
 }
+
+# A Python value in R, whether or not reticulate converted it already.
+r_value <- function(x) if (inherits(x, "python.builtin.object")) reticulate::py_to_r(x) else x
 
 # The Python exception behind an R error, if it is one: the condition itself in recent reticulate, else
 # the one reticulate::py_last_error() recorded for this very message.

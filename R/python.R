@@ -20,6 +20,8 @@ backend <- function() {
     ), "installation_error", call = NULL)
   }
   Sys.setenv(RETICULATE_PYTHON = python)
+  # Python's output goes through R's console, so sink(), capture.output() and knitr see it as R output.
+  Sys.setenv(RETICULATE_REMAP_OUTPUT_STREAMS = "1")
   reticulate::use_python(python, required = TRUE)
   the$backend <- reticulate::import("metaflow_r", convert = TRUE)
   the$backend

@@ -1,11 +1,17 @@
 #' Run a flow
 #'
 #' The last call of a flow script. Under `Rscript flow.R <command> ...` it runs the command given on the
-#' command line; in an interactive session (`source("flow.R")`) it builds the same command from its own
-#' arguments. Commands: `run` (the default), `show`, `resume`, and the `task` command the runtime uses.
+#' command line; called with its own arguments (`source("flow.R")` in RStudio, or `Rscript flow.R` with no
+#' command) it builds the same command from them. Commands: `run` (the default), `show`, `resume`,
+#' `step_functions = "create"` and `"trigger"`.
+#'
+#' From R, a failure is an R error of class `metaflow_error` and a kind: a run that fails signals
+#' `metaflow_run_failed` (with fields `run_id`, `step`, `pathspec` and `status`), a graph error
+#' `metaflow_graph_error`, a bad parameter value `metaflow_parameter_error`; catch them with
+#' [tryCatch()]. Under `Rscript flow.R <command>`, a failure ends the process with its exit status.
 #'
 #' @param flow A flow from [metaflow()].
-#' @param ... Parameter values, e.g. `alpha = 0.5`.
+#' @param ... Parameter values, e.g. `alpha = 0.5`, checked against the flow's [parameter()]s.
 #' @param step_functions `"create"` or `"trigger"` to deploy or start the flow on AWS Step Functions.
 #' @param max_workers The most tasks run at once (default 16 locally).
 #' @param with Decorators applied to every step, e.g. `"retry"`.
@@ -13,10 +19,14 @@
 #' @param show If `TRUE`, print the graph instead of running.
 #' @param help If `TRUE`, print the command-line help.
 #' @param datastore `"local"` (default) or `"s3"`.
-#' @param metadata,package_suffixes,batch Accepted for compatibility with Metaflow R scripts.
+#' @param metadata,batch Accepted for compatibility with Metaflow R scripts.
+#' @param package_suffixes File suffixes packaged with the script for Step Functions, e.g. `".csv"`.
 #' @param tags Tags added to the run.
-#' @return The exit status, invisibly: 0 on success. Under `Rscript`, a failure ends the process with
-#'   that status.
+#' @param wait With `step_functions = "trigger"`: follow the run until it ends, printing how each step
+#'   stands, and return it as a [run_client] (a failed run is a `metaflow_run_failed` error).
+#' @return `0` invisibly after a local run, `show` or `help`. With `step_functions = "create"`, the
+#'   deployment (state machine, production namespace, schedule) invisibly; with `"trigger"`, the started
+#'   run (its `run_id` and `namespace`), or with `wait = TRUE` a [run_client] of it.
 #' @examples
 #' \dontrun{
 #' metaflow("ParameterFlow") %>%
@@ -24,11 +34,16 @@
 #'   step(step = "start", r_function = function(self) print(self$alpha), next_step = "end") %>%
 #'   step(step = "end") %>%
 #'   run(alpha = 0.5)
+#'
+#' # In a script that source()s a flow ending in run(step_functions = "trigger", wait = TRUE):
+#' prod_run <- source("parameter_flow.R")$value
+#' prod_run$artifact("alpha")
 #' }
 #' @export
 run <- function(flow, ..., step_functions = NULL, max_workers = NULL, with = NULL, resume = NULL,
                 show = FALSE, help = FALSE, datastore = NULL, metadata = NULL, package_suffixes = NULL,
-                batch = FALSE, tags = NULL) {
+                batch = FALSE, tags = NULL, wait = FALSE) {
+  the$ran <- TRUE  # first: an error below is run()'s own, not a script that never reached run()
   params <- list(...)
   # R matches `f = 1` to `flow` by partial matching: then the flow is among `...` and `f` is a parameter.
   partial <- intersect(names(sys.call()), c("f", "fl", "flo"))
@@ -40,7 +55,6 @@ run <- function(flow, ..., step_functions = NULL, max_workers = NULL, with = NUL
     }
   }
   check_flow(flow)
-  the$ran <- TRUE
   args <- script_args()
   if (identical(args[1], "task")) {
     return(task_command(flow, args))
@@ -48,20 +62,58 @@ run <- function(flow, ..., step_functions = NULL, max_workers = NULL, with = NUL
   if (identical(args[1], "worker")) {
     return(invisible(run_worker(flow)))
   }
-  if (!length(args)) {
+  # Called with its own arguments, run() answers as an R function: R errors, R objects, R hints.
+  from_call <- !length(args)
+  if (from_call) {
     args <- args_from_call(params, flow, step_functions = step_functions, max_workers = max_workers,
                            with = with, resume = resume, show = show, help = help, datastore = datastore,
-                           metadata = metadata, batch = batch, tags = tags)
+                           metadata = metadata, batch = batch, tags = tags, wait = wait)
   }
   spec <- flow_spec(flow, script_path(), package_suffixes)
-  info <- list(launch_dir = getwd(), rscript = rscript_path(),
+  info <- list(launch_dir = getwd(), rscript = rscript_path(), r_session = from_call,
                versions = list(R = R.version.string, metaflow = as.character(utils::packageVersion("metaflow"))))
   cli_module <- backend()$cli
   sync_python_env()
-  status <- cli_module$main(as.list(args), spec, info)
-  status <- as.integer(status)
-  if (!interactive() && status != 0L) quit(save = "no", status = status)
+  status <- as.integer(cli_module$main(as.list(args), spec, info))
+  if (!from_call) {
+    if (status != 0L) quit(save = "no", status = status)
+    return(invisible(status))
+  }
+  outcome <- cli_module$last_outcome()
+  if (!is.null(outcome$error)) abort_backend_error(outcome$error, call = rlang::current_call())
+  run_result(outcome$result, status)
+}
+
+# What run() returns in R for what the command made.
+run_result <- function(result, status) {
+  kind <- result$kind %||% ""
+  if (kind == "deployment") {
+    return(invisible(structure(result[c("flow", "state_machine_arn", "namespace", "schedule")],
+                               class = "metaflow_deployment")))
+  }
+  if (kind == "triggered") {
+    if (isTRUE(result$waited)) {
+      return(with_namespace(result$namespace, run_client$new(result$flow, result$run_id)))
+    }
+    return(structure(result[c("flow", "run_id", "namespace")], class = "metaflow_triggered_run"))
+  }
   invisible(status)
+}
+
+#' @export
+print.metaflow_deployment <- function(x, ...) {
+  cat(sprintf("<metaflow deployment> %s on AWS Step Functions\n", x$flow))
+  cat(sprintf("  state machine: %s\n  namespace:     %s\n  schedule:      %s\n", x$state_machine_arn,
+              x$namespace, x$schedule %||% "none (trigger it to run)"))
+  invisible(x)
+}
+
+#' @export
+print.metaflow_triggered_run <- function(x, ...) {
+  cat(sprintf("<metaflow run> %s/%s on AWS Step Functions, in namespace %s\n", x$flow, x$run_id, x$namespace))
+  cat(sprintf("  read it when it ends: with_namespace(\"%s\", run_client$new(\"%s/%s\"))\n", x$namespace,
+              x$flow, x$run_id))
+  invisible(x)
 }
 
 # Arguments after the script name, when R runs the script (Rscript flow.R ...), else none.
@@ -92,15 +144,14 @@ flow_spec <- function(flow, script, package_suffixes = NULL) {
 script_path <- function() {
   file_arg <- grep("^--file=", commandArgs(), value = TRUE)
   if (length(file_arg) && !interactive()) {
-    return(normalizePath(sub("^--file=", "", file_arg[1])))
+    # Rscript writes each space of the script's path as "~+~".
+    return(normalizePath(gsub("~+~", " ", sub("^--file=", "", file_arg[1]), fixed = TRUE)))
   }
   for (frame in rev(sys.frames())) {
     ofile <- get0("ofile", envir = frame, inherits = FALSE)
     if (is.character(ofile) && length(ofile) == 1 && file.exists(ofile)) return(normalizePath(ofile))
   }
-  abort(c("{.fn run} cannot tell which script defines this flow.",
-                   "i" = "Save the flow in a file and {.code source()} it, or run {.code Rscript flow.R run}."), "usage_error",
-                 call = NULL)
+  NULL  # a flow built in the console: commands that need its file say so (show does not)
 }
 
 rscript_path <- function() file.path(R.home("bin"), "Rscript")

@@ -192,7 +192,7 @@ def test_with_retry_bad_attribute(capsys, linear_spec, launch_dir, entry):
 def test_run_without_a_script(capsys, linear_spec, launch_dir):
     code, _, err = cli(capsys, ["run"], linear_spec, launch_dir)
     assert code == 2
-    assert "The flow's script is unknown." in err
+    assert "The flow's script is unknown" in err
 
 
 def test_bad_datastore_choice(capsys, linear_spec, launch_dir):

@@ -1,26 +1,69 @@
-test_that("emulator_start() runs production offline from an R session, emulator_stop() ends it", {
-  withr::local_envvar(METAFLOW_DEFAULT_DATASTORE = NA, AWS_ENDPOINT_URL = NA)
+# Production from an R session, on the offline emulator: deploy, trigger and wait, read the production run,
+# while local runs stay local.
+
+seed <- readLines(test_path("../../examples/parameter_flow.R"))
+
+seed_with_last_line <- function(dir, last_line) {
+  path <- file.path(dir, paste0("flow-", gsub("[^a-z]", "", last_line), ".R"))
+  writeLines(sub("^run\\(\\)$", last_line, seed), path)
+  path
+}
+
+test_that("from an R session: create returns the deployment, trigger with wait the production run", {
+  withr::local_envvar(METAFLOW_DEFAULT_DATASTORE = NA, AWS_ENDPOINT_URL = NA, METAFLOW_DATASTORE_SYSROOT_S3 = NA,
+                      METAFLOW_DATASTORE_SYSROOT_LOCAL = NA)
+  dir <- withr::local_tempdir()
+  withr::local_dir(dir)
+  local <- seed_with_last_line(dir, "run(alpha = 0.25)")
+  capture.output(source(local))
+  before <- flow_client$new("ParameterFlow")$latest_run
+
   emu <- emulator_start(port = 0)
   on.exit(if (emu$process$is_alive()) emulator_stop(emu), add = TRUE)
   expect_match(Sys.getenv("AWS_ENDPOINT_URL"), "^http://127.0.0.1:[0-9]+$")
-  expect_equal(Sys.getenv("METAFLOW_DEFAULT_DATASTORE"), "s3")
+  expect_equal(Sys.getenv("METAFLOW_DEFAULT_DATASTORE"), "")  # local runs stay local
 
-  dir <- withr::local_tempdir()
-  seed <- readLines(test_path("../../examples/parameter_flow.R"))
-  writeLines(sub("^run\\(\\)$", "run(step_functions = 'create')", seed), file.path(dir, "flow.R"))
-  rscript <- file.path(R.home("bin"), "Rscript")
-  created <- processx::run(rscript, c("-e", "source('flow.R')"), wd = dir, error_on_status = FALSE)
-  expect_equal(created$status, 0, info = paste(created$stdout, created$stderr))
-  namespace <- sub(".*Its runs are in namespace (production:[^ ]+)\\.\n.*", "\\1", created$stdout)
-  triggered <- processx::run(rscript, c("flow.R", "step-functions", "trigger", "--alpha", "0.5", "--run-id",
-                                        "from-r", "--wait"), wd = dir, error_on_status = FALSE)
-  expect_equal(triggered$status, 0, info = paste(triggered$stdout, triggered$stderr))
+  capture.output(deployment <- source(seed_with_last_line(dir, 'run(step_functions = "create")'))$value)
+  expect_s3_class(deployment, "metaflow_deployment")
+  expect_match(deployment$namespace, "^production:parameterflow-")
+  expect_identical(production_namespace("ParameterFlow"), deployment$namespace)
+  expect_output(print(deployment), "namespace: +production:parameterflow-")
 
-  old <- set_namespace(namespace)
-  on.exit(set_namespace(old), add = TRUE)
-  expect_equal(run_client$new("ParameterFlow/from-r")$artifact("alpha"), 0.5)
+  trigger <- seed_with_last_line(dir, 'run(step_functions = "trigger", alpha = 0.5, wait = TRUE)')
+  progress <- capture.output(production <- source(trigger)$value)
+  expect_true(any(grepl("^  start: 1 done", progress)), info = paste(progress, collapse = "\n"))
+  expect_true(any(grepl("SUCCEEDED", progress)))
+  expect_s3_class(production, "run_client")
+  expect_true(production$successful)
+  expect_equal(production$artifact("alpha"), 0.5)
+
+  started <- source(seed_with_last_line(dir, 'run(step_functions = "trigger", alpha = 0.75)'))$value
+  expect_s3_class(started, "metaflow_triggered_run")
+  expect_match(started$run_id, "^sfn-")
+
+  # The Client API sees local and production runs side by side, each where it ran.
+  expect_identical(flow_client$new("ParameterFlow")$latest_run, before)
+  runs <- with_namespace(NULL, flow_client$new("ParameterFlow")$runs_table())
+  expect_setequal(runs$datastore[runs$run_id %in% c(before, production$id)], c("local", "s3"))
+  local_run <- flow_client$new("ParameterFlow")$latest_run
+  capture.output(source(local))  # a local run made while the emulator runs ...
+  made_meanwhile <- flow_client$new("ParameterFlow")$latest_run
 
   emulator_stop(emu)
   expect_false(emu$process$is_alive())
   expect_equal(Sys.getenv("AWS_ENDPOINT_URL"), "")
+  expect_identical(flow_client$new("ParameterFlow")$latest_run, made_meanwhile)  # ... is still there
+  expect_false(identical(made_meanwhile, local_run))
+})
+
+test_that("an emulator on a busy port is reported with the emulator's own words, not after a wait", {
+  withr::local_envvar(AWS_ENDPOINT_URL = NA)
+  metaflow:::backend()  # the package's Python, before importing one of its modules
+  port <- reticulate::import("metaflow_r.emulator")$free_port()
+  blocker <- serverSocket(port)
+  on.exit(close(blocker), add = TRUE)
+  caught <- tryCatch(emulator_start(port = port), error = identity)
+  expect_s3_class(caught, "metaflow_emulator_error")
+  # The emulator exited saying why (before, it hung, and this said only "not ready after 60 s").
+  expect_match(conditionMessage(caught), "Address already in use")
 })

@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from . import locate
 from . import show as show_module
 from .config import current_user, default_datastore
 from .datastore import FlowDatastore, find_local_root, storage_for
@@ -30,6 +31,10 @@ from .rules import DEFAULT_RETRIES
 from .spec import FlowSpec, parse_spec
 
 DEFAULT_MAX_WORKERS = 16
+# The commands run() takes in R, as a user writes them there.
+R_COMMANDS = {("run",): "run()", ("resume",): "run(resume = TRUE)",
+              ("step-functions", "create"): 'run(step_functions = "create")',
+              ("step-functions", "trigger"): 'run(step_functions = "trigger")'}
 
 
 @dataclass
@@ -43,7 +48,17 @@ class Invocation:
     versions: dict[str, str] = field(default_factory=dict)
     with_decorators: list[str] = field(default_factory=list)
     datastore: str = "local"
+    datastore_given: bool = False  # --datastore on the command line: read that one only
     datastore_root: str | None = None
+    r_session: bool = False  # run() in an interactive R session, rather than Rscript in a shell
+    result: dict[str, Any] | None = None  # what the command made, for run() to return in R
+
+    def hint(self, *command: str) -> str:
+        """How the user runs ``command`` where they are: with run() in an R session, with Rscript in a shell."""
+        if self.r_session and command in R_COMMANDS:
+            return R_COMMANDS[command]
+        script = Path(self.spec.script).name if self.spec and self.spec.script else "flow.R"
+        return f"Rscript {script} {' '.join(command)}"
 
     def with_retry(self) -> int | None:
         """Retries --with retry[:times=N] gives every step without its own retry decorator."""
@@ -79,6 +94,7 @@ def build_cli(spec: FlowSpec | None) -> click.Group:
         invocation = ctx.ensure_object(Invocation)
         invocation.with_decorators = list(with_decorators)
         invocation.datastore = datastore or default_datastore()
+        invocation.datastore_given = datastore is not None
         invocation.datastore_root = datastore_root
 
     @group.command(help="Print the flow's steps and edges.")
@@ -126,7 +142,12 @@ def build_cli(spec: FlowSpec | None) -> click.Group:
                   help="Where to write it (default: beside the run's data, or the temporary directory for S3).")
     def report(run_id: str | None, output: str | None) -> None:
         invocation = _invocation()
-        click.echo(write_report(invocation.flow_datastore(), run_id, invocation.graph(), output))
+        ds = invocation.flow_datastore()
+        name = invocation.graph().spec.name
+        bare_id = run_id[len(name) + 1:] if run_id and run_id.startswith(f"{name}/") else run_id
+        if bare_id not in (None, "latest") and not invocation.datastore_given:  # wherever that run is
+            ds = locate.run_datastore(name, bare_id) or ds
+        click.echo(write_report(ds, run_id, invocation.graph(), output))
 
     @group.command(help="Run an offline AWS emulator (Step Functions, Batch, S3, DynamoDB) in the foreground.")
     @click.option("--port", type=click.IntRange(0, 65535), default=5055, show_default=True,
@@ -172,7 +193,8 @@ def _launch(invocation: Invocation, options: dict[str, Any], origin: tuple[str |
     graph = invocation.graph()
     spec = graph.spec
     if not spec.script:
-        raise UsageError("The flow's script is unknown.", [("i", "Run it as Rscript flow.R run.")])
+        raise UsageError("The flow's script is unknown: tasks run it.",
+                         [("i", "Save the flow in a file, then source() it in R, or run Rscript flow.R run.")])
     retries = _retries(graph, invocation.with_decorators)
     ds = invocation.flow_datastore()
     clone = None
@@ -185,7 +207,10 @@ def _launch(invocation: Invocation, options: dict[str, Any], origin: tuple[str |
     run_id = ds.new_run([namespace, *options.get("tags", ())], params, user,
                         extra={"namespace": namespace, "origin_run_id": clone.origin_run_id if clone else None,
                                "spec": invocation.raw_spec})  # the graph, for a report read without the script
-    if clone:
+    # One resume at a time of a run, in the datastore they share (a production run resumed into a local
+    # datastore cannot be cloned by another resume: nothing to claim there).
+    claim = clone is not None and clone.origin.storage.root == ds.storage.root
+    if claim:
         try:
             ds.claim_resume(clone.origin_run_id, run_id)
         except UsageError:
@@ -206,16 +231,20 @@ def _launch(invocation: Invocation, options: dict[str, Any], origin: tuple[str |
     except KeyboardInterrupt:
         raise RunInterrupted(f"Run {spec.name}/{run_id} was interrupted; its tasks were stopped.",
                              [("i", f"Its data is in {where}."),
-                              ("i", f"Continue it with: Rscript {Path(spec.script).name} resume")]) from None
+                              ("i", f"Continue it with: {invocation.hint('resume')}")],
+                             data={"run_id": run_id, "flow": spec.name}) from None
     finally:
-        if clone:
+        if claim:
             ds.release_resume(clone.origin_run_id, run_id)
     report = _report_line(ds, run_id, graph)
     if not succeeded:
         failed = runtime.failed
         raise RunFailed(f"Run {spec.name}/{run_id} failed in step {failed.step!r} (task {failed.pathspec}).",
                         [("i", f"Its data is in {where}."), ("i", report),
-                         ("i", f"Fix the step, then: Rscript {Path(spec.script).name} resume")])
+                         ("i", f"Fix the step, then: {invocation.hint('resume')}")],
+                        data={"flow": spec.name, "run_id": run_id, "step": failed.step,
+                              "pathspec": f"{spec.name}/{failed.pathspec}"})
+    invocation.result = {"kind": "run", "flow": spec.name, "run_id": run_id}
     click.echo(f"Done! Run {spec.name}/{run_id} succeeded; its data is in {where}")
     click.echo(report)
 
@@ -231,10 +260,12 @@ def _report_line(ds: FlowDatastore, run_id: str, graph: FlowGraph) -> str:
 def _resume_plan(graph: FlowGraph, ds: FlowDatastore, origin_run_id: str | None,
                  step: str | None) -> tuple[Clone, dict[str, Any]]:
     """What resume reuses. By default the origin is the user's newest run that has ended: a run still going
-    (or another resume in progress) is never cloned."""
+    (or another resume in progress) is never cloned. A run named by id may be in another datastore: a
+    production run is resumed locally from S3."""
     namespace = f"user:{current_user()}"
     records = sorted((r for r in (ds.readable(ds.run_record, run_id) for run_id in ds.run_ids()) if r),
                      key=lambda r: r["created_at"])
+    source = ds
     if origin_run_id is None:
         ended = [r["run_id"] for r in records if namespace in r.get("tags", [])
                  and ds.readable(ds.run_status, r["run_id"]) is not None]
@@ -242,22 +273,25 @@ def _resume_plan(graph: FlowGraph, ds: FlowDatastore, origin_run_id: str | None,
             raise UsageError(f"Flow {graph.spec.name} has no ended run of yours ({namespace}) to resume.",
                              [("i", "Start one with: run"), ("i", "Or name one: resume --origin-run-id ID")])
         origin_run_id = ended[-1]
-    record = ds.run_record(origin_run_id)
+    elif ds.readable(ds.run_record, origin_run_id) is None:
+        source = locate.run_datastore(graph.spec.name, origin_run_id) or ds
+    record = source.run_record(origin_run_id)
     if record is None:
         known = [r["run_id"] for r in records][-5:]
         raise UsageError(f"Run {graph.spec.name}/{origin_run_id} does not exist.",
                          [("i", f"Known runs: {', '.join(known) or 'none'}.")])
-    if ds.run_status(origin_run_id) is None:
+    if source.run_status(origin_run_id) is None:
         raise UsageError(f"Run {graph.spec.name}/{origin_run_id} has not ended: it cannot be resumed yet.",
                          [("i", "Wait for it to end. A run whose process was killed is marked ended by its "
                                 "reaper within seconds.")])
-    ds.check_not_being_resumed(origin_run_id)
+    if source is ds:
+        ds.check_not_being_resumed(origin_run_id)
     if step is None:
-        step = _failed_step(graph, ds, origin_run_id)
+        step = _failed_step(graph, source, origin_run_id)
     if step not in graph.nodes:
         raise UsageError(f"The flow has no step {step!r} to resume from.", [("i", f"Steps: {', '.join(graph.order)}.")])
     rerun = graph.descendants(step)
-    return Clone(origin_run_id, {s for s in graph.order if s not in rerun}), record.get("parameters", {})
+    return Clone(origin_run_id, {s for s in graph.order if s not in rerun}, source), record.get("parameters", {})
 
 
 def _failed_step(graph: FlowGraph, ds: FlowDatastore, run_id: str) -> str:
@@ -272,41 +306,67 @@ def _failed_step(graph: FlowGraph, ds: FlowDatastore, run_id: str) -> str:
                      [("i", "Name the step to resume from: resume STEP.")])
 
 
+@dataclass
+class Outcome:
+    """How the last command ended, for run() in R: what it made, or the error to signal there."""
+
+    result: dict[str, Any] | None = None
+    error: MetaflowRError | None = None
+
+
+_last = Outcome()
+
+
+def last_outcome() -> Outcome:
+    return _last
+
+
 def main(argv: list[str], spec_json: str | None = None, info: dict[str, Any] | None = None) -> int:
-    """Run one command; returns its exit code."""
+    """Run one command; returns its exit code. With ``info["r_session"]`` (run() in an interactive R session)
+    an error is not printed but kept in ``last_outcome()``, for R to signal as a condition."""
+    global _last
     info = info or {}
+    r_session = bool(info.get("r_session"))
+    invocation = None
+    _last = Outcome()
     try:
-        spec = parse_spec(spec_json) if spec_json else None
-        if spec is not None:
-            check_names(spec)  # the command line is built from them
-        invocation = Invocation(spec, info.get("launch_dir") or os.getcwd(),
-                                info.get("rscript") or shutil.which("Rscript") or "Rscript",
-                                raw_spec=json.loads(spec_json) if spec_json else {},
-                                versions=dict(info.get("versions") or {}))
-        prog = f"Rscript {Path(spec.script).name}" if spec and spec.script else "metaflow-r"
-        command = build_cli(spec)
-        result = command.main(args=[str(a) for a in argv], prog_name=prog, standalone_mode=False, obj=invocation)
-        return result if isinstance(result, int) else 0
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
-        return 1
+        try:
+            spec = parse_spec(spec_json) if spec_json else None
+            if spec is not None:
+                check_names(spec)  # the command line is built from them
+            invocation = Invocation(spec, info.get("launch_dir") or os.getcwd(),
+                                    info.get("rscript") or shutil.which("Rscript") or "Rscript",
+                                    raw_spec=json.loads(spec_json) if spec_json else {},
+                                    versions=dict(info.get("versions") or {}), r_session=r_session)
+            prog = f"Rscript {Path(spec.script).name}" if spec and spec.script else "metaflow-r"
+            command = build_cli(spec)
+            result = command.main(args=[str(a) for a in argv], prog_name=prog, standalone_mode=False,
+                                  obj=invocation)
+            _last.result = invocation.result
+            return result if isinstance(result, int) else 0
+        except click.exceptions.Exit as exc:
+            return exc.exit_code
+        except click.ClickException as exc:
+            if not r_session:
+                exc.show()
+                return exc.exit_code
+            raise UsageError(exc.format_message(), [("i", "run(help = TRUE) lists the options.")]) from None
+        except click.exceptions.Abort:
+            click.echo("Aborted.", err=True)
+            return 1
+        except Exception as exc:
+            # An AWS call no command wrapped gets the same clear message. (Matched by module, so local runs
+            # never import botocore.)
+            if isinstance(exc, MetaflowRError) or not type(exc).__module__.startswith("botocore"):
+                raise
+            raise aws_error("an AWS request", exc) from None
     except MetaflowRError as exc:
         sys.stdout.flush()
-        click.echo(f"Error: {exc}", err=True)
+        if r_session:
+            _last.error = exc
+        else:
+            click.echo(f"Error: {exc}", err=True)
         return exc.exit_code
-    except Exception as exc:
-        # An AWS call no command wrapped gets the same clear message. (Matched by module, so local runs
-        # never import botocore.)
-        if not type(exc).__module__.startswith("botocore"):
-            raise
-        error = aws_error("an AWS request", exc)
-        click.echo(f"Error: {error}", err=True)
-        return error.exit_code
     finally:
         sys.stdout.flush()
         sys.stderr.flush()

@@ -166,7 +166,9 @@ def plan_deployment(graph: FlowGraph, raw_spec: dict[str, Any], settings: Deploy
     if schedule:
         check_name("EventBridge rule", name, MAX_RULE_NAME, r"[.\-_A-Za-z0-9]+", "letters, digits, ., - and _")
     if not spec.script:
-        raise UsageError("The flow's script is unknown.", [("i", "Deploy with Rscript flow.R step-functions create.")])
+        raise UsageError("The flow's script is unknown: it is deployed with the flow.",
+                         [("i", "Save the flow in a file, then source() it in R, or run Rscript flow.R "
+                                "step-functions create.")])
     package = build_package(spec.script, raw_spec, versions, tuple(raw_spec.get("package_suffixes") or ()))
     package_key = f"{name}/_code/{package.sha}.tgz"
     job_definitions: dict[str, dict[str, Any]] = {}
@@ -321,6 +323,20 @@ class Deployer:
         except Exception as exc:  # noqa: BLE001 - turned into an AwsError below
             raise aws_error("listing state machines", exc) from None
         return None
+
+    def namespace(self, name: str) -> str | None:
+        """The production namespace of a deployed flow (from its deployment record), None if not deployed."""
+        bucket, prefix = _split_s3(self.settings_root())
+        record = self._read_json(bucket, _join(prefix, f"{name}/_deployment.json"))
+        return record["namespace"] if record else None
+
+    @staticmethod
+    def settings_root() -> str:
+        root = setting("DATASTORE_SYSROOT_S3")
+        if not root:
+            raise ConfigurationError("No S3 datastore is configured.",
+                                     [("i", "Set METAFLOW_DATASTORE_SYSROOT_S3 to s3://bucket/prefix.")])
+        return root
 
     def running_executions(self, arn: str) -> list[str]:
         pages = self.call("listing the running runs", lambda: list(

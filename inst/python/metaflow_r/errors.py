@@ -6,7 +6,7 @@ class (``r_class``), so `tryCatch(..., metaflow_graph_error = ...)` works on err
 """
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Any, Iterable
 
 
 class MetaflowRError(Exception):
@@ -15,10 +15,12 @@ class MetaflowRError(Exception):
     exit_code = 1
     r_class = "metaflow_error"
 
-    def __init__(self, message: str, bullets: Iterable[tuple[str, str]] = ()) -> None:
+    def __init__(self, message: str, bullets: Iterable[tuple[str, str]] = (),
+                 data: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.bullets = list(bullets)
+        self.data = dict(data or {})  # fields the R condition carries, e.g. a failed run's run_id and step
 
     def __str__(self) -> str:
         marks = {"x": "\u2716", "i": "\u2139", "*": "\u2022"}

@@ -23,6 +23,37 @@ def wait_for(sfn, arn: str, poll_seconds: float = 1.0, timeout: float | None = N
         time.sleep(poll_seconds)
 
 
+def follow(sfn, arn: str, steps: set[str], echo, poll_seconds: float = 2.0) -> dict[str, Any]:
+    """Wait for the execution's end, saying as it goes how each step stands ("body: 3 done, 2 running"),
+    one line whenever a step's counts change; returns the final DescribeExecution."""
+    shown: dict[str, tuple[int, int]] = {}
+    while True:
+        described = sfn.describe_execution(executionArn=arn)
+        for step, counts in _step_counts(sfn, arn, steps).items():
+            if shown.get(step) != counts:
+                shown[step] = counts
+                done, running = counts
+                echo(f"  {step}: {done} done" + (f", {running} running" if running else ""))
+        if described["status"] in TERMINAL:
+            return described
+        time.sleep(poll_seconds)
+
+
+def _step_counts(sfn, arn: str, steps: set[str]) -> dict[str, tuple[int, int]]:
+    """(tasks done, tasks running) of each step that has started, from the execution's history."""
+    entered: dict[str, int] = {}
+    exited: dict[str, int] = {}
+    for page in sfn.get_paginator("get_execution_history").paginate(executionArn=arn):
+        for event in page["events"]:
+            if event["type"] == "TaskStateEntered":
+                name = event["stateEnteredEventDetails"]["name"]
+                entered[name] = entered.get(name, 0) + 1
+            elif event["type"] == "TaskStateExited":
+                name = event["stateExitedEventDetails"]["name"]
+                exited[name] = exited.get(name, 0) + 1
+    return {step: (exited.get(step, 0), entered[step] - exited.get(step, 0)) for step in entered if step in steps}
+
+
 def failed_step(sfn, arn: str) -> str | None:
     """The state whose task failed first, from the execution's history."""
     events: dict[int, dict[str, Any]] = {}
@@ -38,16 +69,21 @@ def failed_step(sfn, arn: str) -> str | None:
     return None
 
 
-def report(sfn, arn: str, flow: str, name: str, described: dict[str, Any], echo) -> None:
-    """Print the outcome; a run that did not succeed raises RunFailed naming the failing step."""
+def report(sfn, arn: str, flow: str, name: str, described: dict[str, Any], echo,
+           hint=lambda *command: " ".join(command)) -> None:
+    """Print the outcome; a run that did not succeed raises RunFailed naming the failing step. ``hint``
+    writes a command as the user runs it (see cli.Invocation.hint)."""
     echo(f"Run {flow}/{name}: {described['status']}")
     if described["status"] == "SUCCEEDED":
         return
     if described["status"] not in TERMINAL:
         raise RunFailed(f"Run {flow}/{name} is still {described['status']}.",
-                        [("i", "Check later with: step-functions status " + name)])
+                        [("i", f"Check later with: {hint('step-functions', 'status', name)}")],
+                        data={"flow": flow, "run_id": name})
     step = failed_step(sfn, arn)
     where = f" in step {step!r}" if step else ""
     raise RunFailed(f"Run {flow}/{name} {described['status'].lower().replace('_', ' ')}{where}.",
-                    [("i", f"Its log: step-functions logs {name}/{step}" if step else
-                      f"Details: {described.get('error', '')} {described.get('cause', '')}"[:500])])
+                    [("i", f"Its log: {hint('step-functions', 'logs', f'{name}/{step}')}" if step else
+                      f"Details: {described.get('error', '')} {described.get('cause', '')}"[:500])],
+                    data={"flow": flow, "run_id": name, "step": step,
+                          "pathspec": f"{flow}/{name}/{step}" if step else None})

@@ -12,7 +12,7 @@ from .config import setting
 from .datastore import FlowDatastore, storage_for
 from .deploy import DeploySettings, Deployer, aws_error, plan_deployment
 from .errors import RunFailed, UsageError
-from .executions import execution_arn, report, wait_for
+from .executions import execution_arn, follow, report, wait_for
 from .params import parameter_options, values_from_json
 from .spec import FlowSpec
 
@@ -57,6 +57,8 @@ def step_functions_group(spec: FlowSpec | None, invocation_of) -> click.Group:
             return
         deployer = Deployer(_session(), echo=click.echo)
         result = deployer.apply(plan, authorize, generate_new_token)
+        invocation.result = {"kind": "deployment", "flow": plan.name, "state_machine_arn": result["state_machine_arn"],
+                             "namespace": result["namespace"], "schedule": plan.schedule}
         click.echo(f"Flow {plan.name} is deployed to Step Functions ({result['state_machine_arn']}).")
         click.echo(f"Its runs are in namespace {result['namespace']}.")
         if plan.package.skipped:
@@ -84,7 +86,8 @@ def step_functions_group(spec: FlowSpec | None, invocation_of) -> click.Group:
         deployer = Deployer(_session(), echo=click.echo)
         arn = deployer.find_state_machine(graph.spec.name)
         if arn is None:
-            raise UsageError(f"Flow {graph.spec.name} is not deployed.", [("i", "Run: step-functions create")])
+            raise UsageError(f"Flow {graph.spec.name} is not deployed.",
+                             [("i", f"Deploy it with: {invocation.hint('step-functions', 'create')}")])
         execution_input = json.dumps({"Parameters": parameters})
         try:
             deployer.sfn.start_execution(stateMachineArn=arn, name=name, input=execution_input)
@@ -102,9 +105,12 @@ def step_functions_group(spec: FlowSpec | None, invocation_of) -> click.Group:
         if run_id_file:
             with open(run_id_file, "w", encoding="utf-8") as handle:
                 handle.write(name)
+        invocation.result = {"kind": "triggered", "flow": graph.spec.name, "run_id": name,
+                             "namespace": deployer.namespace(graph.spec.name), "waited": wait}
         if wait:
-            described = wait_for(deployer.sfn, execution_arn(arn, name))
-            report(deployer.sfn, execution_arn(arn, name), graph.spec.name, name, described, click.echo)
+            target = execution_arn(arn, name)
+            described = follow(deployer.sfn, target, {node.name for node in graph}, click.echo)
+            report(deployer.sfn, target, graph.spec.name, name, described, click.echo, invocation.hint)
 
     group.add_command(click.Command("trigger", callback=trigger, params=trigger_params,
                                     help="Start a run of the deployed flow."))
@@ -136,7 +142,8 @@ def step_functions_group(spec: FlowSpec | None, invocation_of) -> click.Group:
             click.echo(f"Run {invocation.graph().spec.name}/{run_id}: RUNNING")
             return
         try:
-            report(deployer.sfn, target, invocation.graph().spec.name, run_id, described, click.echo)
+            report(deployer.sfn, target, invocation.graph().spec.name, run_id, described, click.echo,
+                   invocation.hint)
         except RunFailed as failed:
             click.echo(failed.message)  # status reports a failure; it does not fail itself
 
