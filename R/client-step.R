@@ -49,6 +49,32 @@ step_client <- R6::R6Class("step_client",
     #' @return A [task_client].
     task = function(task_id) task_client$new(self, task_id),
 
+    #' @description The step's tasks as a table, in the order they were created.
+    #' @return A data frame (a tibble when the tibble package is installed), one row per task: `task_id`,
+    #'   `successful`, `attempt`, `index` (its position in the innermost foreach, or `NA`), `started_at`,
+    #'   `finished_at`, `seconds`, `error` (why its latest attempt failed, or `NA`).
+    tasks_table = function() {
+      records <- private$records()
+      col <- function(f, empty) unlist(lapply(records, function(r) f(r) %||% empty))
+      started <- col(function(r) r$started_at, NA_real_)
+      finished <- col(function(r) r$finished_at, NA_real_)
+      index <- function(r) {
+        frames <- Filter(function(f) identical(f$kind, "foreach"), r$split_stack)
+        if (length(frames)) as.integer(frames[[length(frames)]]$index)
+      }
+      as_table(data.frame(
+        task_id = col(function(r) r$task_id, NA_character_),
+        successful = col(function(r) isTRUE(r$successful), NA),
+        attempt = col(function(r) as.integer(r$attempt), NA_integer_),
+        index = col(index, NA_integer_),
+        started_at = client_time(started),
+        finished_at = client_time(finished),
+        seconds = finished - started,
+        error = col(function(r) r$error, NA_character_),
+        stringsAsFactors = FALSE
+      ))
+    },
+
     #' @description Print the step's tasks and times.
     #' @return The printed fields, invisibly.
     summary = function() {

@@ -59,7 +59,7 @@ task_client <- R6::R6Class("task_client",
           "i" = if (length(known)) "Its artifacts: {.val {known}}." else "It has no artifacts."
         ), "datastore_error", call = NULL)
       }
-      read_artifact(client_query("artifact_path", self$flow_name, sha))
+      read_artifact(client_query("artifact_path", self$flow_name, private$step_$run_id, sha))
     },
 
     #' @description Print the task's status, times and artifacts.
@@ -77,6 +77,27 @@ task_client <- R6::R6Class("task_client",
         "Time" = format_duration(created, finished),
         "Artifacts" = names(record$artifacts)
       ))
+    },
+
+    #' @description What the task's step function started with, to reproduce the task in the console (see
+    #'   [debug_task()]): `self` (its inherited artifacts, the run's parameters, its foreach frames) and, for
+    #'   a join, `inputs`. What the function assigns is kept in this `self` only.
+    #' @return A list with `self` and `inputs` (`NULL` for a step that is no join).
+    debug = function() {
+      task_self(client_query("task_context", private$step_$flow_name, private$step_$run_id, private$step_$id,
+                             private$id_))
+    },
+
+    #' @description The task's artifacts as a table: name, type, size in bytes and a preview.
+    #' @return A data frame (a tibble when the tibble package is installed), one row per artifact.
+    artifacts_table = function() {
+      record <- private$record()
+      info <- record$artifact_info
+      names <- names(record$artifacts) %||% character()
+      field <- function(what, empty) unlist(lapply(names, function(n) info[[n]][[what]] %||% empty))
+      as_table(data.frame(name = names, type = field("type", NA_character_),
+                          size = as.numeric(field("size", NA_real_)), preview = field("preview", NA_character_),
+                          stringsAsFactors = FALSE))
     },
 
     #' @description Print the task in one line.
@@ -126,6 +147,15 @@ task_client <- R6::R6Class("task_client",
     successful = function() isTRUE(private$record()$successful),
     #' @field exception Why the latest attempt failed (such as `"exit status 1"`), or `NULL`.
     exception = function() private$record()$error,
+    #' @field error The R error of the latest attempt, if it failed with one: its message, call and the step
+    #'   function's frames (`$traceback`), as a condition of the class it had; else `NULL`.
+    error = function() {
+      error <- private$record()$exception
+      if (is.null(error)) return(NULL)
+      structure(class = unlist(error$class),
+                list(message = error$message, call = NULL, call_text = error$call,
+                     traceback = unlist(error$traceback)))
+    },
     #' @field created_at When the latest attempt started (`POSIXct`).
     created_at = function() client_time(private$record()$started_at),
     #' @field finished_at When the latest attempt ended (`POSIXct`).

@@ -49,9 +49,14 @@ decorator <- function(x, ..., .convert_args = TRUE) {
 }
 
 #' @export
-print.metaflow_decorator <- function(x, ...) {
+format.metaflow_decorator <- function(x, ...) {
   args <- vapply(x$attributes, function(v) paste(format(v), collapse = ","), "")
-  cat(sprintf("@%s(%s)\n", x$name, paste(names(args), args, sep = "=", collapse = ", ")))
+  sprintf("@%s(%s)", x$name, paste(names(args), args, sep = "=", collapse = ", "))
+}
+
+#' @export
+print.metaflow_decorator <- function(x, ...) {
+  cat(format(x), "\n", sep = "")
   invisible(x)
 }
 

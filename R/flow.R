@@ -27,11 +27,20 @@ metaflow <- function(name, ...) {
 
 #' @export
 print.metaflow_flow <- function(x, ...) {
-  cli::cli_text("{.strong Flow} {.val {x$name}}: {length(x$steps)} step{?s}, ",
-                "{length(x$parameters)} parameter{?s}")
+  plural <- function(n, what) sprintf("%d %s%s", n, what, if (n == 1) "" else "s")
+  cat(sprintf("Flow %s: %s, %s\n", x$name, plural(length(x$steps), "step"), plural(length(x$parameters), "parameter")))
+  for (d in x$decorators) cat("  ", format(d), "\n", sep = "")
+  for (p in x$parameters) {
+    default <- if (!is.null(p$default)) paste0(", default ", format(p$default)) else ""
+    cat(sprintf("  parameter %s (%s%s%s)%s\n", p$name, p$type, default, if (isTRUE(p$required)) ", required" else "",
+                if (!is.null(p$help)) paste0(": ", p$help) else ""))
+  }
   for (s in x$steps) {
-    arrow <- if (length(s$next_step)) paste("->", paste(s$next_step, collapse = ", ")) else ""
-    cli::cli_text("  {.field {s$step}} {arrow}")
+    arrow <- if (length(s$next_step)) paste(" ->", paste(s$next_step, collapse = ", ")) else ""
+    kind <- c(if (!is.null(s$foreach)) paste("foreach over", s$foreach), if (isTRUE(s$join)) "join")
+    decorators <- vapply(s$decorators, format, "")
+    cat(sprintf("  %s%s%s%s\n", s$step, arrow, if (length(kind)) paste0(" (", paste(kind, collapse = ", "), ")") else "",
+                if (length(decorators)) paste0(" ", decorators, collapse = "") else ""))
   }
   invisible(x)
 }

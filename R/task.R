@@ -17,14 +17,12 @@ run_task <- function(flow, args) {
   if (length(ctx$environment)) {
     do.call(Sys.setenv, lapply(ctx$environment, as.character))  # decorator("environment", vars = ...)
   }
-  self <- new_self(ctx, ctx$artifacts)
-  for (name in names(ctx$parameters)) {
-    self_set_parameter(self, name, ctx$parameters[[name]])
-  }
+  started <- task_self(ctx)
+  self <- started$self
   if (!is.null(ctx$catch)) {
     record_caught_error(self, ctx)
   } else if (!is.null(step$r_function)) {
-    call_step_function(step, self, if (!is.null(ctx$join)) join_inputs(ctx))
+    call_step_function(step, self, started$inputs)
   }
   num_splits <- if (!is.null(step$foreach)) foreach_width(self, step)
   outputs <- list(artifacts = self_outputs(self, ctx$output_dir), num_splits = num_splits)
@@ -151,9 +149,24 @@ self_set_parameter <- function(self, name, value) {
   self_store(self, name, if (is.list(value)) unlist(value) else value)
 }
 
-# A branch join's inputs are named by the step they come from; a foreach join's are in split order.
+# The `self` a task starts with (the start step's also holds the run's parameters), and for a join its
+# `inputs`: from the task's context, in a task or when a user debugs one (task_client$self()).
+task_self <- function(ctx) {
+  self <- new_self(ctx, ctx$artifacts)
+  for (name in names(ctx$parameters)) {
+    self_set_parameter(self, name, ctx$parameters[[name]])
+  }
+  list(self = self, inputs = if (!is.null(ctx$join)) join_inputs(ctx))
+}
+
+# A branch join's inputs are named by the step they come from; a foreach join's are in split order. Each
+# input is the task it came from: its own pathspec, its own foreach frame.
 join_inputs <- function(ctx) {
-  inputs <- lapply(ctx$inputs, function(input) new_self(ctx, input$artifacts, read_only = TRUE))
+  inputs <- lapply(ctx$inputs, function(input) {
+    parts <- strsplit(input$pathspec, "/", fixed = TRUE)[[1]]
+    input_ctx <- utils::modifyList(ctx, list(step = parts[2], task_id = parts[3], join = NULL))
+    new_self(input_ctx, input$artifacts, read_only = TRUE)
+  })
   if (identical(ctx$join, "branch")) {
     names(inputs) <- vapply(ctx$inputs, `[[`, "", "step")
   }

@@ -78,3 +78,13 @@ test_that("a flow that does not exist is an error naming the flows there are", {
   expect_error(flow_client$new(c("a", "b")), "must be a flow's name")
   expect_error(flow_client$new("ClientFlowA/1"), "must be a flow's name")
 })
+
+test_that("a flow's runs come as a table too, newest first", {
+  table <- flow_client$new("ClientFlowA")$runs_table()
+  expect_s3_class(table, "data.frame")
+  expect_identical(table$run_id, c(second, first))
+  expect_identical(table$status, c("successful", "successful"))
+  expect_identical(table$datastore, c("local", "local"))
+  expect_s3_class(table$created_at, "POSIXct")
+  expect_true(all(table$finished_at >= table$created_at))
+})

@@ -81,3 +81,14 @@ test_that("a step that does not exist is an error naming the steps there are", {
   expect_error(step_client$new(paste0("ClientShapesFlow/", shapes_id)), "Expected a pathspec like")
   expect_error(step_client$new(shapes_run), "needs a `step_id`")
 })
+
+test_that("a step's tasks come as a table: status, attempt, foreach index and timing", {
+  table <- shapes_run$step("body")$tasks_table()
+  expect_s3_class(table, "data.frame")
+  expect_identical(nrow(table), 3L)
+  expect_identical(table$index, 0:2)
+  expect_true(all(table$successful))
+  expect_identical(table$attempt, c(0L, 0L, 0L))
+  expect_true(all(table$seconds >= 0))
+  expect_true(all(is.na(table$error)))
+})

@@ -85,3 +85,13 @@ test_that("a missing artifact or task is a clear error", {
   expect_error(task_client$new(task_run$step("start")), "needs a `task_id`")
   expect_error(task_client$new("ClientTaskFlow/1/start"), "Expected a pathspec like")
 })
+
+test_that("a task's artifacts come as a table with type, size and preview; a failed attempt has its R error", {
+  table <- task_client$new(start_pathspec)$artifacts_table()
+  expect_identical(table$name, "x")
+  expect_identical(table$type, "numeric")
+  expect_true(table$size > 0)
+  expect_identical(table$preview, "num 1")
+  flaky <- task_run$step("flaky")$task(task_run$step("flaky")$tasks[1])
+  expect_null(flaky$error)  # its latest attempt succeeded
+})
