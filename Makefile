@@ -11,9 +11,9 @@ PYTHON ?= python3
 STAMPS := .stamps
 APT_PACKAGES := r-base-core r-cran-reticulate r-cran-testthat r-cran-magrittr r-cran-jsonlite \
 	r-cran-cli r-cran-processx r-cran-withr r-cran-r6 r-cran-matrix r-cran-rlang
-# For the tests only (the report's browser tests), so not in the Batch image, which installs APT_PACKAGES.
-TEST_APT_PACKAGES := chromium
-R_SOURCES := DESCRIPTION NAMESPACE configure $(wildcard R/*.R) $(wildcard man/*.Rd)
+# Not in the Batch image, which installs APT_PACKAGES: the report's browser tests, and building the vignette.
+TEST_APT_PACKAGES := chromium r-cran-knitr r-cran-markdown
+R_SOURCES := DESCRIPTION NAMESPACE configure .Rbuildignore $(wildcard R/*.R) $(wildcard man/*.Rd) $(wildcard vignettes/*.Rmd)
 PY_SOURCES := $(shell find inst/python -name '*.py' 2>/dev/null)
 
 .PHONY: setup demo demo-sfn test test-python test-r bench docs clean
@@ -23,7 +23,7 @@ setup: $(STAMPS)/apt $(STAMPS)/venv $(STAMPS)/rpkg $(STAMPS)/node
 $(STAMPS)/apt: Makefile
 	@mkdir -p $(STAMPS)
 	@if ! dpkg -s $(APT_PACKAGES) $(TEST_APT_PACKAGES) >/dev/null 2>&1; then \
-		echo "Installing R, R packages and chromium from Debian"; \
+		echo "Installing R, R packages, knitr and chromium from Debian"; \
 		$$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $$( [ "$$(id -u)" = 0 ] || echo sudo ) \
 			apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) $(TEST_APT_PACKAGES) >/dev/null; \
@@ -36,10 +36,14 @@ $(STAMPS)/venv: pyproject.toml
 	@$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[test]'
 	@touch $@
 
-# The R package records the venv's interpreter (see ./configure) so library(metaflow) needs no setting.
+# The R package records the venv's interpreter (see ./configure) so library(metaflow) needs no setting. It is
+# built first (R CMD build), which renders the vignette, so vignette("scheduling-flows") finds it.
 $(STAMPS)/rpkg: $(STAMPS)/apt $(STAMPS)/venv $(R_SOURCES) $(PY_SOURCES)
-	@METAFLOW_R_PYTHON=$(CURDIR)/$(VENV)/bin/python R CMD INSTALL --no-test-load . >/dev/null 2>$(STAMPS)/rpkg.log \
-		|| { cat $(STAMPS)/rpkg.log; exit 1; }
+	@rm -rf $(STAMPS)/build && mkdir -p $(STAMPS)/build
+	@cd $(STAMPS)/build && R CMD build --no-manual $(CURDIR) >$(CURDIR)/$(STAMPS)/rpkg.log 2>&1 \
+		|| { cat $(CURDIR)/$(STAMPS)/rpkg.log; exit 1; }
+	@METAFLOW_R_PYTHON=$(CURDIR)/$(VENV)/bin/python R CMD INSTALL --no-test-load $(STAMPS)/build/metaflow_*.tar.gz \
+		>>$(STAMPS)/rpkg.log 2>&1 || { cat $(STAMPS)/rpkg.log; exit 1; }
 	@touch $@
 
 # From npm, into .tools: asl-validator checks the golden state machines beside PyPI's statelint;
