@@ -13,7 +13,10 @@
 #' @param show If `TRUE`, print the graph instead of running.
 #' @param help If `TRUE`, print the command-line help.
 #' @param datastore `"local"` (default) or `"s3"`.
-#' @param metadata,package_suffixes,batch Accepted for compatibility with Metaflow R scripts.
+#' @param package_suffixes Suffixes of files beside the script to put in the code package that
+#'   `step_functions = "create"` uploads, e.g. `c(".R", ".csv")` or Metaflow's `".R,.csv"` (`.R` files
+#'   always go in). The command line's `--package-suffixes=.R,.csv` adds to them.
+#' @param metadata,batch Accepted for compatibility with Metaflow R scripts.
 #' @param tags Tags added to the run.
 #' @return The exit status, invisibly: 0 on success. Under `Rscript`, a failure ends the process with
 #'   that status.

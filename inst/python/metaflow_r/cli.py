@@ -42,6 +42,7 @@ class Invocation:
     with_decorators: list[str] = field(default_factory=list)
     datastore: str = "local"
     datastore_root: str | None = None
+    package_suffixes: tuple[str, ...] = ()
 
     def with_retry(self) -> int | None:
         """Retries --with retry[:times=N] gives every step without its own retry decorator."""
@@ -71,11 +72,14 @@ def build_cli(spec: FlowSpec | None) -> click.Group:
     @click.option("--datastore", type=click.Choice(["local", "s3"]), default=None,
                   help="Where artifacts are stored (default: METAFLOW_DEFAULT_DATASTORE or local).")
     @click.option("--datastore-root", default=None, help="Override the datastore's root directory or s3:// URL.")
+    @click.option("--package-suffixes", default=None, metavar=".R,.csv",
+                  help="Also put files with these suffixes, beside the script, in the code package Batch runs.")
     @click.pass_context
     def group(ctx: click.Context, with_decorators: tuple[str, ...], datastore: str | None,
-              datastore_root: str | None) -> None:
+              datastore_root: str | None, package_suffixes: str | None) -> None:
         invocation = ctx.ensure_object(Invocation)
         invocation.with_decorators = list(with_decorators)
+        invocation.package_suffixes = tuple(filter(None, (package_suffixes or "").split(",")))
         invocation.datastore = datastore or default_datastore()
         invocation.datastore_root = datastore_root
 
