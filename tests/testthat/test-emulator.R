@@ -24,3 +24,16 @@ test_that("emulator_start() runs production offline from an R session, emulator_
   expect_false(emu$process$is_alive())
   expect_equal(Sys.getenv("AWS_ENDPOINT_URL"), "")
 })
+
+test_that("emulator_start() checks its runner and image before starting anything", {
+  expect_error(emulator_start(batch_runner = "docker"), "should be one of")
+  expect_error(emulator_start(image = c("a", "b")), "must be one image name")
+})
+
+test_that("emulator_start(batch_runner = 'container') names the missing image and how to build it", {
+  engine <- Filter(function(e) nzchar(Sys.which(e)) && system2(e, "info", stdout = FALSE, stderr = FALSE) == 0,
+                   c("docker", "podman"))
+  skip_if(length(engine) == 0, "no container engine answers here (docker info, podman info)")
+  expect_error(emulator_start(port = 0, batch_runner = "container", image = "metaflow-r:no-such-tag"),
+               "metaflow-r:no-such-tag.*make image")
+})

@@ -120,10 +120,15 @@ def build_cli(spec: FlowSpec | None) -> click.Group:
     @click.option("--port", type=click.IntRange(0, 65535), default=5055, show_default=True,
                   help="Port on 127.0.0.1; 0 picks a free one.")
     @click.option("--env-file", default=None, help="Write the settings to use it here, as export lines.")
-    def emulator(port: int, env_file: str | None) -> None:
+    @click.option("--batch-runner", type=click.Choice(["local", "container"]), default="local", show_default=True,
+                  help="Run each Batch job as a local process, or in its job definition's image (docker or podman).")
+    @click.option("--image", default=None,
+                  help="The image deployed flows name (METAFLOW_BATCH_CONTAINER_IMAGE); with the container "
+                       "runner it must exist locally (make image). Default with it: metaflow-r:latest.")
+    def emulator(port: int, env_file: str | None, batch_runner: str, image: str | None) -> None:
         from .emulator import serve
 
-        serve(port, env_file)
+        serve(port, env_file, batch_runner, image)
 
     @group.command("batch-task", hidden=True, help="Run one task inside an AWS Batch job.")
     def batch_task() -> None:
