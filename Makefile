@@ -2,7 +2,9 @@
 #             pyproject.toml, the R package); fast and idempotent when nothing changed.
 # make demo   setup, then runs the seed's ParameterFlow locally.
 # make demo-sfn  setup, then ParameterFlow through create -> trigger -> artifact on the offline emulator.
-# make test   setup, then every pytest and testthat test.
+# make image  builds the Batch image from inst/container/Dockerfile (docker or podman), tagged by a hash of
+#             its inputs; a no-op when they have not changed (tools/batch_image.py).
+# make test   setup, then every pytest and testthat test (the image tests build the image first).
 # make bench  setup, then the benchmarks in bench/.
 
 SHELL := /bin/bash
@@ -13,10 +15,14 @@ APT_PACKAGES := r-base-core r-cran-reticulate r-cran-testthat r-cran-magrittr r-
 	r-cran-cli r-cran-processx r-cran-withr r-cran-r6 r-cran-matrix
 R_SOURCES := DESCRIPTION NAMESPACE configure $(wildcard R/*.R) $(wildcard man/*.Rd)
 PY_SOURCES := $(shell find inst/python -name '*.py' 2>/dev/null)
+# What building and running the Batch image needs where Docker does not answer: rootful podman with runc,
+# and debootstrap for a base image when no registry can be reached (tools/batch_image.py).
+CONTAINER_PACKAGES := podman buildah runc debootstrap uidmap slirp4netns fuse-overlayfs
+NPM_TOOLS := asl-validator@4.0.0 aws-local-stepfunctions@3.0.0
 
-.PHONY: setup demo demo-sfn test test-python test-r bench docs clean
+.PHONY: setup demo demo-sfn image test test-python test-r bench docs clean
 
-setup: $(STAMPS)/apt $(STAMPS)/venv $(STAMPS)/rpkg $(STAMPS)/node
+setup: $(STAMPS)/apt $(STAMPS)/venv $(STAMPS)/rpkg $(STAMPS)/node $(STAMPS)/containers
 
 $(STAMPS)/apt: Makefile
 	@mkdir -p $(STAMPS)
@@ -40,15 +46,32 @@ $(STAMPS)/rpkg: $(STAMPS)/apt $(STAMPS)/venv $(R_SOURCES) $(PY_SOURCES)
 		|| { cat $(STAMPS)/rpkg.log; exit 1; }
 	@touch $@
 
-# The npm linter asl-validator checks the golden state machines beside PyPI's statelint. Best effort: a
-# machine without Node.js or the npm registry skips that one check (the test says so).
-$(STAMPS)/node:
+# The npm linter asl-validator checks the golden state machines beside PyPI's statelint, and the npm
+# interpreter aws-local-stepfunctions runs them. Best effort: a machine without Node.js or the npm
+# registry skips those checks (the tests say so).
+$(STAMPS)/node: Makefile
 	@mkdir -p $(STAMPS)
 	@if command -v npm >/dev/null 2>&1; then \
-		npm install --silent --no-audit --no-fund --prefix .tools asl-validator@4.0.0 >/dev/null 2>&1 \
-			|| echo "asl-validator could not be installed; its test will be skipped"; \
+		npm install --silent --no-audit --no-fund --prefix .tools $(NPM_TOOLS) >/dev/null 2>&1 \
+			|| echo "$(NPM_TOOLS) could not be installed; their tests will be skipped"; \
 	fi
 	@touch $@
+
+# Where Docker answers, nothing is installed. Otherwise podman and friends from Debian; if that fails the
+# image tests say loudly that they did not run.
+$(STAMPS)/containers: Makefile
+	@mkdir -p $(STAMPS)
+	@if ! docker info >/dev/null 2>&1 && ! dpkg -s $(CONTAINER_PACKAGES) >/dev/null 2>&1; then \
+		echo "Installing podman (to build and run the Batch image) from Debian"; \
+		$$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$( [ "$$(id -u)" = 0 ] || echo sudo ) \
+			apt-get install -y -qq --no-install-recommends $(CONTAINER_PACKAGES) >/dev/null \
+			|| echo "podman could not be installed; the image tests will be skipped (loudly)"; \
+	fi
+	@touch $@
+
+image: $(STAMPS)/venv $(STAMPS)/containers
+	$(VENV)/bin/python tools/batch_image.py
 
 demo: setup
 	cd examples && Rscript parameter_flow.R run
