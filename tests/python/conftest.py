@@ -267,6 +267,49 @@ def emulator(tmp_path_factory):
     yield from running_emulator(tmp_path_factory)
 
 
+# -- the Batch image (tools/batch_image.py, `make image`) ------------------------------------------------
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
+import batch_image  # noqa: E402
+
+NO_ENGINE = ("NO CONTAINER ENGINE: neither `docker info` nor `podman info` succeeds, so no Batch job ran in the "
+             "production image: the emulator end-to-end tests ran them as local processes, and the image tests "
+             "were skipped. Install podman (make setup does, on Debian) or start Docker, then run make test "
+             "(README.md, 'Tests in the image').")
+
+
+@pytest.fixture(scope="session")
+def batch_image_tag(request) -> str | None:
+    """The image `make image` builds (built now if its inputs changed), or None, said loudly, when no
+    container engine answers."""
+    from metaflow_r.containers import container_engine
+
+    engine = container_engine()
+    if engine is None:
+        with request.config.pluginmanager.getplugin("capturemanager").global_and_fixture_disabled():
+            print(f"\nWARNING: {NO_ENGINE}", file=sys.stderr, flush=True)
+        import warnings
+
+        warnings.warn(NO_ENGINE, pytest.PytestWarning)  # in the warnings summary too
+        return None
+    try:
+        return batch_image.build()
+    except Exception as exc:  # noqa: BLE001 - the build's output is in the captured stdout shown with this
+        pytest.fail(f"`make image` failed with {engine}: {exc}")
+
+
+def emulator_in_image(tmp_path_factory, image: str | None):
+    """An emulator running every Batch job in ``image`` (deployed flows name it), or, when it is None,
+    as local processes."""
+    if image is None:
+        yield from running_emulator(tmp_path_factory)
+        return
+    from metaflow_r.containers import container_engine
+
+    yield from running_emulator(tmp_path_factory, "--batch-runner", "container", "--image", image,
+                                env=batch_image.engine_env(container_engine()))
+
+
 def emulated_env(emulator: dict[str, str]) -> dict[str, str]:
     """The caller's environment with every AWS_/METAFLOW_ setting replaced by the emulator's."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "METAFLOW_"))}

@@ -1,4 +1,7 @@
-"""End to end on the offline emulator: a real moto server on 127.0.0.1, real Rscript tasks.
+"""End to end on the offline emulator: a real moto server on 127.0.0.1, real Rscript tasks, and every
+Batch job in the production image (`make image`, built first if its inputs changed), as AWS Batch runs
+it. Where no container engine answers, the jobs run as local processes and the session says so loudly
+(conftest.NO_ENGINE); test_image_e2e.py's image-only checks are then skipped.
 
 For each example flow, the artifacts of a run deployed with ``step-functions create`` and started with
 ``step-functions trigger`` must equal, hash for hash, those of a local run of the same script.
@@ -10,9 +13,15 @@ import shutil
 
 import pytest
 
-from conftest import EXAMPLES, READS_DATA, artifacts_by_task, deploy_and_trigger, emulated_env, rscript, s3_datastore
+from conftest import (EXAMPLES, READS_DATA, artifacts_by_task, deploy_and_trigger, emulated_env, emulator_in_image,
+                      rscript, s3_datastore)
 
 pytestmark = pytest.mark.skipif(shutil.which("Rscript") is None, reason="needs R (make setup installs it)")
+
+
+@pytest.fixture(scope="module")
+def emulator(batch_image_tag, tmp_path_factory):
+    yield from emulator_in_image(tmp_path_factory, batch_image_tag)
 
 
 @pytest.mark.parametrize("example, flow", [

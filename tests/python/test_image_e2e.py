@@ -1,72 +1,33 @@
-"""Production as it runs: every Batch job inside the real image, on the offline emulator.
+"""What only the production image can show, on the offline emulator with every Batch job inside it.
 
-The image is built from inst/container/Dockerfile by `make image`'s own code (tools/batch_image.py; a
-no-op when its inputs have not changed), and the emulator runs each job with ``--batch-runner
-container``: ``docker``/``podman run`` of the job definition's image, with the job's environment only.
-The end-to-end tests of test_emulator_e2e.py that matter for the image run again here, unchanged, on
-that emulator: the seed flows, a branch and a nested foreach (artifacts equal to a local run's), retry,
-catch and a failing step. Then examples/check-production.sh, the check docs/production.md gives for real
-AWS: its jobs ran in the image, with Batch's environment, retries and logs.
+test_emulator_e2e.py already runs the seed flows, a branch, a nested foreach, retry, catch and a failing
+step with their jobs in the image (`make image`). Here examples/check-production.sh, the one command
+docs/production.md gives for real AWS, runs against the emulator: its jobs ran in the image, as its user,
+with Debian's python3, Batch's environment, retries and logs.
 
-Without a container engine these tests cannot run; they are skipped with a reason in the summary and a
-warning, never silently. README.md ("Tests in the image") says how to run them.
+Without a container engine this cannot run: it is skipped with a reason in the summary and a warning,
+never silently. README.md ("Tests in the image") says how to run it.
 """
 from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
-import time
-import warnings
 from pathlib import Path
 
 import pytest
 
-from conftest import emulated_env, running_emulator, s3_datastore
-from metaflow_r.containers import container_engine
-# Collected again in this module, where `emulator` is the container-runner emulator below.
-from test_emulator_e2e import (  # noqa: F401
-    test_a_step_that_fails_once_succeeds_with_retry,
-    test_catch_on_step_functions_records_the_error_and_the_execution_succeeds,
-    test_emulated_run_matches_a_local_run,
-    test_times_zero_fails_the_execution_and_names_the_step,
-)
+from conftest import NO_ENGINE, emulated_env, emulator_in_image, s3_datastore
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tools"))
-import batch_image  # noqa: E402
-
-NO_ENGINE = ("NO CONTAINER ENGINE: the Batch image tests did not run (neither `docker info` nor `podman info` "
-             "succeeds), so no job ran in the production image. Install podman (make setup does, on Debian) or "
-             "start Docker, then: make test (README.md, 'Tests in the image').")
 
 pytestmark = pytest.mark.skipif(shutil.which("Rscript") is None, reason="needs R (make setup installs it)")
 
 
 @pytest.fixture(scope="module")
-def batch_image_tag(request) -> str:
-    """The image `make image` builds, built if its inputs changed; a loud skip without an engine."""
-    engine = container_engine()
-    if engine is None:
-        with request.config.pluginmanager.getplugin("capturemanager").global_and_fixture_disabled():
-            print(f"\nWARNING: {NO_ENGINE}", file=sys.stderr, flush=True)
-        warnings.warn(NO_ENGINE, pytest.PytestWarning)  # in the warnings summary too
-        pytest.skip(NO_ENGINE)
-    started = time.time()
-    try:
-        tag = batch_image.build()
-    except Exception as exc:  # noqa: BLE001 - the build's output is in the captured stdout shown with this
-        pytest.fail(f"`make image` failed with {engine}: {exc}")
-    print(f"{tag} ready in {time.time() - started:.0f} s")
-    return tag
-
-
-@pytest.fixture(scope="module")
 def emulator(batch_image_tag, tmp_path_factory):
-    """The emulator with every Batch job in the image; deployed flows name that image."""
-    engine = container_engine()
-    yield from running_emulator(tmp_path_factory, "--batch-runner", "container", "--image", batch_image_tag,
-                                env=batch_image.engine_env(engine))
+    if batch_image_tag is None:
+        pytest.skip(NO_ENGINE)
+    yield from emulator_in_image(tmp_path_factory, batch_image_tag)
 
 
 def test_the_production_check_passes_with_its_jobs_in_the_image(emulator, tmp_path):
