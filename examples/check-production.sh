@@ -12,7 +12,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cp "$here/production_check.R" "$work/"
-printf 'n\n1\n2\n3\n' > "$work/numbers.csv"
+printf 'n\n3\n4\n' > "$work/numbers.csv"
 cd "$work"
 run_id="check-$(date -u +%Y%m%d-%H%M%S)"
 Rscript production_check.R --package-suffixes=.R,.csv step-functions create | tee create.log
@@ -21,7 +21,7 @@ Rscript production_check.R step-functions trigger --run-id "$run_id" --wait
 Rscript production_check.R step-functions logs "$run_id/start"
 METAFLOW_DEFAULT_DATASTORE=s3 Rscript -e "library(metaflow); set_namespace('$namespace')
 total <- run_client\$new('ProductionCheckFlow/$run_id')\$artifact('total')
-if (!identical(total, 14)) stop('the run stored total = ', format(total), ', not 14')
+if (!identical(total, 25)) stop('the run stored total = ', format(total), ', not 25')
 cat('Client API, namespace $namespace: total =', total, '\n')"
 Rscript production_check.R step-functions delete
 echo "Production check passed: run $run_id of ProductionCheckFlow in $namespace."

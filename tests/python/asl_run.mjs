@@ -67,7 +67,7 @@ async function run(request) {
                       jobQueue: params.JobQueue, started: ++clock };
         inFlight[key] = (inFlight[key] ?? 0) + 1;
         peak[key] = Math.max(peak[key] ?? 0, inFlight[key]);
-        await sleep(20);
+        await sleep(5);
         inFlight[key] -= 1;
         job.finished = ++clock;
         jobs.push(job);

@@ -24,7 +24,7 @@ from test_compile import CASES, CODE_SHA, GOLDEN_DIR, MAX_WORKERS, graph_of
 ROOT = Path(__file__).resolve().parents[2]
 MODULE = ROOT / ".tools" / "node_modules" / "aws-local-stepfunctions" / "build" / "main.node.esm.js"
 RUNNER = Path(__file__).with_name("asl_run.mjs")
-WIDTH = MAX_WORKERS + 3  # wider than each Map's MaxConcurrency, so the cap shows
+WIDTH = MAX_WORKERS + 1  # wider than each Map's MaxConcurrency, so the cap shows
 PARAMETERS = json.dumps({"alpha": 0.5})
 
 pytestmark = pytest.mark.skipif(shutil.which("node") is None or not MODULE.exists(),

@@ -41,7 +41,7 @@ def test_the_production_check_passes_with_its_jobs_in_the_image(emulator, tmp_pa
     assert f"AWS_BATCH_JQ_NAME={emulator['METAFLOW_BATCH_JOB_QUEUE']}" in out
     assert f"AWS_DEFAULT_REGION={emulator['AWS_DEFAULT_REGION']}" in out
     assert "a line on stderr reaches the log too" in out  # CloudWatch has stderr as well as stdout
-    assert "total = 14" in out and "Production check passed" in out
+    assert "total = 25" in out and "Production check passed" in out
     ds = s3_datastore(emulator, "ProductionCheckFlow")
     (run_id,) = ds.run_ids()
     # Batch's own retry ran each foreach task's second attempt (AWS_BATCH_JOB_ATTEMPT=2).
