@@ -4,7 +4,8 @@
 # make demo-sfn  setup, then ParameterFlow through create -> trigger -> artifact on the offline emulator.
 # make image  builds the Batch image from inst/container/Dockerfile (docker or podman), tagged by a hash of
 #             its inputs; a no-op when they have not changed (tools/batch_image.py).
-# make test   setup, then every pytest and testthat test (the image tests build the image first).
+# make test   setup, then every pytest and testthat test (the report's tests drive Debian's chromium; the
+#             emulator's end-to-end tests build the image first and run their Batch jobs in it).
 # make bench  setup, then the benchmarks in bench/.
 
 SHELL := /bin/bash
@@ -12,13 +13,14 @@ VENV := .venv
 PYTHON ?= python3
 STAMPS := .stamps
 APT_PACKAGES := r-base-core r-cran-reticulate r-cran-testthat r-cran-magrittr r-cran-jsonlite \
-	r-cran-cli r-cran-processx r-cran-withr r-cran-r6 r-cran-matrix
+	r-cran-cli r-cran-processx r-cran-withr r-cran-r6 r-cran-matrix r-cran-rlang
+# For the tests only (the report's browser tests), so not in the Batch image, which installs APT_PACKAGES.
+TEST_APT_PACKAGES := chromium
 R_SOURCES := DESCRIPTION NAMESPACE configure $(wildcard R/*.R) $(wildcard man/*.Rd)
 PY_SOURCES := $(shell find inst/python -name '*.py' 2>/dev/null)
 # What building and running the Batch image needs where Docker does not answer: rootful podman with runc,
 # and debootstrap for a base image when no registry can be reached (tools/batch_image.py).
 CONTAINER_PACKAGES := podman buildah runc debootstrap uidmap slirp4netns fuse-overlayfs
-NPM_TOOLS := asl-validator@4.0.0 aws-local-stepfunctions@3.0.0
 
 .PHONY: setup demo demo-sfn image test test-python test-r bench docs clean
 
@@ -26,11 +28,11 @@ setup: $(STAMPS)/apt $(STAMPS)/venv $(STAMPS)/rpkg $(STAMPS)/node $(STAMPS)/cont
 
 $(STAMPS)/apt: Makefile
 	@mkdir -p $(STAMPS)
-	@if ! dpkg -s $(APT_PACKAGES) >/dev/null 2>&1; then \
-		echo "Installing R and R packages from Debian"; \
+	@if ! dpkg -s $(APT_PACKAGES) $(TEST_APT_PACKAGES) >/dev/null 2>&1; then \
+		echo "Installing R, R packages and chromium from Debian"; \
 		$$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $$( [ "$$(id -u)" = 0 ] || echo sudo ) \
-			apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null; \
+			apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) $(TEST_APT_PACKAGES) >/dev/null; \
 	fi
 	@touch $@
 
@@ -46,14 +48,16 @@ $(STAMPS)/rpkg: $(STAMPS)/apt $(STAMPS)/venv $(R_SOURCES) $(PY_SOURCES)
 		|| { cat $(STAMPS)/rpkg.log; exit 1; }
 	@touch $@
 
-# The npm linter asl-validator checks the golden state machines beside PyPI's statelint, and the npm
-# interpreter aws-local-stepfunctions runs them. Best effort: a machine without Node.js or the npm
-# registry skips those checks (the tests say so).
+# From npm, into .tools: asl-validator checks the golden state machines beside PyPI's statelint, and
+# aws-local-stepfunctions runs them on an interpreter independent of moto's; playwright-core drives
+# Debian's chromium for the report's browser tests, which also render the `show --mermaid` text with
+# mermaid. Best effort: a machine without Node.js or the npm registry skips those checks (the tests say so).
+NPM_TOOLS := asl-validator@4.0.0 aws-local-stepfunctions@3.0.0 playwright-core@1.65.1 mermaid@12.3.0
 $(STAMPS)/node: Makefile
 	@mkdir -p $(STAMPS)
 	@if command -v npm >/dev/null 2>&1; then \
 		npm install --silent --no-audit --no-fund --prefix .tools $(NPM_TOOLS) >/dev/null 2>&1 \
-			|| echo "$(NPM_TOOLS) could not be installed; their tests will be skipped"; \
+			|| echo "npm tools ($(NPM_TOOLS)) could not be installed; their tests will be skipped"; \
 	fi
 	@touch $@
 

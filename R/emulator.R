@@ -27,15 +27,15 @@ emulator_start <- function(port = 5055L, env_file = tempfile("metaflow-emulator-
                            timeout = 60, batch_runner = c("local", "container"), image = NULL) {
   batch_runner <- match.arg(batch_runner)
   if (!is.null(image) && !(is.character(image) && length(image) == 1 && !is.na(image) && nzchar(image))) {
-    cli::cli_abort(c("{.arg image} must be one image name, such as {.val metaflow-r:latest}.",
-                     "x" = "You supplied {.obj_type_friendly {image}}."))
+    abort(c("{.arg image} must be one image name, such as {.val metaflow-r:latest}.",
+            "x" = "You supplied {.obj_type_friendly {image}}."), "usage_error")
   }
   python <- python_path()
   command <- file.path(dirname(python), "metaflow-r")
   if (!file.exists(command)) {
-    cli::cli_abort(c("The backend's {.code metaflow-r} command is not installed.",
+    abort(c("The backend's {.code metaflow-r} command is not installed.",
                      "x" = "{.file {command}} does not exist.",
-                     "i" = "Run {.code make setup} in the repository."))
+                     "i" = "Run {.code make setup} in the repository."), "installation_error")
   }
   unlink(env_file)
   # R puts Debian's libpython first on LD_LIBRARY_PATH; the backend's Python needs its own.
@@ -53,9 +53,8 @@ emulator_start <- function(port = 5055L, env_file = tempfile("metaflow-emulator-
       process$kill()
       # The backend's own message names an image or engine problem and its fix; otherwise the port.
       hint <- if (!grepl("image|engine", output)) c("i" = "Is the port in use? Try another: {.code emulator_start(port = 5056)}.")
-      cli::cli_abort(c("The AWS emulator did not start on port {port}.",
-                       "x" = if (nzchar(output)) output else "It was not ready after {timeout} s.", hint),
-                     call = NULL)
+      abort(c("The AWS emulator did not start on port {port}.",
+              "x" = if (nzchar(output)) output else "It was not ready after {timeout} s.", hint), "emulator_error")
     }
     Sys.sleep(0.1)
   }
@@ -71,7 +70,7 @@ emulator_start <- function(port = 5055L, env_file = tempfile("metaflow-emulator-
 #' @export
 emulator_stop <- function(emulator) {
   if (!inherits(emulator, "metaflow_emulator")) {
-    cli::cli_abort("{.arg emulator} must be the handle {.fn emulator_start} returned.")
+    abort("{.arg emulator} must be the handle {.fn emulator_start} returned.", "usage_error")
   }
   emulator$process$signal(15L)
   emulator$process$wait(10000)

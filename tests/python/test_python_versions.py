@@ -118,7 +118,8 @@ with mock_aws():
                                                             Body=package.data)
     # What the job definition and the state machine set (see inst/container/README.md).
     os.environ.update(METAFLOW_DEFAULT_DATASTORE="s3", METAFLOW_DATASTORE_SYSROOT_S3="s3://debian-test/metaflow",
-                      METAFLOW_SFN_DYNAMO_DB_TABLE="unused", METAFLOW_BATCH_ATTEMPTS="1", METAFLOW_RUN_ID="debian-run",
+                      METAFLOW_SFN_DYNAMO_DB_TABLE="unused", METAFLOW_BATCH_ATTEMPTS="1", METAFLOW_FLOW_NAME="DataFlow",
+                      METAFLOW_RUN_ID="debian-run",
                       METAFLOW_SPLIT_PATH="", METAFLOW_CODE_URL=url, METAFLOW_CODE_SHA=package.sha,
                       METAFLOW_PARAMETERS="{}", AWS_BATCH_JOB_ATTEMPT="1", AWS_BATCH_JOB_ID="job-1")
     from metaflow_r.cli import main

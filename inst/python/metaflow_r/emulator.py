@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .emulator_batch import Launcher, LocalLauncher, make_launcher, run_job
+from .errors import UsageError
 
 PATCHED_MOTO = ("5.2.",)
 REGION = "us-east-1"
@@ -173,6 +174,19 @@ def write_env_file(path: str, env: dict[str, str]) -> None:
     os.replace(tmp, target)
 
 
+def check_port_free(port: int) -> None:
+    """A port already taken fails here, at once: the server's own thread would only print it and hang."""
+    import socket
+
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise UsageError(f"The emulator cannot listen on 127.0.0.1:{port}: {exc.strerror}.",
+                             [("i", "Another program (another emulator?) uses that port: choose another one, or "
+                                    "--port 0 for a free one.")]) from None
+
+
 def free_port() -> int:
     import socket
 
@@ -184,6 +198,7 @@ def free_port() -> int:
 def serve(port: int, env_file: str | None, batch_runner: str = "local", image: str | None = None) -> int:
     """Run in the foreground until SIGTERM or Ctrl-C; port 0 picks a free port."""
     port = port or free_port()
+    check_port_free(port)
     # Jobs run `metaflow-r batch-task` and `Rscript`: make sure this interpreter's scripts come first.
     os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     import logging
