@@ -195,7 +195,7 @@ def test_data_beside_the_script_reaches_batch_only_with_its_suffix(emulator, tmp
     failed = rscript(script, ["step-functions", "trigger", "--run-id", "no-data", "--wait"], tmp_path, env)
     assert failed.returncode == 1 and "step 'start'" in failed.stderr
     ds = s3_datastore(emulator, "DataFlow")
-    assert "cannot open file 'data.csv'" in ds.read_log("no-data", "start", "start", 0, "stdout")
+    assert "cannot open file 'data.csv'" in ds.read_log("no-data", "start", "start", 0, "stderr")
 
     created = rscript(script, ["--package-suffixes=.R,.csv", "step-functions", "create"], tmp_path, env)
     assert created.returncode == 0, created.stderr
