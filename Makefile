@@ -2,7 +2,10 @@
 #             pyproject.toml, the R package); fast and idempotent when nothing changed.
 # make demo   setup, then runs the seed's ParameterFlow locally.
 # make demo-sfn  setup, then ParameterFlow through create -> trigger -> artifact on the offline emulator.
-# make test   setup, then every pytest and testthat test (the report's tests drive Debian's chromium).
+# make image  builds the Batch image from inst/container/Dockerfile (docker or podman), tagged by a hash of
+#             its inputs; a no-op when they have not changed (tools/batch_image.py).
+# make test   setup, then every pytest and testthat test (the report's tests drive Debian's chromium; the
+#             emulator's end-to-end tests build the image first and run their Batch jobs in it).
 # make bench  setup, then the benchmarks in bench/.
 
 SHELL := /bin/bash
@@ -15,10 +18,13 @@ APT_PACKAGES := r-base-core r-cran-reticulate r-cran-testthat r-cran-magrittr r-
 TEST_APT_PACKAGES := chromium r-cran-knitr r-cran-markdown
 R_SOURCES := DESCRIPTION NAMESPACE configure .Rbuildignore $(wildcard R/*.R) $(wildcard man/*.Rd) $(wildcard vignettes/*.Rmd)
 PY_SOURCES := $(shell find inst/python -name '*.py' 2>/dev/null)
+# What building and running the Batch image needs where Docker does not answer: rootful podman with runc,
+# and debootstrap for a base image when no registry can be reached (tools/batch_image.py).
+CONTAINER_PACKAGES := podman buildah runc debootstrap uidmap slirp4netns fuse-overlayfs
 
-.PHONY: setup demo demo-sfn test test-python test-r bench docs clean
+.PHONY: setup demo demo-sfn image test test-python test-r bench docs clean
 
-setup: $(STAMPS)/apt $(STAMPS)/venv $(STAMPS)/rpkg $(STAMPS)/node
+setup: $(STAMPS)/apt $(STAMPS)/venv $(STAMPS)/rpkg $(STAMPS)/node $(STAMPS)/containers
 
 $(STAMPS)/apt: Makefile
 	@mkdir -p $(STAMPS)
@@ -46,11 +52,11 @@ $(STAMPS)/rpkg: $(STAMPS)/apt $(STAMPS)/venv $(R_SOURCES) $(PY_SOURCES)
 		>>$(STAMPS)/rpkg.log 2>&1 || { cat $(STAMPS)/rpkg.log; exit 1; }
 	@touch $@
 
-# From npm, into .tools: asl-validator checks the golden state machines beside PyPI's statelint;
-# playwright-core drives Debian's chromium for the report's browser tests, which also render the
-# `show --mermaid` text with mermaid. Best effort: a machine without Node.js or the npm registry skips those
-# checks (the tests say so).
-NPM_TOOLS := asl-validator@4.0.0 playwright-core@1.65.1 mermaid@12.3.0
+# From npm, into .tools: asl-validator checks the golden state machines beside PyPI's statelint, and
+# aws-local-stepfunctions runs them on an interpreter independent of moto's; playwright-core drives
+# Debian's chromium for the report's browser tests, which also render the `show --mermaid` text with
+# mermaid. Best effort: a machine without Node.js or the npm registry skips those checks (the tests say so).
+NPM_TOOLS := asl-validator@4.0.0 aws-local-stepfunctions@3.0.0 playwright-core@1.65.1 mermaid@12.3.0
 $(STAMPS)/node: Makefile
 	@mkdir -p $(STAMPS)
 	@if command -v npm >/dev/null 2>&1; then \
@@ -58,6 +64,22 @@ $(STAMPS)/node: Makefile
 			|| echo "npm tools ($(NPM_TOOLS)) could not be installed; their tests will be skipped"; \
 	fi
 	@touch $@
+
+# Where Docker answers, nothing is installed. Otherwise podman and friends from Debian; if that fails the
+# image tests say loudly that they did not run.
+$(STAMPS)/containers: Makefile
+	@mkdir -p $(STAMPS)
+	@if ! docker info >/dev/null 2>&1 && ! dpkg -s $(CONTAINER_PACKAGES) >/dev/null 2>&1; then \
+		echo "Installing podman (to build and run the Batch image) from Debian"; \
+		$$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$( [ "$$(id -u)" = 0 ] || echo sudo ) \
+			apt-get install -y -qq --no-install-recommends $(CONTAINER_PACKAGES) >/dev/null \
+			|| echo "podman could not be installed; the image tests will be skipped (loudly)"; \
+	fi
+	@touch $@
+
+image: $(STAMPS)/venv $(STAMPS)/containers
+	$(VENV)/bin/python tools/batch_image.py
 
 demo: setup
 	cd examples && Rscript parameter_flow.R run

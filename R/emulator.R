@@ -2,7 +2,8 @@
 #'
 #' `emulator_start()` starts the backend's offline AWS emulator (`metaflow-r emulator`): a moto server on
 #' 127.0.0.1 whose Step Functions execute your deployed state machine and whose Batch runs each job as a
-#' local R process. It waits until the emulator is ready and sets its settings (`AWS_ENDPOINT_URL`,
+#' local R process, or, with `batch_runner = "container"`, in the job definition's image as AWS Batch
+#' would (Docker or Podman; build the image with `make image`). It waits until the emulator is ready and sets its settings (`AWS_ENDPOINT_URL`,
 #' fake credentials, every `METAFLOW_*` variable) in this R session, so `run(step_functions = "create")`,
 #' `run(step_functions = "trigger")` and the Client API talk to it. `emulator_stop()` stops it and unsets
 #' them. Nothing leaves the machine.
@@ -11,6 +12,9 @@
 #' @param env_file Where the emulator writes its settings as `export NAME=VALUE` lines, for a shell
 #'   (`. file`).
 #' @param timeout Seconds to wait for the emulator to be ready.
+#' @param batch_runner `"local"` (each Batch job a local process) or `"container"` (each job in its image).
+#' @param image The image deployed flows name (`METAFLOW_BATCH_CONTAINER_IMAGE`); with the container
+#'   runner it must be a local image. Default: `metaflow-r:latest`, which `make image` tags.
 #' @return `emulator_start()`: an emulator handle for `emulator_stop()`, with its `env` (the settings).
 #' @examples
 #' \dontrun{
@@ -20,7 +24,12 @@
 #' }
 #' @export
 emulator_start <- function(port = 5055L, env_file = tempfile("metaflow-emulator-", fileext = ".env"),
-                           timeout = 60) {
+                           timeout = 60, batch_runner = c("local", "container"), image = NULL) {
+  batch_runner <- match.arg(batch_runner)
+  if (!is.null(image) && !(is.character(image) && length(image) == 1 && !is.na(image) && nzchar(image))) {
+    abort(c("{.arg image} must be one image name, such as {.val metaflow-r:latest}.",
+            "x" = "You supplied {.obj_type_friendly {image}}."), "usage_error")
+  }
   python <- python_path()
   command <- file.path(dirname(python), "metaflow-r")
   if (!file.exists(command)) {
@@ -32,7 +41,8 @@ emulator_start <- function(port = 5055L, env_file = tempfile("metaflow-emulator-
   # R puts Debian's libpython first on LD_LIBRARY_PATH; the backend's Python needs its own.
   libdir <- file.path(dirname(dirname(normalizePath(python))), "lib")
   process <- processx::process$new(
-    command, c("emulator", "--port", as.character(port), "--env-file", env_file),
+    command, c("emulator", "--port", as.character(port), "--env-file", env_file, "--batch-runner", batch_runner,
+               if (!is.null(image)) c("--image", image)),
     stdout = "|", stderr = "2>&1", cleanup = TRUE,
     env = c("current", LD_LIBRARY_PATH = paste(libdir, Sys.getenv("LD_LIBRARY_PATH"), sep = ":"))
   )
@@ -41,9 +51,10 @@ emulator_start <- function(port = 5055L, env_file = tempfile("metaflow-emulator-
     if (!process$is_alive() || Sys.time() > deadline) {
       output <- if (process$is_alive()) "" else process$read_all_output()
       process$kill()
+      # The backend's own message names an image or engine problem and its fix; otherwise the port.
+      hint <- if (!grepl("image|engine", output)) c("i" = "Is the port in use? Try another: {.code emulator_start(port = 5056)}.")
       abort(c("The AWS emulator did not start on port {port}.",
-                       "x" = if (nzchar(output)) output else "It was not ready after {timeout} s.",
-                       "i" = "Is the port in use? Try another: {.code emulator_start(port = 5056)}."), "emulator_error")
+              "x" = if (nzchar(output)) output else "It was not ready after {timeout} s.", hint), "emulator_error")
     }
     Sys.sleep(0.1)
   }

@@ -19,8 +19,10 @@
 #' @param show If `TRUE`, print the graph instead of running.
 #' @param help If `TRUE`, print the command-line help.
 #' @param datastore `"local"` (default) or `"s3"`.
+#' @param package_suffixes Suffixes of files beside the script to put in the code package that
+#'   `step_functions = "create"` uploads, e.g. `c(".R", ".csv")` or Metaflow's `".R,.csv"` (`.R` files
+#'   always go in). The command line's `--package-suffixes=.R,.csv` adds to them.
 #' @param metadata,batch Accepted for compatibility with Metaflow R scripts.
-#' @param package_suffixes File suffixes packaged with the script for Step Functions, e.g. `".csv"`.
 #' @param tags Tags added to the run.
 #' @param wait With `step_functions = "trigger"`: follow the run until it ends, printing how each step
 #'   stands, and return it as a [run_client] (a failed run is a `metaflow_run_failed` error).

@@ -4,11 +4,13 @@ from __future__ import annotations
 import copy
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -235,17 +237,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def emulator(tmp_path_factory):
-    """``metaflow-r emulator`` in the background, one per test module; yields the settings it wrote."""
+def running_emulator(tmp_path_factory, *options: str, env: dict[str, str] | None = None):
+    """``metaflow-r emulator OPTIONS`` in the background until the generator is closed; yields the
+    settings it wrote. Fails the test if it does not start, or does not stop cleanly."""
     home = tmp_path_factory.mktemp("emulator")
     env_file = home / "aws.env"
     (home / "tmp").mkdir()
     port = free_port()
     # The Batch jobs it runs inherit its environment: their scratch directories land in the test's tmp.
-    process = subprocess.Popen([METAFLOW_R, "emulator", "--port", str(port), "--env-file", str(env_file)],
+    process = subprocess.Popen([METAFLOW_R, "emulator", "--port", str(port), "--env-file", str(env_file), *options],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env={**os.environ, "TMPDIR": str(home / "tmp")})
+                               env={**os.environ, **(env or {}), "TMPDIR": str(home / "tmp")})
     deadline = time.time() + 60
     while not env_file.exists():
         assert process.poll() is None, process.stdout.read()
@@ -254,9 +256,58 @@ def emulator(tmp_path_factory):
     settings = dict(line[len("export "):].strip().split("=", 1) for line in env_file.read_text().splitlines())
     yield settings
     process.send_signal(signal.SIGTERM)
-    output, _ = process.communicate(timeout=20)
+    output, _ = process.communicate(timeout=60)
     assert process.returncode == 0, output
     assert "AWS emulator stopped." in output
+
+
+@pytest.fixture(scope="module")
+def emulator(tmp_path_factory):
+    """``metaflow-r emulator`` in the background, one per test module; yields the settings it wrote."""
+    yield from running_emulator(tmp_path_factory)
+
+
+# -- the Batch image (tools/batch_image.py, `make image`) ------------------------------------------------
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
+import batch_image  # noqa: E402
+
+NO_ENGINE = ("NO CONTAINER ENGINE: neither `docker info` nor `podman info` succeeds, so no Batch job ran in the "
+             "production image: the emulator end-to-end tests ran them as local processes, and the image tests "
+             "were skipped. Install podman (make setup does, on Debian) or start Docker, then run make test "
+             "(README.md, 'Tests in the image').")
+
+
+@pytest.fixture(scope="session")
+def batch_image_tag(request) -> str | None:
+    """The image `make image` builds (built now if its inputs changed), or None, said loudly, when no
+    container engine answers."""
+    from metaflow_r.containers import container_engine
+
+    engine = container_engine()
+    if engine is None:
+        with request.config.pluginmanager.getplugin("capturemanager").global_and_fixture_disabled():
+            print(f"\nWARNING: {NO_ENGINE}", file=sys.stderr, flush=True)
+        import warnings
+
+        warnings.warn(NO_ENGINE, pytest.PytestWarning)  # in the warnings summary too
+        return None
+    try:
+        return batch_image.build()
+    except Exception as exc:  # noqa: BLE001 - the build's output is in the captured stdout shown with this
+        pytest.fail(f"`make image` failed with {engine}: {exc}")
+
+
+def emulator_in_image(tmp_path_factory, image: str | None):
+    """An emulator running every Batch job in ``image`` (deployed flows name it), or, when it is None,
+    as local processes."""
+    if image is None:
+        yield from running_emulator(tmp_path_factory)
+        return
+    from metaflow_r.containers import container_engine
+
+    yield from running_emulator(tmp_path_factory, "--batch-runner", "container", "--image", image,
+                                env=batch_image.engine_env(container_engine()))
 
 
 def emulated_env(emulator: dict[str, str]) -> dict[str, str]:
@@ -282,6 +333,78 @@ def s3_client(emulator: dict[str, str]):
 
     return boto3.client("s3", endpoint_url=emulator["AWS_ENDPOINT_URL"], region_name=emulator["AWS_REGION"],
                         aws_access_key_id="emulated", aws_secret_access_key="emulated")
+
+
+# -- end to end: R scripts deployed on the emulator and compared with local runs ----------------------
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def rscript(script: Path, args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(["Rscript", str(script), *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+def local_env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "METAFLOW_"))}
+    return {**env, "METAFLOW_DATASTORE_SYSROOT_LOCAL": str(tmp_path / "local")}
+
+
+def artifacts_by_task(ds: FlowDatastore, run_id: str) -> dict[tuple[str, int], dict[str, str]]:
+    """Every successful task's artifacts, keyed by (step, position among the step's tasks in split order)."""
+    found = {}
+    for step in ds.step_names(run_id):
+        records = [ds.task_record(run_id, step, t) for t in ds.task_ids(run_id, step)]
+        records = sorted((r for r in records if r and r["successful"]),
+                         key=lambda r: [f["index"] for f in r["split_stack"]])
+        for position, record in enumerate(records):
+            found[(step, position)] = record["artifacts"]
+    return found
+
+
+def deploy_and_trigger(script: Path, cwd: Path, env: dict[str, str], run_id: str, *options: str) -> None:
+    created = rscript(script, [*options, "step-functions", "create", "--max-workers", "2"], cwd, env)
+    assert created.returncode == 0, created.stdout + created.stderr
+    triggered = rscript(script, ["step-functions", "trigger", "--run-id", run_id, "--wait"], cwd, env)
+    assert triggered.returncode == 0, triggered.stdout + triggered.stderr
+    assert f"run-id {run_id}" in triggered.stdout
+    assert "SUCCEEDED" in triggered.stdout
+
+
+
+@pytest.fixture(scope="session")
+def local_example_run(tmp_path_factory):
+    """``local_example_run(example, flow)``: the artifacts by task of a local run of examples/<example>,
+    run once per test session (the emulator modules compare their runs with it)."""
+    from metaflow_r.datastore import FlowDatastore
+    from metaflow_r.storage import LocalStorage
+
+    runs: dict[str, dict[tuple[str, int], dict[str, str]]] = {}
+
+    def artifacts(example: str, flow: str) -> dict[tuple[str, int], dict[str, str]]:
+        if example not in runs:
+            where = tmp_path_factory.mktemp(f"local-{flow}")
+            script = where / example
+            shutil.copy(EXAMPLES / example, script)
+            local = rscript(script, ["run", "--max-workers", "2"], where, local_env(where))
+            assert local.returncode == 0, local.stdout + local.stderr
+            ds = FlowDatastore(LocalStorage(where / "local" / ".metaflow"), flow)
+            (run_id,) = ds.run_ids()
+            runs[example] = artifacts_by_task(ds, run_id)
+        return runs[example]
+
+    return artifacts
+
+
+# A flow whose start step reads data.csv beside its script (in the code package only with .csv).
+READS_DATA = """library(metaflow)
+start <- function(self) self$total <- sum(read.csv("data.csv")$n)
+end <- function(self) cat("total is", self$total, "\\n")
+metaflow("DataFlow") %>%
+  step(step = "start", r_function = start, next_step = "end") %>%
+  step(step = "end", r_function = end) %>%
+  run()
+"""
 
 
 # -- what a reader of the datastore may see ----------------------------------------------------------

@@ -1,8 +1,8 @@
 """The Batch image (inst/container/Dockerfile): it lints clean, and it agrees with the rest of the project.
 
-No Docker engine runs where these tests do, so the image is never built here: these tests read the
-Dockerfile, the Makefile and .dockerignore, and check the facts a change elsewhere would break silently
-(the job's command, the R packages, where R finds the backend, the user, what the build context holds).
+These tests read the Dockerfile, the Makefile and .dockerignore, and check the facts a change elsewhere
+would break silently (the job's command, the R packages, where R finds the backend, the user, what the
+build context holds, what the image's tag hashes). test_image_e2e.py builds the image and runs jobs in it.
 """
 from __future__ import annotations
 
@@ -22,8 +22,10 @@ from metaflow_r.deploy import TASK_COMMAND
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "inst" / "container" / "Dockerfile"
-DOCKERIGNORE = ROOT / ".dockerignore"
 MAKEFILE = ROOT / "Makefile"
+sys.path.insert(0, str(ROOT / "tools"))
+import batch_image  # noqa: E402
+from batch_image import ignored  # noqa: E402
 
 
 # -- reading the files ----------------------------------------------------------------------------
@@ -96,30 +98,6 @@ def venv_dir() -> str:
             if words[:3] == ["python3", "-m", "venv"]:
                 return words[3].rstrip("/")
     raise AssertionError("the Dockerfile creates no venv (python3 -m venv DIR)")
-
-
-def dockerignore_patterns() -> list[str]:
-    lines = [line.strip() for line in DOCKERIGNORE.read_text().splitlines()]
-    return [line for line in lines if line and not line.startswith("#")]
-
-
-def ignored(path: str) -> bool:
-    """Docker's rule, near enough: a pattern excludes a path or any directory above it, `**/` matches at
-    any depth, the last matching pattern wins and a `!` pattern re-includes."""
-    parts = path.split("/")
-    prefixes = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
-    result = False
-    for pattern in dockerignore_patterns():
-        negate = pattern.startswith("!")
-        pattern = pattern.lstrip("!").strip("/")
-        if pattern.startswith("**/"):
-            rest = pattern[3:]
-            match = any(fnmatch.fnmatchcase(p, rest) or fnmatch.fnmatchcase(p, "*/" + rest) for p in prefixes)
-        else:
-            match = any(fnmatch.fnmatchcase(p, pattern) for p in prefixes)
-        if match:
-            result = not negate
-    return result
 
 
 # -- the linter ------------------------------------------------------------------------------------
@@ -233,3 +211,50 @@ def test_dockerignore_keeps_local_state_out_of_the_build_context():
     for needed in ("DESCRIPTION", "NAMESPACE", "configure", "pyproject.toml", "R/run.R",
                    "inst/python/metaflow_r/cli.py", "inst/python/metaflow_r/batch_task.py"):
         assert not ignored(needed), f".dockerignore excludes {needed}, which the image build needs"
+
+
+# -- the image's tag: a hash of exactly what it is built from -----------------------------------------
+
+@pytest.fixture
+def checkout(tmp_path, monkeypatch):
+    """A copy of what the image is built from, with batch_image pointed at it."""
+    for source in [*batch_image.copied_sources(), "inst/container/Dockerfile", ".dockerignore", "README.md"]:
+        path = ROOT / source
+        target = tmp_path / source
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_dir():
+            shutil.copytree(path, target, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"),
+                            dirs_exist_ok=True)
+        else:
+            shutil.copy2(path, target)
+    monkeypatch.setattr(batch_image, "ROOT", tmp_path)
+    monkeypatch.setattr(batch_image, "DOCKERFILE", tmp_path / "inst" / "container" / "Dockerfile")
+    monkeypatch.setattr(batch_image, "DOCKERIGNORE", tmp_path / ".dockerignore")
+    return tmp_path
+
+
+def test_the_inputs_are_what_the_dockerfile_copies(checkout):
+    inputs = batch_image.inputs()
+    sources = batch_image.copied_sources()
+    assert {"DESCRIPTION", "configure", "pyproject.toml", "R", "inst"} <= set(sources)
+    for source in sources:
+        assert any(i == source or i.startswith(f"{source}/") for i in inputs), source
+    assert all(any(i == s or i.startswith(f"{s}/") for s in sources) for i in inputs
+               if i not in ("inst/container/Dockerfile", ".dockerignore"))
+    assert "README.md" not in inputs and not any("__pycache__" in i for i in inputs)
+
+
+def test_the_tag_changes_exactly_when_an_input_changes(checkout):
+    tag = batch_image.image_tag()
+    assert re.fullmatch(r"metaflow-r:[0-9a-f]{12}", tag)
+    os.utime(checkout / "R" / "run.R", (1_000_000, 1_000_000))
+    (checkout / "README.md").write_text("not in the image\n")
+    (checkout / "inst" / "python" / "metaflow_r" / "__pycache__").mkdir(exist_ok=True)
+    (checkout / "inst" / "python" / "metaflow_r" / "__pycache__" / "cli.cpython-311.pyc").write_bytes(b"x")
+    assert batch_image.image_tag() == tag  # times, files the image ignores, caches: no rebuild
+    with open(checkout / "R" / "run.R", "a") as handle:
+        handle.write("\n# a change\n")
+    changed = batch_image.image_tag()
+    assert changed != tag
+    (checkout / "configure").chmod(0o644)  # no longer executable: the image would differ
+    assert batch_image.image_tag() != changed

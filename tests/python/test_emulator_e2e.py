@@ -1,4 +1,7 @@
-"""End to end on the offline emulator: a real moto server on 127.0.0.1, real Rscript tasks.
+"""End to end on the offline emulator: a real moto server on 127.0.0.1, real Rscript tasks, and every
+Batch job in the production image (`make image`, built first if its inputs changed), as AWS Batch runs
+it. Where no container engine answers, the jobs run as local processes and the session says so loudly
+(conftest.NO_ENGINE); test_image_e2e.py's image-only checks are then skipped.
 
 For each example flow, the artifacts of a run deployed with ``step-functions create`` and started with
 ``step-functions trigger`` must equal, hash for hash, those of a local run of the same script.
@@ -6,53 +9,21 @@ For each example flow, the artifacts of a run deployed with ``step-functions cre
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
-from conftest import emulated_env, s3_datastore
-from metaflow_r.datastore import FlowDatastore
-from metaflow_r.storage import LocalStorage
-
-REPO = Path(__file__).resolve().parents[2]
-EXAMPLES = REPO / "examples"
+from conftest import (EXAMPLES, READS_DATA, artifacts_by_task, deploy_and_trigger, emulated_env, emulator_in_image,
+                      rscript, s3_datastore)
 
 pytestmark = pytest.mark.skipif(shutil.which("Rscript") is None, reason="needs R (make setup installs it)")
 
 
-def rscript(script: Path, args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run(["Rscript", str(script), *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=300)
-
-
-def local_env(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "METAFLOW_"))}
-    return {**env, "METAFLOW_DATASTORE_SYSROOT_LOCAL": str(tmp_path / "local")}
-
-
-def artifacts_by_task(ds: FlowDatastore, run_id: str) -> dict[tuple[str, int], dict[str, str]]:
-    """Every successful task's artifacts, keyed by (step, position among the step's tasks in split order)."""
-    found = {}
-    for step in ds.step_names(run_id):
-        records = [ds.task_record(run_id, step, t) for t in ds.task_ids(run_id, step)]
-        records = sorted((r for r in records if r and r["successful"]),
-                         key=lambda r: [f["index"] for f in r["split_stack"]])
-        for position, record in enumerate(records):
-            found[(step, position)] = record["artifacts"]
-    return found
-
-
-def deploy_and_trigger(script: Path, cwd: Path, env: dict[str, str], run_id: str, *options: str) -> None:
-    created = rscript(script, [*options, "step-functions", "create", "--max-workers", "2"], cwd, env)
-    assert created.returncode == 0, created.stdout + created.stderr
-    triggered = rscript(script, ["step-functions", "trigger", "--run-id", run_id, "--wait"], cwd, env)
-    assert triggered.returncode == 0, triggered.stdout + triggered.stderr
-    assert f"run-id {run_id}" in triggered.stdout
-    assert "SUCCEEDED" in triggered.stdout
+@pytest.fixture(scope="module")
+def emulator(batch_image_tag, tmp_path_factory):
+    yield from emulator_in_image(tmp_path_factory, batch_image_tag)
 
 
 @pytest.mark.parametrize("example, flow", [
@@ -61,19 +32,14 @@ def deploy_and_trigger(script: Path, cwd: Path, env: dict[str, str], run_id: str
     ("branch_flow.R", "BranchFlow"),
     ("foreach_flow.R", "ForeachFlow"),  # nested foreach, 3 x 2 tasks at --max-workers 2
 ])
-def test_emulated_run_matches_a_local_run(emulator, tmp_path, example, flow):
+def test_emulated_run_matches_a_local_run(emulator, tmp_path, local_example_run, example, flow):
     script = tmp_path / example
     shutil.copy(EXAMPLES / example, script)
-    local = rscript(script, ["run", "--max-workers", "2"], tmp_path, local_env(tmp_path))
-    assert local.returncode == 0, local.stdout + local.stderr
-    local_ds = FlowDatastore(LocalStorage(tmp_path / "local" / ".metaflow"), flow)
-    (local_run,) = local_ds.run_ids()
-
     run_id = f"e2e-{flow}"
     deploy_and_trigger(script, tmp_path, emulated_env(emulator), run_id)
     remote_ds = s3_datastore(emulator, flow)
     assert remote_ds.run_status(run_id)["successful"] is True
-    assert artifacts_by_task(remote_ds, run_id) == artifacts_by_task(local_ds, local_run)
+    assert artifacts_by_task(remote_ds, run_id) == local_example_run(example, flow)
     assert any(tag.startswith("production:") for tag in remote_ds.run_record(run_id)["tags"])
 
 
@@ -254,3 +220,24 @@ def test_a_failed_production_run_is_resumed_locally_from_its_s3_data(emulator, t
     assert start["cloned_from"] == "sfn-broken/start/start"
     assert local.blob_intact(start["artifacts"]["n"])  # its artifact came along from S3
     assert local.run_status(run_id)["successful"] is True
+
+
+def test_data_beside_the_script_reaches_batch_only_with_its_suffix(emulator, tmp_path):
+    script = tmp_path / "data_flow.R"
+    script.write_text(READS_DATA)
+    (tmp_path / "data.csv").write_text("n\n40\n2\n")
+    env = emulated_env(emulator)
+    created = rscript(script, ["step-functions", "create"], tmp_path, env)
+    assert created.returncode == 0, created.stderr
+    assert "data.csv" in created.stderr and "--package-suffixes=.R,.csv" in created.stderr
+    failed = rscript(script, ["step-functions", "trigger", "--run-id", "no-data", "--wait"], tmp_path, env)
+    assert failed.returncode == 1 and "step 'start'" in failed.stderr
+    ds = s3_datastore(emulator, "DataFlow")
+    assert "cannot open file 'data.csv'" in ds.read_log("no-data", "start", "start", 0, "stderr")
+
+    created = rscript(script, ["--package-suffixes=.R,.csv", "step-functions", "create"], tmp_path, env)
+    assert created.returncode == 0, created.stderr
+    assert "data.csv" in created.stdout and "Warning" not in created.stderr
+    triggered = rscript(script, ["step-functions", "trigger", "--run-id", "with-data", "--wait"], tmp_path, env)
+    assert triggered.returncode == 0, triggered.stdout + triggered.stderr
+    assert "total is 42" in ds.read_log("with-data", "end", "end", 0, "stdout")

@@ -97,18 +97,35 @@ def test_hidden_and_tool_directories_are_left_out(project):
     assert all("stay home" not in content.decode() for content in members(package.data).values())
 
 
-def test_files_over_10_mb_are_skipped_and_reported(project):
-    big = project / "big.csv"
-    with open(big, "wb") as handle:
-        handle.truncate(10 * 1024 * 1024 + 1)  # sparse: no disk used
-    exact = project / "exact.csv"
-    with open(exact, "wb") as handle:
-        handle.truncate(10 * 1024 * 1024)  # the limit itself is allowed
-    package = build(project, (".csv",))
-    assert "big.csv" not in package.files and package.skipped == ("big.csv",)
-    assert "exact.csv" in package.files
-    assert "big.csv" not in members(package.data)
-    assert len(package.data) < 1024 * 1024
+def test_files_beside_the_script_that_are_left_out_are_named(project):
+    package = build(project)
+    assert set(package.left_out) == {"data.csv", "notes.txt"}
+    assert build(project, (".csv",)).left_out == ("notes.txt",)
+    assert package.size == sum((project / f).stat().st_size for f in package.files)
+
+
+def test_metaflow_s_comma_separated_suffixes_work(project):
+    package = build(project, (".R,.csv",))
+    assert "data.csv" in package.files and "notes.txt" not in package.files
+
+
+def test_a_package_over_the_limit_is_refused_before_any_file_is_read(project, monkeypatch):
+    from metaflow_r import package as package_module
+
+    for name in ("big.csv", "bigger.csv"):
+        with open(project / name, "wb") as handle:
+            handle.truncate(60 * 1024 * 1024)  # sparse: no disk used
+    read = []
+    monkeypatch.setattr(package_module.Path, "read_bytes", lambda self: read.append(self) or b"")
+    with pytest.raises(UsageError) as error:
+        build(project, (".csv",))
+    message = str(error.value)
+    assert "125,829," in message and f"{package_module.MAX_PACKAGE_BYTES:,}" in message
+    assert "bigger.csv" in message and "S3" in message
+    assert read == []
+    # Without the suffix the same directory packages fine: the data stays home.
+    monkeypatch.undo()
+    assert "big.csv" in build(project).left_out
 
 
 def test_manifest_holds_the_spec_script_name_and_versions(project):
@@ -145,3 +162,47 @@ def test_extract_refuses_another_package_with_a_valid_hash_of_its_own(project, t
     other = build(project)
     with pytest.raises(UsageError):
         extract_package(other.data, package.sha, str(tmp_path / "out"))
+
+
+# -- a package holds only plain files and directories inside the target, on every Python -------------------
+
+
+def hostile(member: tarfile.TarInfo, content: bytes = b"") -> tuple[bytes, str]:
+    """A gzipped tar holding a manifest and ``member``, and its sha (so only the member is wrong)."""
+    import hashlib
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        manifest = tarfile.TarInfo(MANIFEST)
+        manifest.size = 2
+        tar.addfile(manifest, io.BytesIO(b"{}"))
+        tar.addfile(member, io.BytesIO(content) if member.isfile() else None)
+    data = gzip.compress(buffer.getvalue())
+    return data, hashlib.sha256(data).hexdigest()
+
+
+def _member(name: str, kind: bytes = tarfile.REGTYPE, link: str = "", size: int = 0) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = link
+    info.size = size
+    return info
+
+
+@pytest.mark.parametrize("member, what", [
+    (_member("../escape.R", size=1), "outside"),
+    (_member("lib/../../escape.R", size=1), "outside"),
+    (_member("/tmp/absolute.R", size=1), "outside"),
+    (_member("link.R", tarfile.SYMTYPE, "/etc/passwd"), "link"),
+    (_member("hard.R", tarfile.LNKTYPE, "metaflow.json"), "link"),
+    (_member("fifo", tarfile.FIFOTYPE), "special"),
+    (_member("device", tarfile.CHRTYPE), "special"),
+])
+def test_extract_refuses_links_special_files_and_paths_outside(tmp_path, member, what):
+    data, sha = hostile(member, b"x" * member.size)
+    target = tmp_path / "out"
+    target.mkdir()
+    with pytest.raises(UsageError, match=what):
+        extract_package(data, sha, str(target))
+    assert list(target.iterdir()) == []  # refused before anything is written
+    assert not (tmp_path / "escape.R").exists()

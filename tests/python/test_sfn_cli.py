@@ -103,6 +103,54 @@ def test_create_reports_the_deployment(capsys, flow, launch_dir, moto_aws):
     assert code == 0 and "is up to date" in out
 
 
+def packaged_files() -> list[str]:
+    import gzip
+    import io
+    import tarfile
+
+    (key,) = [k for k in s3_keys() if "/_code/" in k]
+    body = boto3.client("s3", region_name="us-east-1").get_object(Bucket=SFN_BUCKET, Key=key)["Body"].read()
+    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(body))) as tar:
+        return sorted(tar.getnames())
+
+
+def test_create_lists_the_package_and_warns_about_what_it_leaves_out(capsys, flow, launch_dir, moto_aws):
+    (launch_dir / "data.csv").write_text("n\n1\n")
+    (launch_dir / "notes.txt").write_text("not code\n")
+    code, out, err = cli(capsys, ["step-functions", "create"], flow, launch_dir)
+    assert code == 0, err
+    size = (launch_dir / "parameter_flow.R").stat().st_size
+    assert f"Code package: 1 file(s), {size:,} bytes: parameter_flow.R." in out
+    assert "Warning: left out of the code package" in err and "data.csv, notes.txt" in err
+    assert "--package-suffixes=.R,.csv,.txt" in err
+    assert packaged_files() == ["metaflow.json", "parameter_flow.R"]
+
+
+@pytest.mark.parametrize("how", ["option", "spec", "spec as one string"])
+def test_package_suffixes_put_data_in_the_package(capsys, flow, launch_dir, moto_aws, how):
+    (launch_dir / "data.csv").write_text("n\n1\n")
+    argv = ["step-functions", "create"]
+    if how == "option":  # Rscript flow.R --package-suffixes=.R,.csv step-functions create
+        argv = ["--package-suffixes=.R,.csv", *argv]
+    else:  # run(package_suffixes = c(".R", ".csv")) or run(package_suffixes = ".R,.csv")
+        flow["package_suffixes"] = [".R", ".csv"] if how == "spec" else [".R,.csv"]
+    code, out, err = cli(capsys, argv, flow, launch_dir)
+    assert code == 0, err
+    assert "Code package: 2 file(s)" in out and "data.csv" in out
+    assert "Warning" not in err
+    assert packaged_files() == ["data.csv", "metaflow.json", "parameter_flow.R"]
+
+
+def test_a_package_over_the_size_limit_fails_before_any_aws_call(capsys, flow, launch_dir, moto_aws):
+    for name in ("a.csv", "b.csv"):
+        with open(launch_dir / name, "wb") as handle:
+            handle.truncate(60 * 1024 * 1024)  # sparse: no disk used
+    code, _, err = cli(capsys, ["--package-suffixes=.csv", "step-functions", "create"], flow, launch_dir)
+    assert code == 2
+    assert "The code package would hold" in err and "S3" in err and "Traceback" not in err
+    assert s3_keys() == [] and machine_arn() is None
+
+
 def test_create_without_settings_names_them_and_touches_nothing(capsys, flow, launch_dir, moto_aws, monkeypatch):
     monkeypatch.delenv("METAFLOW_BATCH_CONTAINER_IMAGE")
     monkeypatch.delenv("METAFLOW_SFN_IAM_ROLE")

@@ -67,3 +67,16 @@ test_that("an emulator on a busy port is reported with the emulator's own words,
   # The emulator exited saying why (before, it hung, and this said only "not ready after 60 s").
   expect_match(conditionMessage(caught), "Address already in use")
 })
+
+test_that("emulator_start() checks its runner and image before starting anything", {
+  expect_error(emulator_start(batch_runner = "docker"), "should be one of")
+  expect_error(emulator_start(image = c("a", "b")), "must be one image name")
+})
+
+test_that("emulator_start(batch_runner = 'container') names the missing image and how to build it", {
+  engine <- Filter(function(e) nzchar(Sys.which(e)) && system2(e, "info", stdout = FALSE, stderr = FALSE) == 0,
+                   c("docker", "podman"))
+  skip_if(length(engine) == 0, "no container engine answers here (docker info, podman info)")
+  expect_error(emulator_start(port = 0, batch_runner = "container", image = "metaflow-r:no-such-tag"),
+               "metaflow-r:no-such-tag.*make image")
+})

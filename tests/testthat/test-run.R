@@ -172,3 +172,22 @@ test_that("run() accepts Metaflow R's own arguments", {
   expect_equal(result$status, 0)
   expect_match(result$stdout, "alpha still is 0.1")
 })
+
+test_that("run(package_suffixes =) puts data beside the script in the code package", {
+  pipeline <- c('metaflow("DataFlow") %>%', 'step(step = "start", next_step = "end") %>%', 'step(step = "end")')
+  dir <- withr::local_tempdir()
+  writeLines(c("n", "1"), file.path(dir, "data.csv"))
+  without <- rscript_flow(flow_script(pipeline = pipeline), c("step-functions", "create", "--only-json"), dir = dir)
+  expect_equal(without$status, 0, info = without$output)
+  expect_match(without$stderr, "Code package: 1 file(s)", fixed = TRUE)
+  expect_match(without$stderr, "left out of the code package.*data.csv")
+  for (suffixes in c('".csv"', 'c(".R", ".csv")', '".R,.csv"')) {
+    with <- rscript_flow(flow_script(pipeline = pipeline, run_call = sprintf("run(package_suffixes = %s)", suffixes)),
+                         c("step-functions", "create", "--only-json"), dir = dir)
+    expect_equal(with$status, 0, info = with$output)
+    expect_match(with$stderr, "Code package: 2 file(s)", fixed = TRUE)
+    expect_match(with$stderr, "data.csv", fixed = TRUE)
+    expect_no_match(with$stderr, "left out")
+    expect_equal(jsonlite::fromJSON(with$stdout)$StartAt, "metaflow-parameters")
+  }
+})

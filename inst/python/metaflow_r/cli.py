@@ -50,6 +50,7 @@ class Invocation:
     datastore: str = "local"
     datastore_given: bool = False  # --datastore on the command line: read that one only
     datastore_root: str | None = None
+    package_suffixes: tuple[str, ...] = ()
     r_session: bool = False  # run() in an interactive R session, rather than Rscript in a shell
     result: dict[str, Any] | None = None  # what the command made, for run() to return in R
 
@@ -88,11 +89,14 @@ def build_cli(spec: FlowSpec | None) -> click.Group:
     @click.option("--datastore", type=click.Choice(["local", "s3"]), default=None,
                   help="Where artifacts are stored (default: METAFLOW_DEFAULT_DATASTORE or local).")
     @click.option("--datastore-root", default=None, help="Override the datastore's root directory or s3:// URL.")
+    @click.option("--package-suffixes", default=None, metavar=".R,.csv",
+                  help="Also put files with these suffixes, beside the script, in the code package Batch runs.")
     @click.pass_context
     def group(ctx: click.Context, with_decorators: tuple[str, ...], datastore: str | None,
-              datastore_root: str | None) -> None:
+              datastore_root: str | None, package_suffixes: str | None) -> None:
         invocation = ctx.ensure_object(Invocation)
         invocation.with_decorators = list(with_decorators)
+        invocation.package_suffixes = tuple(filter(None, (package_suffixes or "").split(",")))
         invocation.datastore = datastore or default_datastore()
         invocation.datastore_given = datastore is not None
         invocation.datastore_root = datastore_root
@@ -153,10 +157,15 @@ def build_cli(spec: FlowSpec | None) -> click.Group:
     @click.option("--port", type=click.IntRange(0, 65535), default=5055, show_default=True,
                   help="Port on 127.0.0.1; 0 picks a free one.")
     @click.option("--env-file", default=None, help="Write the settings to use it here, as export lines.")
-    def emulator(port: int, env_file: str | None) -> None:
+    @click.option("--batch-runner", type=click.Choice(["local", "container"]), default="local", show_default=True,
+                  help="Run each Batch job as a local process, or in its job definition's image (docker or podman).")
+    @click.option("--image", default=None,
+                  help="The image deployed flows name (METAFLOW_BATCH_CONTAINER_IMAGE); with the container "
+                       "runner it must exist locally (make image). Default with it: metaflow-r:latest.")
+    def emulator(port: int, env_file: str | None, batch_runner: str, image: str | None) -> None:
         from .emulator import serve
 
-        serve(port, env_file)
+        serve(port, env_file, batch_runner, image)
 
     @group.command("batch-task", hidden=True, help="Run one task inside an AWS Batch job.")
     def batch_task() -> None:

@@ -158,7 +158,7 @@ def _job_definition(graph: FlowGraph, step: str, settings: DeploySettings, with_
 
 def plan_deployment(graph: FlowGraph, raw_spec: dict[str, Any], settings: DeploySettings, *, max_workers: int,
                     with_retry: int | None, versions: dict[str, str], workflow_timeout: int | None = None,
-                    tags: dict[str, str] | None = None) -> Plan:
+                    tags: dict[str, str] | None = None, package_suffixes: tuple[str, ...] = ()) -> Plan:
     spec = graph.spec
     name = spec.name
     check_name("state machine", name, MAX_STATE_MACHINE_NAME, r"[A-Za-z0-9_-]+", "letters, digits, - and _")
@@ -169,7 +169,9 @@ def plan_deployment(graph: FlowGraph, raw_spec: dict[str, Any], settings: Deploy
         raise UsageError("The flow's script is unknown: it is deployed with the flow.",
                          [("i", "Save the flow in a file, then source() it in R, or run Rscript flow.R "
                                 "step-functions create.")])
-    package = build_package(spec.script, raw_spec, versions, tuple(raw_spec.get("package_suffixes") or ()))
+    # run(package_suffixes =) arrives in the spec, --package-suffixes on the command line: both count.
+    suffixes = (*(raw_spec.get("package_suffixes") or ()), *package_suffixes)
+    package = build_package(spec.script, raw_spec, versions, suffixes)
     package_key = f"{name}/_code/{package.sha}.tgz"
     job_definitions: dict[str, dict[str, Any]] = {}
     by_step: dict[str, str] = {}

@@ -1,6 +1,6 @@
 """An offline stand-in for AWS: a moto server on 127.0.0.1 whose Step Functions interpreter executes
-state machines and whose Batch runs each job's command as a local process (the local R install stands
-in for the container).
+state machines and whose Batch runs each job (emulator_batch.py): as a local process (the local R
+install stands in for the image), or in the job definition's image with ``--batch-runner container``.
 
 moto 5.2 needs two small workarounds, applied only to the versions known to need them:
   * its Step Functions Batch integration passes ASL names (``JobName``) to Batch unchanged, so every
@@ -9,19 +9,17 @@ moto 5.2 needs two small workarounds, applied only to the versions known to need
 """
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import signal
-import subprocess
 import sys
 import threading
 import uuid
 from pathlib import Path
 from typing import Any
 
+from .emulator_batch import Launcher, LocalLauncher, make_launcher, run_job
 from .errors import UsageError
-from .procenv import subprocess_env
 
 PATCHED_MOTO = ("5.2.",)
 REGION = "us-east-1"
@@ -39,8 +37,8 @@ def moto_needs_patches() -> bool:
     return moto.__version__.startswith(PATCHED_MOTO)
 
 
-def patch_moto() -> None:
-    """Apply the workarounds (idempotent) and make Batch run jobs as local processes."""
+def patch_moto(launcher: Launcher | None = None) -> None:
+    """Apply the workarounds (idempotent) and make Batch run jobs with ``launcher`` (default: locally)."""
     from botocore import xform_name
     from botocore.session import get_session
     from moto.batch_simple.models import BatchSimpleBackend
@@ -49,6 +47,7 @@ def patch_moto() -> None:
     )
     from moto.stepfunctions.parser.models import StepFunctionsParserBackend
 
+    BatchSimpleBackend._metaflow_r_launcher = launcher or LocalLauncher()
     if getattr(BatchSimpleBackend, "_metaflow_r_patched", False):
         return
     if moto_needs_patches():
@@ -78,53 +77,15 @@ def patch_moto() -> None:
             return original_start(self, state_machine_arn, name or str(uuid.uuid4()), execution_input, trace_header)
 
         StepFunctionsParserBackend.start_execution = start_execution
-    BatchSimpleBackend._mark_job_as_finished = _run_job_locally
+    BatchSimpleBackend._mark_job_as_finished = run_job
     BatchSimpleBackend._metaflow_r_patched = True
 
 
-def _run_job_locally(self, include_start_attempt: bool, job) -> None:
-    """Run a Batch job's command here, honouring retryStrategy.attempts and the attempt timeout."""
-    from moto.core.utils import unix_time_millis
-
-    self.backend._jobs[job.job_id] = job
-    job.log_stream_name = job._stream_name
-    if not include_start_attempt:  # an array parent: its children do the work
-        job.job_started_at = datetime.datetime.now()
-        job._mark_stopped(success=True)
-        return
-    command = job._add_parameters_to_command(job._get_container_property("command", []))
-    environment = {e["name"]: e["value"] for e in job._get_container_property("environment", [])}
-    attempts = int((job.job_definition.retry_strategy or {}).get("attempts", 1) or 1)
-    timeout = (job.timeout or job.job_definition.timeout or {}).get("attemptDurationSeconds")
-    self.logs_backend.ensure_log_group(job._log_group)
-    self.logs_backend.ensure_log_stream(job._log_group, job._stream_name)
-    for attempt in range(1, attempts + 1):
-        job.job_started_at = datetime.datetime.now()
-        job._start_attempt()
-        env = subprocess_env({**environment, "AWS_BATCH_JOB_ATTEMPT": str(attempt)})
-        try:
-            done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
-            code, output = done.returncode, done.stdout + done.stderr
-        except subprocess.TimeoutExpired as expired:
-            code, output = 137, f"{expired.stdout or ''}{expired.stderr or ''}\nTask timed out after {timeout} s."
-        except OSError as exc:
-            code, output = 127, f"Cannot start {command}: {exc}"
-        lines = [line for line in output.splitlines() if line]
-        if lines:
-            now = int(unix_time_millis())
-            self.logs_backend.put_log_events(job._log_group, job._stream_name,
-                                             [{"timestamp": now, "message": line} for line in lines])
-        job.exit_code = code
-        job.latest_attempt["container"]["exitCode"] = code
-        if code == 0:
-            break
-        if attempt < attempts:
-            job.job_stopped_at = datetime.datetime.now()
-            job._stop_attempt()
-    job._mark_stopped(success=job.exit_code == 0)
+# The image jobs name when none is given: what the local runner ignores, or what `make image` tags last.
+DEFAULT_IMAGES = {"local": "metaflow-r:emulated", "container": "metaflow-r:latest"}
 
 
-def settings(port: int) -> dict[str, str]:
+def settings(port: int, image: str = DEFAULT_IMAGES["local"]) -> dict[str, str]:
     """Everything a deploy, a trigger and the Client API need, as environment variables. Local runs stay
     local: the Client API finds production runs in the S3 datastore by itself (locate.py)."""
     arn = f"arn:aws:iam::{ACCOUNT}:role/"
@@ -140,7 +101,7 @@ def settings(port: int) -> dict[str, str]:
         "METAFLOW_SFN_IAM_ROLE": arn + ROLES["sfn"],
         "METAFLOW_EVENTS_SFN_ACCESS_IAM_ROLE": arn + ROLES["events"],
         "METAFLOW_SFN_DYNAMO_DB_TABLE": TABLE,
-        "METAFLOW_BATCH_CONTAINER_IMAGE": "metaflow-r:emulated",
+        "METAFLOW_BATCH_CONTAINER_IMAGE": image,
     }
 
 
@@ -172,9 +133,10 @@ def provision(env: dict[str, str]) -> None:
 class Emulator:
     """A moto server on 127.0.0.1, patched, configured and provisioned. Use as a context manager."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, batch_runner: str = "local", image: str | None = None) -> None:
         self.port = port
-        self.env = settings(port)
+        self.env = settings(port, image or DEFAULT_IMAGES[batch_runner])
+        self.launcher = make_launcher(batch_runner, self.env)
         self._server = None
 
     def start(self) -> "Emulator":
@@ -184,7 +146,7 @@ class Emulator:
         # Step Functions' interpreter calls the other services at localhost:$MOTO_PORT; jobs it runs
         # inherit this process's environment, so they reach the emulator too.
         os.environ.update(self.env, MOTO_PORT=str(self.port))
-        patch_moto()
+        patch_moto(self.launcher)
         default_user_config["stepfunctions"] = {"execute_state_machine": True}
         default_user_config["batch"] = {"use_docker": False}
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
@@ -233,7 +195,7 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def serve(port: int, env_file: str | None) -> int:
+def serve(port: int, env_file: str | None, batch_runner: str = "local", image: str | None = None) -> int:
     """Run in the foreground until SIGTERM or Ctrl-C; port 0 picks a free port."""
     port = port or free_port()
     check_port_free(port)
@@ -245,11 +207,13 @@ def serve(port: int, env_file: str | None) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    with Emulator(port) as emulator:
+    with Emulator(port, batch_runner, image) as emulator:
         if env_file:
             write_env_file(env_file, emulator.env)
-        print(f"AWS emulator ready on http://127.0.0.1:{port}" + (f"; settings in {env_file}" if env_file else ""),
-              flush=True)
+        where = "as local processes" if batch_runner == "local" else \
+            f"in their images ({emulator.launcher.engine}; default {emulator.env['METAFLOW_BATCH_CONTAINER_IMAGE']})"
+        print(f"AWS emulator ready on http://127.0.0.1:{port}; Batch jobs run {where}"
+              + (f"; settings in {env_file}" if env_file else ""), flush=True)
         while not stop.wait(0.5):
             pass
     print("AWS emulator stopped.", flush=True)

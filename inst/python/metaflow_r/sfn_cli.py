@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from pathlib import Path
 from typing import Any
 
 import click
@@ -13,6 +14,7 @@ from .datastore import FlowDatastore, storage_for
 from .deploy import DeploySettings, Deployer, aws_error, plan_deployment
 from .errors import RunFailed, UsageError
 from .executions import execution_arn, follow, report, wait_for
+from .package import CodePackage
 from .params import parameter_options, values_from_json
 from .spec import FlowSpec
 
@@ -51,7 +53,9 @@ def step_functions_group(spec: FlowSpec | None, invocation_of) -> click.Group:
         settings = DeploySettings.from_environment(needs_events, placeholders=only_json)
         plan = plan_deployment(graph, invocation.raw_spec, settings, max_workers=max_workers,
                                with_retry=invocation.with_retry(), versions=invocation.versions,
-                               workflow_timeout=workflow_timeout, tags=parsed_tags)
+                               workflow_timeout=workflow_timeout, tags=parsed_tags,
+                               package_suffixes=invocation.package_suffixes)
+        describe_package(plan.package, err=only_json)  # stdout holds only the JSON then
         if only_json:
             click.echo(json.dumps(plan.definition, indent=1))
             return
@@ -61,8 +65,6 @@ def step_functions_group(spec: FlowSpec | None, invocation_of) -> click.Group:
                              "namespace": result["namespace"], "schedule": plan.schedule}
         click.echo(f"Flow {plan.name} is deployed to Step Functions ({result['state_machine_arn']}).")
         click.echo(f"Its runs are in namespace {result['namespace']}.")
-        if plan.package.skipped:
-            click.echo(f"Left out of the code package (over 10 MB): {', '.join(plan.package.skipped)}", err=True)
 
     trigger_params = [click.Option(["--run-id-file"], default=None, help="Write the run id to this file."),
                       click.Option(["--run-id"], default=None,
@@ -177,6 +179,21 @@ def step_functions_group(spec: FlowSpec | None, invocation_of) -> click.Group:
         print_task_logs(invocation_of(), _session(), pathspec)
 
     return group
+
+
+def describe_package(package: CodePackage, err: bool = False, shown: int = 10) -> None:
+    """What Batch tasks will find beside the script, and, as a warning, what they will not."""
+    def names(files: tuple[str, ...]) -> str:
+        more = len(files) - shown
+        return ", ".join(files[:shown]) + (f" and {more} more" if more > 0 else "")
+
+    click.echo(f"Code package: {len(package.files)} file(s), {package.size:,} bytes: {names(package.files)}.",
+               err=err)
+    if package.left_out:
+        suffixes = sorted({Path(f).suffix for f in package.left_out if Path(f).suffix})
+        hint = f" (add them with --package-suffixes={','.join(['.R', *suffixes])})" if suffixes else ""
+        click.echo(f"Warning: left out of the code package, so a step on Batch cannot read them{hint}: "
+                   f"{names(package.left_out)}.", err=True)
 
 
 def _optional(option: click.Option) -> click.Option:

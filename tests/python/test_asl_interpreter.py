@@ -1,0 +1,145 @@
+"""Every golden state machine also runs on a second, independent ASL interpreter.
+
+moto's Step Functions engine (the emulator's) is a copy of LocalStack's; the npm package
+``aws-local-stepfunctions`` implements the States Language on its own code. Each golden definition runs
+there (asl_run.mjs) with Batch and DynamoDB stubbed, foreaches wider than MaxConcurrency: it must reach
+its end with one Batch job per task the graph implies, each after its parents, Map states capped at
+MaxConcurrency and Parallel branches at once; a throttled submission is retried; a failed job fails
+the execution before anything after it runs.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from metaflow_r.graph import FlowGraph
+from test_compile import CASES, CODE_SHA, GOLDEN_DIR, MAX_WORKERS, graph_of
+
+ROOT = Path(__file__).resolve().parents[2]
+MODULE = ROOT / ".tools" / "node_modules" / "aws-local-stepfunctions" / "build" / "main.node.esm.js"
+RUNNER = Path(__file__).with_name("asl_run.mjs")
+WIDTH = MAX_WORKERS + 1  # wider than each Map's MaxConcurrency, so the cap shows
+PARAMETERS = json.dumps({"alpha": 0.5})
+
+pytestmark = pytest.mark.skipif(shutil.which("node") is None or not MODULE.exists(),
+                                reason="aws-local-stepfunctions (npm) is not installed: make setup installs it")
+
+
+def foreach_steps(graph: FlowGraph, step: str) -> list[str]:
+    return [s for s in graph[step].split_parents if graph[s].is_foreach]
+
+
+def expected_paths(graph: FlowGraph, step: str) -> list[str]:
+    """The split paths of a step's tasks: one per combination of its enclosing foreaches' indices."""
+    ranges = [range(WIDTH) for _ in foreach_steps(graph, step)]
+    return ["-".join(map(str, combination)) for combination in itertools.product(*ranges)]
+
+
+def scenarios(case: str) -> dict[str, dict[str, Any]]:
+    graph = graph_of(CASES[case])
+    widths = {node.name: WIDTH for node in graph if node.is_foreach}
+    # The deepest step before "end" fails, in its last task.
+    failing = max((s for s in graph.order if s not in ("start", "end")),
+                  key=lambda s: len(graph[s].split_parents), default="start")
+    return {
+        "succeeds": {"input": {"Parameters": PARAMETERS}, "widths": widths},
+        "defaults": {"input": {}, "widths": widths},
+        "throttled": {"input": {}, "widths": widths, "throttle": {"start": 2}},
+        "fails": {"input": {}, "widths": widths, "fail": {failing: expected_paths(graph, failing)[-1]}},
+    }
+
+
+@pytest.fixture(scope="module")
+def runs() -> dict[tuple[str, str], dict[str, Any]]:
+    """Every (case, scenario) executed once, in one Node.js process."""
+    keys, requests = [], []
+    for case in sorted(CASES):
+        definition = json.loads((GOLDEN_DIR / f"{case}.json").read_text())
+        for name, scenario in scenarios(case).items():
+            keys.append((case, name))
+            requests.append({"definition": definition, "name": f"{case}-{name}", **scenario})
+    done = subprocess.run(["node", str(RUNNER), str(MODULE)], input=json.dumps(requests), capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return dict(zip(keys, json.loads(done.stdout)))
+
+
+def check_ran_the_whole_graph(case: str, run: dict[str, Any]) -> None:
+    graph = graph_of(CASES[case])
+    ran = sorted((job["step"], job["env"]["METAFLOW_SPLIT_PATH"]) for job in run["jobs"])
+    assert ran == sorted((step, path) for step in graph.order for path in expected_paths(graph, step))
+    # Each task starts after every task of its parent steps on the same foreach path has finished.
+    for job in run["jobs"]:
+        for parent in graph[job["step"]].parents:
+            for before in (j for j in run["jobs"] if j["step"] == parent):
+                mine, theirs = job["env"]["METAFLOW_SPLIT_PATH"], before["env"]["METAFLOW_SPLIT_PATH"]
+                if mine.startswith(theirs) or theirs.startswith(mine):
+                    assert before["finished"] < job["started"], (job["step"], mine, parent, theirs)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_the_execution_reaches_its_end_with_one_job_per_task(runs, case):
+    run = runs[(case, "succeeds")]
+    assert run["status"] == "SUCCEEDED", run
+    check_ran_the_whole_graph(case, run)
+    for job in run["jobs"]:
+        env = job["env"]
+        assert env["METAFLOW_RUN_ID"] == f"{case}-succeeds"  # the execution's name
+        assert env["METAFLOW_CODE_SHA"] == CODE_SHA and env["METAFLOW_CODE_URL"].endswith(f"{CODE_SHA}.tgz")
+        assert job["jobDefinition"].endswith(f"-{job['step']}")
+        # Only start is given the parameters, exactly as the execution received them.
+        assert env.get("METAFLOW_PARAMETERS") == (PARAMETERS if job["step"] == "start" else None)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_an_execution_without_parameters_gives_start_an_empty_object(runs, case):
+    run = runs[(case, "defaults")]
+    assert run["status"] == "SUCCEEDED", run
+    (start,) = [job for job in run["jobs"] if job["step"] == "start"]
+    assert start["env"]["METAFLOW_PARAMETERS"] == "{}"
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_map_states_run_at_most_max_concurrency_and_branches_run_together(runs, case):
+    graph = graph_of(CASES[case])
+    peak = runs[(case, "succeeds")]["peak"]
+    for step in graph.order:
+        foreaches = foreach_steps(graph, step)
+        # Jobs of one step within one Map run: as many at once as the Map allows, never more.
+        expected = min(WIDTH, MAX_WORKERS) if foreaches else 1
+        found = {key: count for key, count in peak.items() if key.split("|")[0] == step}
+        assert found and set(found.values()) == {expected}, (step, found)
+    branches = [node for node in graph if node.is_branch]
+    for split in branches:
+        runs_of = runs[(case, "succeeds")]["jobs"]
+        heads = [j for j in runs_of if j["step"] in split.next]
+        # The branches' first steps overlap in time: a Parallel state starts them together.
+        assert max(j["started"] for j in heads) < min(j["finished"] for j in heads)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_a_throttled_submission_is_retried(runs, case):
+    run = runs[(case, "throttled")]
+    assert run["status"] == "SUCCEEDED", run
+    check_ran_the_whole_graph(case, run)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_a_failed_job_fails_the_execution_before_what_follows_it(runs, case):
+    run = runs[(case, "fails")]
+    assert run["status"] == "FAILED" and run["error"] == "States.TaskFailed", run
+    failing, path = next(iter(scenarios(case)["fails"]["fail"].items()))
+    assert (failing, path) in [(j["step"], j["env"]["METAFLOW_SPLIT_PATH"]) for j in run["jobs"]]
+    graph = graph_of(CASES[case])
+    after = graph.descendants(failing) - {failing}
+    # No task that needs the failed one runs (tasks of other foreach items may: they do not need it).
+    needs_it = [(j["step"], j["env"]["METAFLOW_SPLIT_PATH"]) for j in run["jobs"] if j["step"] in after
+                and path.startswith(j["env"]["METAFLOW_SPLIT_PATH"])]
+    assert needs_it == []
+    assert "end" not in [j["step"] for j in run["jobs"]]
