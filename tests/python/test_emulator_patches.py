@@ -1,5 +1,5 @@
-"""The emulator's workarounds for moto (emulator.py, moto_scale.py): applied only to the moto versions that need them, and each
-one necessary (the defect shows without it) and sufficient (the execution works with it)."""
+"""The emulator's workarounds for moto (emulator.py, moto_scale.py): applied only to the moto versions that need
+them, and each one necessary (the defect shows without it) and sufficient (the execution works with it)."""
 from __future__ import annotations
 
 import json
@@ -149,8 +149,9 @@ with mock_aws(config=config):
             break
         time.sleep(0.1)
     logs = boto3.client("logs")
-    said = sorted(e["message"] for s in logs.describe_log_streams(logGroupName="/aws/batch/job")["logStreams"]
-                  for e in logs.get_log_events(logGroupName="/aws/batch/job", logStreamName=s["logStreamName"])["events"])
+    streams = logs.describe_log_streams(logGroupName="/aws/batch/job")["logStreams"]
+    said = sorted(e["message"] for s in streams for e in logs.get_log_events(
+        logGroupName="/aws/batch/job", logStreamName=s["logStreamName"])["events"])
     print(json.dumps({**outcome, "returned_after": returned_after, "first_array": first["status"], "said": said}))
 """
 

@@ -100,11 +100,12 @@ def fail_distributed_maps_over_tolerance() -> None:
     from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
         StatesErrorNameType,
     )
-    from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.distributed_iteration_component import (  # noqa: E501
-        DistributedIterationComponent,
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration import (
+        distributed_iteration_component as distributed,
     )
     from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 
+    DistributedIterationComponent = distributed.DistributedIterationComponent
     if getattr(DistributedIterationComponent, "_metaflow_r_tolerates", False):
         return
     original = DistributedIterationComponent._map_run
