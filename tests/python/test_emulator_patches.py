@@ -199,3 +199,48 @@ def test_array_children_run_in_the_background_with_their_index_and_a_failed_chil
     assert (outcome["status"], outcome["error"]) == ("FAILED", "States.TaskFailed")
     succeeded = run_scale_scenario(ARRAY_JOB, "scaled", "none")
     assert succeeded["first_array"] == "SUCCEEDED" and succeeded["status"] == "SUCCEEDED"
+
+
+CONCURRENT_DESCRIBES = SCALE_PRELUDE + r"""
+# What a wide foreach does to Batch: tasks are submitted while Step Functions describes the ones running.
+with mock_aws(config=config):
+    batch = boto3.client("batch")
+    role = boto3.client("iam").create_role(RoleName="b", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    batch.create_compute_environment(computeEnvironmentName="env-1", type="UNMANAGED", serviceRole=role)
+    batch.create_job_queue(jobQueueName="queue-1", priority=1, state="ENABLED",
+                           computeEnvironmentOrder=[{"order": 1, "computeEnvironment": "env-1"}])
+    batch.register_job_definition(jobDefinitionName="def-1", type="container", containerProperties={
+        "image": "i", "command": ["true"], "vcpus": 1, "memory": 128})
+    first = batch.submit_job(jobName="j", jobDefinition="def-1", jobQueue="queue-1")["jobId"]
+    errors, done = [], threading.Event()
+
+    def submit():
+        for _ in range(int(sys.argv[2])):
+            if errors:
+                break
+            batch.submit_job(jobName="j", jobDefinition="def-1", jobQueue="queue-1")
+        done.set()
+
+    def describe():
+        while not done.is_set():
+            try:
+                batch.describe_jobs(jobs=[first])
+            except Exception as exc:  # the error moto raises, whatever it is
+                errors.append(f"{type(exc).__name__}: {exc}")
+
+    threads = [threading.Thread(target=submit)] + [threading.Thread(target=describe) for _ in range(3)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    print(json.dumps({"errors": errors[:1]}))
+"""
+
+
+@pytest.mark.skipif(not moto_needs_patches(), reason=f"moto {moto.__version__} needs no workaround")
+def test_without_the_patch_describing_jobs_while_others_are_submitted_fails():
+    # A race: it shows within a few hundred submissions (the scenario stops at the first error).
+    errors = run_scale_scenario(CONCURRENT_DESCRIBES, "base", "3000")["errors"]
+    assert errors and "dictionary changed size during iteration" in errors[0]
+
+
+def test_jobs_can_be_described_while_others_are_submitted():
+    assert run_scale_scenario(CONCURRENT_DESCRIBES, "scaled", "200")["errors"] == []

@@ -11,6 +11,9 @@ without it and the behaviour AWS documents with it):
   never fails the Map, whatever ToleratedFailureCount says (moto logs "declarations currently have no
   effect"). Patched, a Map Run with more failures than it tolerates fails with
   ``States.ExceedToleratedFailureThreshold``, after its remaining children ran (AWS stops earlier).
+* ``snapshot_batch_jobs``: DescribeJobs iterates over every job while other requests add jobs, so under a
+  few thousand concurrent tasks it fails with "dictionary changed size during iteration" (and the Step
+  Functions task that asked fails with it). Patched, iterating the jobs takes a snapshot.
 * ``run_array_jobs_in_background``: ``SubmitJob`` with ``arrayProperties`` runs every child, one after
   another, inside the request; no child knows its ``AWS_BATCH_JOB_ARRAY_INDEX``; the children share one
   environment list that each describe appends to; and the parent is SUCCEEDED even when children failed.
@@ -35,6 +38,7 @@ def apply_scale_patches() -> None:
     """Every patch of this module (each is idempotent)."""
     iterate_map_workers()
     fail_distributed_maps_over_tolerance()
+    snapshot_batch_jobs()
     run_array_jobs_in_background()
 
 
@@ -128,6 +132,37 @@ def fail_distributed_maps_over_tolerance() -> None:
 
     DistributedIterationComponent._map_run = map_run
     DistributedIterationComponent._metaflow_r_tolerates = True
+
+
+class _JobTable(dict):
+    """Batch's jobs by id: iterating takes a snapshot, so a job added meanwhile by another thread does no harm."""
+
+    def __iter__(self):
+        return iter(list(super().keys()))
+
+    def keys(self):
+        return list(super().keys())
+
+    def values(self):
+        return list(super().values())
+
+    def items(self):
+        return list(super().items())
+
+
+def snapshot_batch_jobs() -> None:
+    from moto.batch.models import BatchBackend
+
+    if getattr(BatchBackend, "_metaflow_r_snapshots", False):
+        return
+    original = BatchBackend.__init__
+
+    def init(self, *args, **kwargs) -> None:
+        original(self, *args, **kwargs)
+        self._jobs = _JobTable(self._jobs)
+
+    BatchBackend.__init__ = init
+    BatchBackend._metaflow_r_snapshots = True
 
 
 def _array_pool() -> ThreadPoolExecutor:
