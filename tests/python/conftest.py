@@ -65,6 +65,12 @@ NESTED_FOREACH = make_spec("NestedForeachFlow", [
     step("end"),
 ])
 
+# A foreach whose body branches: two steps between the foreach and its join.
+BRANCHING_BODY = make_spec("BranchingBodyFlow", [
+    step("start", "fan", foreach="xs"), step("fan", ["p", "q"]), step("p", "pq"), step("q", "pq"),
+    step("pq", "join", join=True), step("join", "end", join=True), step("end"),
+])
+
 
 @pytest.fixture
 def linear_spec() -> dict[str, Any]:
@@ -242,19 +248,23 @@ def emulator(tmp_path_factory):
     env_file = home / "aws.env"
     (home / "tmp").mkdir()
     port = free_port()
-    # The Batch jobs it runs inherit its environment: their scratch directories land in the test's tmp.
-    process = subprocess.Popen([METAFLOW_R, "emulator", "--port", str(port), "--env-file", str(env_file)],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env={**os.environ, "TMPDIR": str(home / "tmp")})
+    # Its output goes to a file, not a pipe nobody reads while tests run: a full pipe would block the server.
+    log = home / "emulator.log"
+    with open(log, "w") as output_file:
+        # The Batch jobs it runs inherit its environment: their scratch directories land in the test's tmp.
+        process = subprocess.Popen([METAFLOW_R, "emulator", "--port", str(port), "--env-file", str(env_file)],
+                                   stdout=output_file, stderr=subprocess.STDOUT, text=True,
+                                   env={**os.environ, "TMPDIR": str(home / "tmp")})
     deadline = time.time() + 60
     while not env_file.exists():
-        assert process.poll() is None, process.stdout.read()
+        assert process.poll() is None, log.read_text()
         assert time.time() < deadline, "emulator not ready after 60 s"
         time.sleep(0.1)
     settings = dict(line[len("export "):].strip().split("=", 1) for line in env_file.read_text().splitlines())
     yield settings
     process.send_signal(signal.SIGTERM)
-    output, _ = process.communicate(timeout=20)
+    process.wait(timeout=20)
+    output = log.read_text()
     assert process.returncode == 0, output
     assert "AWS emulator stopped." in output
 
