@@ -244,3 +244,36 @@ def test_without_the_patch_describing_jobs_while_others_are_submitted_fails():
 
 def test_jobs_can_be_described_while_others_are_submitted():
     assert run_scale_scenario(CONCURRENT_DESCRIBES, "scaled", "200")["errors"] == []
+
+
+CLIENTS_PER_TASK = SCALE_PRELUDE + r"""
+with mock_aws(config=config):
+    batch = boto3.client("batch")
+    role = boto3.client("iam").create_role(RoleName="b", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    batch.create_compute_environment(computeEnvironmentName="env-1", type="UNMANAGED", serviceRole=role)
+    batch.create_job_queue(jobQueueName="queue-1", priority=1, state="ENABLED",
+                           computeEnvironmentOrder=[{"order": 1, "computeEnvironment": "env-1"}])
+    batch.register_job_definition(jobDefinitionName="def-1", type="container", containerProperties={
+        "image": "i", "command": ["true"], "vcpus": 1, "memory": 128})
+    made = []
+    original = boto3.client
+    boto3.client = lambda *args, **kwargs: made.append(kwargs.get("service_name")) or original(*args, **kwargs)
+    definition = {"StartAt": "M", "States": {"M": {"Type": "Map", "MaxConcurrency": 4, "ItemsPath": "$.items",
+        "ItemProcessor": {"ProcessorConfig": {"Mode": "INLINE"}, "StartAt": "T", "States": {"T": {
+            "Type": "Task", "Resource": "arn:aws:states:::batch:submitJob.sync", "ResultPath": None, "End": True,
+            "Parameters": {"JobName": "j", "JobDefinition": "def-1", "JobQueue": "queue-1"}}}},
+        "ResultPath": None, "End": True}}}
+    outcome = execute(definition, {"items": list(range(20))})
+    print(json.dumps({**outcome, "clients": len([m for m in made if m == "batch"])}))
+"""
+
+
+@pytest.mark.skipif(not moto_needs_patches(), reason=f"moto {moto.__version__} needs no workaround")
+def test_without_the_patch_every_task_makes_new_clients():
+    outcome = run_scale_scenario(CLIENTS_PER_TASK, "base")
+    assert outcome["status"] == "SUCCEEDED" and outcome["clients"] >= 40  # submit and follow: two a task
+
+
+def test_tasks_share_their_clients():
+    outcome = run_scale_scenario(CLIENTS_PER_TASK, "scaled")
+    assert outcome["status"] == "SUCCEEDED" and outcome["clients"] == 1

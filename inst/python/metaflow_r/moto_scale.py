@@ -14,6 +14,10 @@ without it and the behaviour AWS documents with it):
 * ``snapshot_batch_jobs``: DescribeJobs iterates over every job while other requests add jobs, so under a
   few thousand concurrent tasks it fails with "dictionary changed size during iteration" (and the Step
   Functions task that asked fails with it). Patched, iterating the jobs takes a snapshot.
+* ``reuse_service_clients``: every Task state and every ItemReader or ResultWriter makes a new boto3 client
+  (tens of milliseconds of CPU: botocore loads the service's model each time), so a distributed Map of
+  3,000 one-task children spends most of its minutes making clients. Patched, the clients of a service and
+  region are made once and shared (boto3 clients are thread-safe).
 * ``run_array_jobs_in_background``: ``SubmitJob`` with ``arrayProperties`` runs every child, one after
   another, inside the request; no child knows its ``AWS_BATCH_JOB_ARRAY_INDEX``; the children share one
   environment list that each describe appends to; and the parent is SUCCEEDED even when children failed.
@@ -39,6 +43,7 @@ def apply_scale_patches() -> None:
     iterate_map_workers()
     fail_distributed_maps_over_tolerance()
     snapshot_batch_jobs()
+    reuse_service_clients()
     run_array_jobs_in_background()
 
 
@@ -163,6 +168,39 @@ def snapshot_batch_jobs() -> None:
 
     BatchBackend.__init__ = init
     BatchBackend._metaflow_r_snapshots = True
+
+
+# The interpreter's modules that make clients for the integrations compiled flows use.
+CLIENT_MAKERS = (
+    "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_batch",
+    "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_dynamodb",
+    "moto.stepfunctions.parser.asl.component.state.exec.state_map.item_reader.eval.resource_eval_s3",
+    "moto.stepfunctions.parser.asl.component.state.exec.state_map.result_writer.resource_eval.resource_eval_s3",
+)
+
+
+def reuse_service_clients() -> None:
+    import importlib
+
+    from moto.core.models import botocore_stubber
+    from moto.stepfunctions.parser.asl.utils import boto_client
+
+    if getattr(boto_client, "_metaflow_r_reused", False):
+        return
+    make = boto_client.boto_client_for
+    clients: dict[tuple[str, str, bool], Any] = {}
+
+    def client_for(region: str, service: str, state_credentials: Any = None) -> Any:
+        # The interpreter signs every request with the same fixed keys: the credentials do not change the client.
+        key = (region, service, botocore_stubber.enabled)
+        with _lock:
+            if key not in clients:
+                clients[key] = make(region=region, service=service, state_credentials=state_credentials)
+            return clients[key]
+
+    for name in CLIENT_MAKERS:
+        importlib.import_module(name).boto_client_for = client_for
+    boto_client._metaflow_r_reused = True
 
 
 def _array_pool() -> ThreadPoolExecutor:
