@@ -2,7 +2,7 @@
 #             pyproject.toml, the R package); fast and idempotent when nothing changed.
 # make demo   setup, then runs the seed's ParameterFlow locally.
 # make demo-sfn  setup, then ParameterFlow through create -> trigger -> artifact on the offline emulator.
-# make test   setup, then every pytest and testthat test.
+# make test   setup, then every pytest and testthat test (make test-slow: the few marked slow).
 # make bench  setup, then the benchmarks in bench/.
 
 SHELL := /bin/bash
@@ -14,7 +14,7 @@ APT_PACKAGES := r-base-core r-cran-reticulate r-cran-testthat r-cran-magrittr r-
 R_SOURCES := DESCRIPTION NAMESPACE configure $(wildcard R/*.R) $(wildcard man/*.Rd)
 PY_SOURCES := $(shell find inst/python -name '*.py' 2>/dev/null)
 
-.PHONY: setup demo demo-sfn test test-python test-r bench docs clean
+.PHONY: setup demo demo-sfn test test-python test-r test-slow bench docs clean
 
 setup: $(STAMPS)/apt $(STAMPS)/venv $(STAMPS)/rpkg $(STAMPS)/node
 
@@ -60,6 +60,10 @@ test: setup test-python test-r
 
 test-python:
 	$(VENV)/bin/python -m pytest -q tests/python
+
+# The tests marked slow (minutes each, e.g. a distributed Map of 3,000 items on the emulator).
+test-slow: setup
+	$(VENV)/bin/python -m pytest -q --slow -m slow tests/python
 
 test-r:
 	NOT_CRAN=true Rscript -e 'testthat::test_dir("tests/testthat", package = "metaflow", load_package = "installed", stop_on_failure = TRUE)'

@@ -14,6 +14,23 @@ from typing import Any
 import pytest
 
 
+def pytest_addoption(parser):
+    parser.addoption("--slow", action="store_true", help="also run the tests marked slow (make test-slow)")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: minutes long; runs only with --slow")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--slow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --slow (make test-slow)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
 def step(name: str, next_steps: list[str] | str | None = None, *, join: bool = False, foreach: str | None = None,
          decorators: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """One step as flow_spec() writes it: next is always a list (empty for "end"), foreach null unless set."""
