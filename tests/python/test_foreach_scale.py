@@ -22,6 +22,8 @@ import pytest
 
 from conftest import BRANCH, BRANCHING_BODY, FOREACH, NESTED_FOREACH
 from metaflow_r.compile import CompileSettings, compile_state_machine, task_id
+from metaflow_r.errors import RunFailed
+from metaflow_r.executions import failed_step, report
 from metaflow_r.foreach_modes import foreach_steps
 from metaflow_r.graph import FlowGraph
 from metaflow_r.quota import estimate
@@ -51,8 +53,11 @@ _count = itertools.count()
 
 
 def deploy(emulator, record: Path, spec: dict[str, Any], modes: dict[str, str], widths: dict[str, int],
-           max_workers: int = MAX_WORKERS) -> Deployed:
-    """The flow compiled with these constructs, its steps' jobs the stand-ins, as a new state machine."""
+           max_workers: int = MAX_WORKERS, bounds: dict[str, int] | None = None, failing: str = "") -> Deployed:
+    """The flow compiled with these constructs, its steps' jobs the stand-ins, as a new state machine.
+
+    ``bounds``: --max-num-splits (default: the widths); ``failing``: a shell pattern of "<split path>/<array
+    index>" for which a body job exits 3 after recording itself."""
     graph = FlowGraph(parse_spec(dict(spec)))
     batch, name = client(emulator, "batch"), f"{graph.spec.name}{next(_count)}"
     environment = [{"name": "STAND_IN_RECORD", "value": str(record)},
@@ -60,8 +65,9 @@ def deploy(emulator, record: Path, spec: dict[str, Any], modes: dict[str, str], 
                    {"name": "METAFLOW_SFN_DYNAMO_DB_TABLE", "value": emulator["METAFLOW_SFN_DYNAMO_DB_TABLE"]},
                    {"name": "METAFLOW_DATASTORE_SYSROOT_S3", "value": emulator["METAFLOW_DATASTORE_SYSROOT_S3"]}]
     definitions = {}
+    fail = f'; case "$METAFLOW_SPLIT_PATH/$AWS_BATCH_JOB_ARRAY_INDEX" in {failing}) exit 3;; esac' if failing else ""
     for node in graph:
-        command = f"{sys.executable} {STAND_IN} && {RECORD}" if node.is_foreach else RECORD
+        command = f"{sys.executable} {STAND_IN} && {RECORD}" if node.is_foreach else RECORD + fail
         registered = batch.register_job_definition(
             jobDefinitionName=f"{name}-{node.name}", type="container",
             containerProperties={"image": "stand-in", "command": ["sh", "-c", command], "environment": environment,
@@ -71,7 +77,7 @@ def deploy(emulator, record: Path, spec: dict[str, Any], modes: dict[str, str], 
     definition = compile_state_machine(graph, CompileSettings(
         job_queue=emulator["METAFLOW_BATCH_JOB_QUEUE"], job_definitions=definitions, code_url="s3://unused/code.tgz",
         code_sha="0" * 64, dynamo_table=emulator["METAFLOW_SFN_DYNAMO_DB_TABLE"], max_workers=max_workers,
-        foreach_modes=modes, max_num_splits={step: max(widths[step], 1) for step in widths},
+        foreach_modes=modes, max_num_splits=bounds or {step: max(widths[step], 1) for step in widths},
         datastore_root=emulator["METAFLOW_DATASTORE_SYSROOT_S3"]))
     arn = client(emulator, "stepfunctions").create_state_machine(
         name=name, definition=json.dumps(definition), roleArn=emulator["METAFLOW_SFN_IAM_ROLE"])["stateMachineArn"]
@@ -156,6 +162,36 @@ def test_the_quota_model_counts_what_the_emulator_records(emulator, record, case
     assert budget.child_executions == children
     if not children:  # child executions keep histories of their own, which the emulator does not keep
         assert budget.transitions == sum(e["type"].endswith("StateEntered") for e in events)
+
+
+@pytest.mark.parametrize("mode, failing, failed_state", [
+    ("inline", "1/", "body"),
+    ("array", "+0/1", "body"),  # the second child of the array
+    ("distributed", "1/", "start-foreach"),  # a child execution: its Map Run fails, after the others ran
+])
+def test_a_failed_item_fails_the_run_and_status_names_where(emulator, record, mode, failing, failed_state):
+    deployed = deploy(emulator, record, FOREACH, {"start": mode}, {"start": 3}, failing=failing)
+    run_id = f"failing-{mode}"
+    status, events = execute(emulator, deployed, run_id)
+    assert status == "FAILED"
+    sfn = client(emulator, "stepfunctions")
+    execution = deployed.arn.replace(":stateMachine:", ":execution:") + f":{run_id}"
+    assert failed_step(sfn, execution) == failed_state
+    with pytest.raises(RunFailed) as raised:
+        report(sfn, execution, "ForeachFlow", run_id, sfn.describe_execution(executionArn=execution), lambda _: None)
+    where = "in the foreach of step 'start'" if mode == "distributed" else "in step 'body'"
+    assert where in raised.value.message
+    ran = tasks_run(record, run_id)
+    assert "join" not in ran and "body-1" in ran
+
+
+def test_a_foreach_wider_than_planned_fails_at_its_own_step(emulator, record):
+    deployed = deploy(emulator, record, FOREACH, {"start": "array"}, {"start": 5}, bounds={"start": 4})
+    status, events = execute(emulator, deployed, "too-wide")
+    assert status == "FAILED"
+    sfn = client(emulator, "stepfunctions")
+    assert failed_step(sfn, deployed.arn.replace(":stateMachine:", ":execution:") + ":too-wide") == "start"
+    assert tasks_run(record, "too-wide") == []  # the foreach task failed before recording; no body task ran
 
 
 @pytest.mark.parametrize("mode, width", [
