@@ -72,6 +72,7 @@ bench: setup
 	Rscript bench/foreach_overhead.R
 	$(VENV)/bin/python bench/compile_large.py
 	bash bench/compare_metaflow.sh
+	$(VENV)/bin/python bench/sfn_scale.py
 
 # Regenerates man/ and NAMESPACE from the roxygen comments (needs Debian's r-cran-roxygen2).
 docs:

@@ -84,6 +84,16 @@ crashed = []
 threading.excepthook = lambda hook: crashed.append(hook.exc_type.__name__)
 config = {"stepfunctions": {"execute_state_machine": True}, "batch": {"use_docker": False}}
 
+def batch_queue(command):  # queue-1, and job definition def-1 running command
+    batch = boto3.client("batch")
+    role = boto3.client("iam").create_role(RoleName="b", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    batch.create_compute_environment(computeEnvironmentName="env-1", type="UNMANAGED", serviceRole=role)
+    batch.create_job_queue(jobQueueName="queue-1", priority=1, state="ENABLED",
+                           computeEnvironmentOrder=[{"order": 1, "computeEnvironment": "env-1"}])
+    batch.register_job_definition(jobDefinitionName="def-1", type="container", containerProperties={
+        "image": "i", "command": command, "vcpus": 1, "memory": 128})
+    return batch
+
 def execute(definition, execution_input, seconds=60):
     sfn = boto3.client("stepfunctions")
     role = boto3.client("iam").create_role(RoleName="r", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
@@ -127,15 +137,9 @@ with mock_aws(config=config):
 
 ARRAY_JOB = SCALE_PRELUDE + r"""
 with mock_aws(config=config):
-    batch = boto3.client("batch")
-    role = boto3.client("iam").create_role(RoleName="b", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
-    batch.create_compute_environment(computeEnvironmentName="env-1", type="UNMANAGED", serviceRole=role)
-    batch.create_job_queue(jobQueueName="queue-1", priority=1, state="ENABLED",
-                           computeEnvironmentOrder=[{"order": 1, "computeEnvironment": "env-1"}])
     # Each child sleeps half a second, says its index and fails if it is the one named on the command line.
     script = 'sleep 0.5; echo "index=$AWS_BATCH_JOB_ARRAY_INDEX"; test "$AWS_BATCH_JOB_ARRAY_INDEX" != "$0"'
-    batch.register_job_definition(jobDefinitionName="def-1", type="container", containerProperties={
-        "image": "i", "command": ["sh", "-c", script, sys.argv[2]], "vcpus": 1, "memory": 128})
+    batch = batch_queue(["sh", "-c", script, sys.argv[2]])
     began = time.time()
     submitted = batch.submit_job(jobName="j", jobDefinition="def-1", jobQueue="queue-1", arrayProperties={"size": 3})
     returned_after = time.time() - began
@@ -204,13 +208,7 @@ def test_array_children_run_in_the_background_with_their_index_and_a_failed_chil
 CONCURRENT_DESCRIBES = SCALE_PRELUDE + r"""
 # What a wide foreach does to Batch: tasks are submitted while Step Functions describes the ones running.
 with mock_aws(config=config):
-    batch = boto3.client("batch")
-    role = boto3.client("iam").create_role(RoleName="b", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
-    batch.create_compute_environment(computeEnvironmentName="env-1", type="UNMANAGED", serviceRole=role)
-    batch.create_job_queue(jobQueueName="queue-1", priority=1, state="ENABLED",
-                           computeEnvironmentOrder=[{"order": 1, "computeEnvironment": "env-1"}])
-    batch.register_job_definition(jobDefinitionName="def-1", type="container", containerProperties={
-        "image": "i", "command": ["true"], "vcpus": 1, "memory": 128})
+    batch = batch_queue(["true"])
     first = batch.submit_job(jobName="j", jobDefinition="def-1", jobQueue="queue-1")["jobId"]
     errors, done = [], threading.Event()
 
@@ -248,13 +246,7 @@ def test_jobs_can_be_described_while_others_are_submitted():
 
 CLIENTS_PER_TASK = SCALE_PRELUDE + r"""
 with mock_aws(config=config):
-    batch = boto3.client("batch")
-    role = boto3.client("iam").create_role(RoleName="b", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
-    batch.create_compute_environment(computeEnvironmentName="env-1", type="UNMANAGED", serviceRole=role)
-    batch.create_job_queue(jobQueueName="queue-1", priority=1, state="ENABLED",
-                           computeEnvironmentOrder=[{"order": 1, "computeEnvironment": "env-1"}])
-    batch.register_job_definition(jobDefinitionName="def-1", type="container", containerProperties={
-        "image": "i", "command": ["true"], "vcpus": 1, "memory": 128})
+    batch = batch_queue(["true"])
     made = []
     original = boto3.client
     boto3.client = lambda *args, **kwargs: made.append(kwargs.get("service_name")) or original(*args, **kwargs)

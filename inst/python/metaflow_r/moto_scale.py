@@ -59,43 +59,31 @@ def iterate_map_workers() -> None:
     if getattr(IterationWorker, "_metaflow_r_iterates", False):
         return
 
-    def inline_pool(self, job, worker_frame) -> None:
-        # moto's own _eval_pool, with its tail call turned into the next turn of a loop.
-        while job is not None:
-            job_frame = worker_frame.open_inner_frame()
-            self._eval_job(env=job_frame, job=job)
-            worker_frame.close_frame(job_frame)
-            if isinstance(job.job_output, Exception) or self.stopped():
-                break
-            next_job = self._job_pool.next_job()
-            if next_job is None:
-                worker_frame.event_history_context.source_event_id = (
-                    job_frame.event_history_context.last_published_event_id)
-                break
-            self._job_pool.close_job(job)
-            job = next_job
-        self._env.close_frame(worker_frame)
-        if job is not None:
-            self._job_pool.close_job(job)
+    def pool(close: str, keep_source: bool):
+        """moto's _eval_pool, its tail call turned into the next turn of a loop; inline workers close their
+        frames (and keep the last event's id for the next state), distributed workers delete them."""
+        def eval_pool(self, job, worker_frame) -> None:
+            while job is not None:
+                job_frame = worker_frame.open_inner_frame()
+                self._eval_job(env=job_frame, job=job)
+                getattr(worker_frame, close)(job_frame)
+                if isinstance(job.job_output, Exception) or self.stopped():
+                    break
+                next_job = self._job_pool.next_job()
+                if next_job is None:
+                    if keep_source:
+                        worker_frame.event_history_context.source_event_id = (
+                            job_frame.event_history_context.last_published_event_id)
+                    break
+                self._job_pool.close_job(job)
+                job = next_job
+            getattr(self._env, close)(worker_frame)
+            if job is not None:
+                self._job_pool.close_job(job)
+        return eval_pool
 
-    def distributed_pool(self, job, worker_frame) -> None:
-        while job is not None:
-            job_frame = worker_frame.open_inner_frame()
-            self._eval_job(env=job_frame, job=job)
-            worker_frame.delete_frame(job_frame)
-            if isinstance(job.job_output, Exception) or self.stopped():
-                break
-            next_job = self._job_pool.next_job()
-            if next_job is None:
-                break
-            self._job_pool.close_job(job)
-            job = next_job
-        self._env.delete_frame(worker_frame)
-        if job is not None:
-            self._job_pool.close_job(job)
-
-    IterationWorker._eval_pool = inline_pool
-    worker._eval_pool = distributed_pool
+    IterationWorker._eval_pool = pool("close_frame", keep_source=True)
+    worker._eval_pool = pool("delete_frame", keep_source=False)
     IterationWorker._metaflow_r_iterates = True
 
 
