@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from .compile import BATCH_RESOURCE, MAX_ARRAY_SIZE, array_chunks
 from .errors import UsageError
@@ -103,9 +103,11 @@ def _foreach_step(map_name: str) -> str:
 
 
 class _Walker:
-    def __init__(self, widths: dict[str, int], modes: dict[str, str]) -> None:
-        self.widths = widths
-        self.modes = modes
+    """``width_of(map state)``: its items; ``chunked(map state)``: whether it walks array jobs' chunks."""
+
+    def __init__(self, width_of: Callable[[str], int], chunked: Callable[[str], bool]) -> None:
+        self.width_of = width_of
+        self.chunked = chunked
 
     def chain(self, states: dict[str, Any], start: str) -> _Tally:
         tally = _Tally()
@@ -145,11 +147,10 @@ class _Walker:
         raise ValueError(f"the quota model does not know {kind} states ({name})")
 
     def map(self, name: str, state: dict[str, Any]) -> _Tally:
-        step = _foreach_step(name)
-        width = self.widths[step]
-        processor = state["ItemProcessor"]
+        width = self.width_of(name)
+        processor = state.get("ItemProcessor") or state["Iterator"]  # Iterator: the older name, same meaning
         tally = _Tally(events=CONTAINER_EVENTS, transitions=1)
-        if self.modes.get(step, "inline") == "array":
+        if self.chunked(name):
             for chunk in array_chunks(width):
                 one = self.chain(processor["States"], processor["StartAt"])
                 one.jobs = chunk["size"]
@@ -157,7 +158,7 @@ class _Walker:
                 tally.add(one)
             return tally
         body = self.chain(processor["States"], processor["StartAt"])
-        if processor["ProcessorConfig"]["Mode"] == "DISTRIBUTED":
+        if processor.get("ProcessorConfig", {}).get("Mode") == "DISTRIBUTED":
             tally.events += MAP_RUN_EVENTS
             child = _Tally(transitions=body.transitions, jobs=body.jobs, submits=body.submits,
                            children=1 + body.children)
@@ -180,7 +181,8 @@ def estimate(definition: dict[str, Any], widths: dict[str, int], modes: dict[str
     """The Budget of one run of ``definition`` when foreach step F has ``widths[F]`` items.
 
     ``split_depths`` (foreach step -> how many foreaches enclose it) sizes the split paths; 0 if absent."""
-    run = _Walker(widths, modes).chain(definition["States"], definition["StartAt"])
+    walker = _Walker(lambda name: widths[_foreach_step(name)], lambda name: modes.get(_foreach_step(name)) == "array")
+    run = walker.chain(definition["States"], definition["StartAt"])
     payload, payload_step, item, item_step = _payloads(widths, modes, split_depths or {})
     text = definition_json if definition_json is not None else json.dumps(definition, separators=(",", ":"))
     return Budget(widths=dict(widths), modes=dict(modes), max_workers=max_workers,
@@ -197,6 +199,23 @@ def _payload_place(step: str | None, modes: dict[str, str]) -> str:
     if step is None:
         return "the execution's input, with the run's parameters"
     return f"the input of foreach {step}'s {modes.get(step, 'inline')} Map, with its indices"
+
+
+@dataclass(frozen=True)
+class ExecutionCosts:
+    """What running a definition costs, whoever compiled it (bench/ applies it to Python Metaflow's)."""
+
+    run_history: int
+    largest_child_history: int
+    child_executions: int
+    transitions: int
+    batch_jobs: int
+
+
+def execution_costs(definition: dict[str, Any], width_of: Callable[[str], int]) -> ExecutionCosts:
+    """The success path of ``definition`` when Map state M has ``width_of(M)`` items (no array jobs)."""
+    run = _Walker(width_of, lambda name: False).chain(definition["States"], definition["StartAt"])
+    return ExecutionCosts(EXECUTION_EVENTS + run.events, run.child_history, run.children, run.transitions, run.jobs)
 
 
 def _digits_total(n: int) -> int:
