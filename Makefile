@@ -2,7 +2,8 @@
 #             pyproject.toml, the R package); fast and idempotent when nothing changed.
 # make demo   setup, then runs the seed's ParameterFlow locally.
 # make demo-sfn  setup, then ParameterFlow through create -> trigger -> artifact on the offline emulator.
-# make test   setup, then every pytest and testthat test (make test-slow: the few marked slow).
+# make test   setup, then every pytest and testthat test (the report's tests drive Debian's chromium;
+#             make test-slow: the few tests marked slow).
 # make bench  setup, then the benchmarks in bench/.
 
 SHELL := /bin/bash
@@ -10,7 +11,9 @@ VENV := .venv
 PYTHON ?= python3
 STAMPS := .stamps
 APT_PACKAGES := r-base-core r-cran-reticulate r-cran-testthat r-cran-magrittr r-cran-jsonlite \
-	r-cran-cli r-cran-processx r-cran-withr r-cran-r6 r-cran-matrix
+	r-cran-cli r-cran-processx r-cran-withr r-cran-r6 r-cran-matrix r-cran-rlang
+# For the tests only (the report's browser tests), so not in the Batch image, which installs APT_PACKAGES.
+TEST_APT_PACKAGES := chromium
 R_SOURCES := DESCRIPTION NAMESPACE configure $(wildcard R/*.R) $(wildcard man/*.Rd)
 PY_SOURCES := $(shell find inst/python -name '*.py' 2>/dev/null)
 
@@ -20,11 +23,11 @@ setup: $(STAMPS)/apt $(STAMPS)/venv $(STAMPS)/rpkg $(STAMPS)/node
 
 $(STAMPS)/apt: Makefile
 	@mkdir -p $(STAMPS)
-	@if ! dpkg -s $(APT_PACKAGES) >/dev/null 2>&1; then \
-		echo "Installing R and R packages from Debian"; \
+	@if ! dpkg -s $(APT_PACKAGES) $(TEST_APT_PACKAGES) >/dev/null 2>&1; then \
+		echo "Installing R, R packages and chromium from Debian"; \
 		$$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $$( [ "$$(id -u)" = 0 ] || echo sudo ) \
-			apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null; \
+			apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) $(TEST_APT_PACKAGES) >/dev/null; \
 	fi
 	@touch $@
 
@@ -40,13 +43,16 @@ $(STAMPS)/rpkg: $(STAMPS)/apt $(STAMPS)/venv $(R_SOURCES) $(PY_SOURCES)
 		|| { cat $(STAMPS)/rpkg.log; exit 1; }
 	@touch $@
 
-# The npm linter asl-validator checks the golden state machines beside PyPI's statelint. Best effort: a
-# machine without Node.js or the npm registry skips that one check (the test says so).
-$(STAMPS)/node:
+# From npm, into .tools: asl-validator checks the golden state machines beside PyPI's statelint;
+# playwright-core drives Debian's chromium for the report's browser tests, which also render the
+# `show --mermaid` text with mermaid. Best effort: a machine without Node.js or the npm registry skips those
+# checks (the tests say so).
+NPM_TOOLS := asl-validator@4.0.0 playwright-core@1.65.1 mermaid@12.3.0
+$(STAMPS)/node: Makefile
 	@mkdir -p $(STAMPS)
 	@if command -v npm >/dev/null 2>&1; then \
-		npm install --silent --no-audit --no-fund --prefix .tools asl-validator@4.0.0 >/dev/null 2>&1 \
-			|| echo "asl-validator could not be installed; its test will be skipped"; \
+		npm install --silent --no-audit --no-fund --prefix .tools $(NPM_TOOLS) >/dev/null 2>&1 \
+			|| echo "npm tools ($(NPM_TOOLS)) could not be installed; their tests will be skipped"; \
 	fi
 	@touch $@
 

@@ -4,7 +4,12 @@
 # middle of the first method dispatch, and that first call fails ("invalid 'type' (S4) of argument"
 # for sum() on a Matrix). Loading the class's package up front makes S4 artifacts work at once.
 read_artifact <- function(path) {
-  value <- readRDS(path)
+  value <- tryCatch(readRDS(path), error = function(e) {
+    abort(c("The artifact file {.file {path}} cannot be read: it is damaged.",
+            "x" = cli_escape(conditionMessage(e)),
+            "i" = "Run the step that made it again ({.code resume}) to store it anew."),
+          "datastore_error", call = NULL)
+  })
   if (isS4(value)) {
     package <- attr(class(value), "package")
     if (!is.null(package)) requireNamespace(package, quietly = TRUE)

@@ -24,12 +24,12 @@ flow_client <- R6::R6Class("flow_client",
       flows <- list_flows()
       if (!flow_id %in% flows) {
         root <- client_query("datastore_root")
-        cli::cli_abort(c("Flow {.val {flow_id}} does not exist.",
+        abort(c("Flow {.val {flow_id}} does not exist.",
                          "x" = "The datastore {.path {root}} has no run of it.",
                          "i" = if (length(flows)) "Flows there: {.val {flows}}." else
                            "Run the flow first, e.g. {.code Rscript flow.R run}.",
                          "i" = paste("The datastore is the {.file .metaflow} directory in the working directory or",
-                                     "its parents, or the one in {.envvar METAFLOW_DATASTORE_SYSROOT_LOCAL}.")),
+                                     "its parents, or the one in {.envvar METAFLOW_DATASTORE_SYSROOT_LOCAL}.")), "datastore_error",
                        call = NULL)
       }
       private$name_ <- flow_id
@@ -104,9 +104,9 @@ flow_client <- R6::R6Class("flow_client",
 
 check_flow_name <- function(x, arg) {
   if (!is.character(x) || length(x) != 1 || is.na(x) || !nzchar(x) || grepl("/", x, fixed = TRUE)) {
-    cli::cli_abort(c("{.arg {arg}} must be a flow's name, such as {.val HelloFlow}.",
+    abort(c("{.arg {arg}} must be a flow's name, such as {.val HelloFlow}.",
                      "x" = if (is.character(x) && length(x) == 1) "You supplied {.val {x}}." else
-                       "You supplied {.obj_type_friendly {x}}."), call = NULL)
+                       "You supplied {.obj_type_friendly {x}}."), "usage_error", call = NULL)
   }
   x
 }

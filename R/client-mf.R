@@ -115,45 +115,12 @@ new_task <- function(flow_id, run_id, step_id, task_id) {
 client_query <- function(query, ...) {
   client <- backend()$client
   sync_python_env()
-  tryCatch(client[[query]](...),
-           error = function(e) abort_backend_error(e))
-}
-
-abort_backend_error <- function(e, call = NULL) {
-  exception <- python_exception(e)
-  if (!is.null(exception) && reticulate::py_has_attr(exception, "bullets")) {
-    message <- reticulate::py_to_r(reticulate::py_get_attr(exception, "message"))
-    bullets <- reticulate::py_to_r(reticulate::py_get_attr(exception, "bullets"))
-    kinds <- vapply(bullets, function(b) as.character(b[[1]]), "")
-    texts <- vapply(bullets, function(b) cli_escape(as.character(b[[2]])), "")
-    cli::cli_abort(c(cli_escape(message), stats::setNames(texts, kinds)), call = call)
+  result <- tryCatch(client[[query]](...), error = function(e) abort_backend_error(e))
+  for (damaged in unlist(client$take_damaged())) {
+    cli::cli_warn(c("Skipped a damaged record.", "x" = cli_escape(damaged)), class = "metaflow_damaged_record")
   }
-  cli::cli_abort(c("The metaflow backend failed to read the datastore.",
-                   "x" = cli_escape(python_error_text(conditionMessage(e))),
-                   "i" = "Check that the datastore is readable; if it is, this is a bug in {.pkg metaflow}."),
-                 call = call)
+  result
 }
-
-# The Python exception behind an R error, if it is one: the condition itself in recent reticulate, else
-# the one reticulate::py_last_error() recorded for this very message.
-python_exception <- function(e) {
-  if (inherits(e, "python.builtin.BaseException")) return(e)
-  last <- tryCatch(reticulate::py_last_error(), error = function(err) NULL)
-  if (is.null(last) || is.null(last$value)) return(NULL)
-  first_line <- strsplit(last$value, "\n", fixed = TRUE)[[1]][1]
-  if (is.na(first_line) || !grepl(first_line, conditionMessage(e), fixed = TRUE)) return(NULL)
-  attr(last, "exception")
-}
-
-# A Python error's message without reticulate's decorations: the exception's module path, the
-# traceback and the hint to call py_last_error().
-python_error_text <- function(message) {
-  message <- sub("\n*(Detailed traceback|Run `reticulate::py_last_error\\(\\)`).*$", "", message)
-  message <- sub("^[A-Za-z_][A-Za-z0-9_.]*\\.([A-Za-z_][A-Za-z0-9_]*: )", "\\1", message)
-  trimws(message)
-}
-
-cli_escape <- function(x) gsub("}", "}}", gsub("{", "{{", x, fixed = TRUE), fixed = TRUE)
 
 # -- small shared helpers ------------------------------------------------------------------------------
 
@@ -163,13 +130,13 @@ client_id <- function(x, arg, call = NULL) {
     x <- format(x, scientific = FALSE, trim = TRUE)
   }
   if (!is.character(x) || length(x) != 1 || is.na(x) || !nzchar(x)) {
-    cli::cli_abort(c("{.arg {arg}} must be a single id, such as {.val 1712345678901234} or {.val end}.",
-                     "x" = "You supplied {.obj_type_friendly {x}}."), call = call)
+    abort(c("{.arg {arg}} must be a single id, such as {.val 1712345678901234} or {.val end}.",
+                     "x" = "You supplied {.obj_type_friendly {x}}."), "usage_error", call = call)
   }
   if (grepl("/", x, fixed = TRUE)) {
-    cli::cli_abort(c("{.arg {arg}} must be an id, not a pathspec.",
+    abort(c("{.arg {arg}} must be an id, not a pathspec.",
                      "x" = "You supplied {.val {x}}.",
-                     "i" = "Pass a pathspec as the only argument, e.g. {.code run_client$new(\"MyFlow/1712345678901234\")}."),
+                     "i" = "Pass a pathspec as the only argument, e.g. {.code run_client$new(\"MyFlow/1712345678901234\")}."), "usage_error",
                    call = call)
   }
   x
@@ -181,8 +148,8 @@ split_pathspec <- function(pathspec, n, example, call = NULL) {
     strsplit(pathspec, "/", fixed = TRUE)[[1]]
   }
   if (length(parts) != n || any(!nzchar(parts)) || endsWith(pathspec, "/")) {
-    cli::cli_abort(c("Expected a pathspec like {.val {example}}.",
-                     "x" = "You supplied {.val {format(pathspec)}}."),
+    abort(c("Expected a pathspec like {.val {example}}.",
+                     "x" = "You supplied {.val {format(pathspec)}}."), "usage_error",
                    call = call)
   }
   parts

@@ -27,8 +27,8 @@
 #' @export
 set_namespace <- function(ns = NULL) {
   if (!is.null(ns) && (!is.character(ns) || length(ns) != 1 || is.na(ns) || !nzchar(ns))) {
-    cli::cli_abort(c("{.arg ns} must be a namespace such as {.val user:alice}, or {.code NULL} for every namespace.",
-                     "x" = "You supplied {.obj_type_friendly {ns}}."))
+    abort(c("{.arg ns} must be a namespace such as {.val user:alice}, or {.code NULL} for every namespace.",
+                     "x" = "You supplied {.obj_type_friendly {ns}}."), "usage_error")
   }
   old <- get_namespace()
   the$namespace <- list(ns = ns)

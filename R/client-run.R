@@ -18,6 +18,7 @@
 #' run$artifact("xs")
 #' run$step("join")$tasks
 #' run$summary()
+#' run$report()               # an HTML report of the run; opens in a browser
 #' }
 #' @export
 run_client <- R6::R6Class("run_client",
@@ -28,8 +29,8 @@ run_client <- R6::R6Class("run_client",
     initialize = function(flow, run_id = NULL) {
       if (is.null(run_id)) {
         if (inherits(flow, "flow_client")) {
-          cli::cli_abort(c("{.code run_client$new()} needs a {.arg run_id} with a {.cls flow_client}.",
-                           "i" = "For example {.code run_client$new(flow, flow$latest_run)}."), call = NULL)
+          abort(c("{.code run_client$new()} needs a {.arg run_id} with a {.cls flow_client}.",
+                           "i" = "For example {.code run_client$new(flow, flow$latest_run)}."), "usage_error", call = NULL)
         }
         parts <- split_pathspec(flow, 2, "MyFlow/1712345678901234")
         flow_name <- parts[[1]]
@@ -42,7 +43,7 @@ run_client <- R6::R6Class("run_client",
           latest <- flow_obj[[run_id]]
           if (is.null(latest)) {
             what <- if (run_id == "latest_run") "run" else "successful run"
-            cli::cli_abort(c("Flow {.val {flow_name}} has no {what} to read.", namespace_hint()), call = NULL)
+            abort(c("Flow {.val {flow_name}} has no {what} to read.", namespace_hint()), "datastore_error", call = NULL)
           }
           run_id <- latest
         }
@@ -64,11 +65,11 @@ run_client <- R6::R6Class("run_client",
       task <- self$end_task
       if (is.null(task)) {
         status <- private$info()
-        cli::cli_abort(c(
+        abort(c(
           "Run {.val {self$pathspec}} has no {.val end} step to read {.val {name}} from.",
           "x" = if (isTRUE(status$finished)) "The run failed before its end step." else "The run has not reached its end step yet.",
           "i" = "Read it from a task of the step that set it, e.g. {.code run$step(\"start\")$task(\"1\")$artifact(\"{name}\")}."
-        ), call = NULL)
+        ), "datastore_error", call = NULL)
       }
       task_client$new(step_client$new(self, "end"), task)$artifact(name)
     },
@@ -97,6 +98,41 @@ run_client <- R6::R6Class("run_client",
         "Tags" = self$tags,
         "Artifacts" = self$artifacts
       ))
+    },
+
+    #' @description Write the run's report: one HTML file showing the graph coloured by each step's status
+    #'   (succeeded, failed, running, stopped, not reached), a timeline of every task attempt, the failed
+    #'   tasks' errors and output, and each step's artifacts with their type, size and a preview. The file
+    #'   is self-contained: it opens anywhere, offline. `Rscript flow.R report RUN_ID` writes the same file,
+    #'   and every local run prints the path of its own.
+    #' @param file Where to write it. By default beside the run's data in a local datastore
+    #'   (`.metaflow/<Flow>/<run>/_report.html`), and in the system's temporary directory for a run read
+    #'   from S3 (a production run).
+    #' @param flow The flow from [metaflow()], if you have it: the graph then also shows the steps the run
+    #'   never reached. Without it the graph is drawn from the steps the run recorded.
+    #' @param open Whether to open the file in a browser; by default only in an interactive session.
+    #' @return The file's path, invisibly.
+    report = function(file = NULL, flow = NULL, open = interactive()) {
+      if (!is.null(file) && (!is.character(file) || length(file) != 1 || is.na(file) || !nzchar(file))) {
+        abort(c("{.arg file} must be a file path or {.code NULL}.",
+                "x" = "You supplied {.obj_type_friendly {file}}."), "usage_error", call = NULL)
+      }
+      if (!is.null(flow)) {
+        check_flow(flow, call = NULL)
+        if (!identical(flow$name, private$flow_)) {
+          abort(c("{.arg flow} is flow {.val {flow$name}}, but this run is of {.val {private$flow_}}.",
+                  "i" = "Pass the flow that made the run, or leave {.arg flow} out."), "usage_error", call = NULL)
+        }
+      }
+      if (!isTRUE(open) && !isFALSE(open)) {
+        abort(c("{.arg open} must be {.code TRUE} or {.code FALSE}.",
+                "x" = "You supplied {.obj_type_friendly {open}}."), "usage_error", call = NULL)
+      }
+      spec <- if (is.null(flow)) NULL else flow_spec(flow, NULL)
+      path <- client_query("report", private$flow_, private$id_, spec,
+                           if (is.null(file)) NULL else normalizePath(file, mustWork = FALSE))
+      if (open) utils::browseURL(path)
+      invisible(path)
     },
 
     #' @description Print the run in one line.

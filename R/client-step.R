@@ -24,8 +24,8 @@ step_client <- R6::R6Class("step_client",
     initialize = function(run, step_id = NULL) {
       if (is.null(step_id)) {
         if (inherits(run, "run_client")) {
-          cli::cli_abort(c("{.code step_client$new()} needs a {.arg step_id} with a {.cls run_client}.",
-                           "i" = "For example {.code step_client$new(run, \"end\")}."), call = NULL)
+          abort(c("{.code step_client$new()} needs a {.arg step_id} with a {.cls run_client}.",
+                           "i" = "For example {.code step_client$new(run, \"end\")}."), "usage_error", call = NULL)
         }
         parts <- split_pathspec(run, 3, "MyFlow/1712345678901234/start")
         run <- run_client$new(parts[[1]], parts[[2]])
@@ -36,8 +36,8 @@ step_client <- R6::R6Class("step_client",
       }
       if (!length(client_query("tasks", run$flow_name, run$id, step_id))) {
         steps <- run$steps
-        cli::cli_abort(c("Run {.val {run$pathspec}} has no step {.val {step_id}}.",
-                         "i" = if (length(steps)) "Its steps: {.val {steps}}." else "None of its tasks has finished yet."),
+        abort(c("Run {.val {run$pathspec}} has no step {.val {step_id}}.",
+                         "i" = if (length(steps)) "Its steps: {.val {steps}}." else "None of its tasks has finished yet."), "datastore_error",
                        call = NULL)
       }
       private$run_ <- run

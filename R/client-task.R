@@ -25,8 +25,8 @@ task_client <- R6::R6Class("task_client",
     initialize = function(step, task_id = NULL) {
       if (is.null(task_id)) {
         if (inherits(step, "step_client")) {
-          cli::cli_abort(c("{.code task_client$new()} needs a {.arg task_id} with a {.cls step_client}.",
-                           "i" = "For example {.code task_client$new(step, step$tasks[1])}."), call = NULL)
+          abort(c("{.code task_client$new()} needs a {.arg task_id} with a {.cls step_client}.",
+                           "i" = "For example {.code task_client$new(step, step$tasks[1])}."), "usage_error", call = NULL)
         }
         parts <- split_pathspec(step, 4, "MyFlow/1712345678901234/start/1")
         step <- step_client$new(run_client$new(parts[[1]], parts[[2]]), parts[[3]])
@@ -46,18 +46,18 @@ task_client <- R6::R6Class("task_client",
     #' @return The R object the task saved under `name`.
     artifact = function(name) {
       if (!is.character(name) || length(name) != 1 || is.na(name) || !nzchar(name)) {
-        cli::cli_abort(c("{.arg name} must be an artifact's name.",
-                         "x" = "You supplied {.obj_type_friendly {name}}."), call = NULL)
+        abort(c("{.arg name} must be an artifact's name.",
+                         "x" = "You supplied {.obj_type_friendly {name}}."), "usage_error", call = NULL)
       }
       record <- private$record()
       sha <- record$artifacts[[name]]
       if (is.null(sha)) {
         known <- names(record$artifacts)
-        cli::cli_abort(c(
+        abort(c(
           "Task {.val {self$pathspec}} has no attribute '{name}'.",
           "x" = if (!isTRUE(record$successful)) "The task failed ({record$error %||% 'no reason recorded'}); a failed task keeps no artifacts.",
           "i" = if (length(known)) "Its artifacts: {.val {known}}." else "It has no artifacts."
-        ), call = NULL)
+        ), "datastore_error", call = NULL)
       }
       read_artifact(client_query("artifact_path", self$flow_name, sha))
     },

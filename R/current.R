@@ -13,8 +13,8 @@ current <- function(value) {
     return(!is.null(ctx))
   }
   if (is.null(ctx)) {
-    cli::cli_abort(c("{.fn current} has no value outside a running task.",
-                     "i" = "Call it inside a step function."))
+    abort(c("{.fn current} has no value outside a running task.",
+                     "i" = "Call it inside a step function."), "usage_error")
   }
   switch(value,
     flow_name = ctx$flow,
@@ -26,8 +26,8 @@ current <- function(value) {
     username = ctx$user,
     namespace = ctx$namespace,
     tags = unlist(ctx$tags),
-    cli::cli_abort(c("{.fn current} knows no {.val {value}}.",
-                     "i" = "Ask for one of {.val {c('flow_name', 'run_id', 'step_name', 'task_id', 'retry_count', 'pathspec', 'username', 'namespace', 'tags', 'is_running_flow')}}."))
+    abort(c("{.fn current} knows no {.val {value}}.",
+                     "i" = "Ask for one of {.val {c('flow_name', 'run_id', 'step_name', 'task_id', 'retry_count', 'pathspec', 'username', 'namespace', 'tags', 'is_running_flow')}}."), "usage_error")
   )
 }
 

@@ -24,9 +24,9 @@ emulator_start <- function(port = 5055L, env_file = tempfile("metaflow-emulator-
   python <- python_path()
   command <- file.path(dirname(python), "metaflow-r")
   if (!file.exists(command)) {
-    cli::cli_abort(c("The backend's {.code metaflow-r} command is not installed.",
+    abort(c("The backend's {.code metaflow-r} command is not installed.",
                      "x" = "{.file {command}} does not exist.",
-                     "i" = "Run {.code make setup} in the repository."))
+                     "i" = "Run {.code make setup} in the repository."), "installation_error")
   }
   unlink(env_file)
   # R puts Debian's libpython first on LD_LIBRARY_PATH; the backend's Python needs its own.
@@ -41,9 +41,9 @@ emulator_start <- function(port = 5055L, env_file = tempfile("metaflow-emulator-
     if (!process$is_alive() || Sys.time() > deadline) {
       output <- if (process$is_alive()) "" else process$read_all_output()
       process$kill()
-      cli::cli_abort(c("The AWS emulator did not start on port {port}.",
+      abort(c("The AWS emulator did not start on port {port}.",
                        "x" = if (nzchar(output)) output else "It was not ready after {timeout} s.",
-                       "i" = "Is the port in use? Try another: {.code emulator_start(port = 5056)}."))
+                       "i" = "Is the port in use? Try another: {.code emulator_start(port = 5056)}."), "emulator_error")
     }
     Sys.sleep(0.1)
   }
@@ -59,7 +59,7 @@ emulator_start <- function(port = 5055L, env_file = tempfile("metaflow-emulator-
 #' @export
 emulator_stop <- function(emulator) {
   if (!inherits(emulator, "metaflow_emulator")) {
-    cli::cli_abort("{.arg emulator} must be the handle {.fn emulator_start} returned.")
+    abort("{.arg emulator} must be the handle {.fn emulator_start} returned.", "usage_error")
   }
   emulator$process$signal(15L)
   emulator$process$wait(10000)

@@ -15,7 +15,7 @@
 #' flow
 #' @export
 metaflow <- function(name, ...) {
-  check_name(name, "name")
+  check_name(name, "name", "graph_error")
   decorators <- list(...)
   check_decorators(decorators, "metaflow()")
   expect_run(name)
@@ -36,27 +36,24 @@ print.metaflow_flow <- function(x, ...) {
   invisible(x)
 }
 
-check_flow <- function(flow, call = rlang_caller()) {
+check_flow <- function(flow, call = rlang::caller_env()) {
   if (!inherits(flow, "metaflow_flow")) {
-    cli::cli_abort(c(
+    abort(c(
       "Expected a flow made by {.fn metaflow}.",
       "x" = "Got {.obj_type_friendly {flow}}.",
       "i" = "Start the pipe with {.code metaflow(\"MyFlow\") %>% ...}."
-    ), call = call)
+    ), "usage_error", call = call)
   }
 }
 
-check_name <- function(x, arg, call = rlang_caller()) {
-  if (!is.character(x) || length(x) != 1 || is.na(x) || !grepl("^[A-Za-z_][A-Za-z0-9_]*$", x)) {
-    cli::cli_abort(c(
-      "{.arg {arg}} must be a single name of letters, digits and underscores.",
+check_name <- function(x, arg, kind, call = rlang::caller_env()) {
+  if (!is_valid_name(x)) {
+    abort(c(
+      "{.arg {arg}} must be a single name of {rules()$name$what}.",
       "x" = "You supplied {.val {format(x)}}."
-    ), call = call)
+    ), kind, call = call)
   }
 }
-
-# The frame of the user's call, for error messages that point at what they typed.
-rlang_caller <- function() sys.call(-2)
 
 # step() masks stats::step, as in Metaflow's R package. library() stays quiet about it when the attached
 # environment holds `.conflicts.OK`, so every task's output is the step's own.

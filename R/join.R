@@ -30,7 +30,7 @@ gather_inputs <- function(inputs, input) {
 merge_artifacts <- function(flow, inputs, exclude = list()) {
   self <- flow
   if (!inherits(self, "metaflow_self")) {
-    cli::cli_abort("{.fn merge_artifacts} takes the join step's {.arg self} as its first argument.")
+    abort("{.fn merge_artifacts} takes the join step's {.arg self} as its first argument.", "usage_error")
   }
   ctx <- self_state(self, ".ctx")
   skip <- c(unlist(exclude), ctx$parameter_names, names(self))
@@ -47,10 +47,10 @@ merge_artifacts <- function(flow, inputs, exclude = list()) {
     }
   }
   if (length(conflicts)) {
-    cli::cli_abort(c(
+    abort(c(
       "MergeArtifactsException: step {.val {ctx$step}} cannot merge {.val {conflicts}}: the inputs hold different values.",
       "i" = "Set those artifacts in the join step before merging, or pass {.code exclude = list(...)}."
-    ), call = NULL)
+    ), "merge_conflict", call = NULL)
   }
   assign(".refs", c(self_state(self, ".refs"), merged), envir = self)
   invisible(self)

@@ -20,31 +20,37 @@
 parameter <- function(flow, name, help = NULL, default = NULL, type = NULL, required = FALSE,
                       is_flag = FALSE, separator = NULL) {
   check_flow(flow)
-  check_name(name, "name")
-  if (name %in% reserved_names) {
-    cli::cli_abort(c("Parameter name {.val {name}} is reserved.",
-                     "i" = "Reserved names: {.val {reserved_names}}."))
+  check_name(name, "name", "parameter_error")
+  if (name %in% reserved_parameter_names()) {
+    abort(c("Parameter name {.val {name}} is reserved.", "i" = reserved_why(name), "i" = "Choose another name."),
+          "parameter_error")
   }
   if (name %in% vapply(flow$parameters, `[[`, "", "name")) {
-    cli::cli_abort(c("Parameter {.val {name}} is defined twice.", "i" = "Give every parameter a distinct name."))
+    abort(c("Parameter {.val {name}} is defined twice.", "i" = "Give every parameter a distinct name."),
+          "parameter_error")
   }
-  check_flag(required, "required")
-  check_flag(is_flag, "is_flag")
+  check_flag(required, "required", "parameter_error")
+  check_flag(is_flag, "is_flag", "parameter_error")
   if (!is.null(help) && !(is.character(help) && length(help) == 1)) {
-    cli::cli_abort("{.arg help} must be a single string, not {.obj_type_friendly {help}}.")
+    abort("{.arg help} must be a single string, not {.obj_type_friendly {help}}.", "parameter_error")
   }
   if (!is.null(separator) && !(is.character(separator) && length(separator) == 1 && nzchar(separator))) {
-    cli::cli_abort("{.arg separator} must be a non-empty string, not {.obj_type_friendly {separator}}.")
+    abort("{.arg separator} must be a non-empty string, not {.obj_type_friendly {separator}}.", "parameter_error")
+  }
+  if (is.double(default) && any(is.nan(default) | is.infinite(default))) {
+    abort(c("{.arg default} of parameter {.val {name}} must be a finite number.",
+            "x" = "You supplied {.val {default}}.", "i" = "NaN and infinite values cannot reach a step exactly."),
+          "parameter_error")
   }
   if (!is.null(default) && !(is.atomic(default) && length(default) >= 1 && !anyNA(default))) {
-    cli::cli_abort(c("{.arg default} of parameter {.val {name}} must be a string, number or logical.",
-                     "x" = "You supplied {.obj_type_friendly {default}}."))
+    abort(c("{.arg default} of parameter {.val {name}} must be a string, number or logical.",
+            "x" = "You supplied {.obj_type_friendly {default}}."), "parameter_error")
   }
   type <- parameter_type(type, default, is_flag, name)
   if (!is.null(default) && length(default) > 1) {
     if (is.null(separator)) {
-      cli::cli_abort(c("{.arg default} of parameter {.val {name}} has {length(default)} values.",
-                       "i" = "Give a single value, or set {.arg separator} for a list-valued parameter."))
+      abort(c("{.arg default} of parameter {.val {name}} has {length(default)} values.",
+              "i" = "Give a single value, or set {.arg separator} for a list-valued parameter."), "parameter_error")
     }
     default <- paste(default, collapse = separator)
   }
@@ -55,11 +61,7 @@ parameter <- function(flow, name, help = NULL, default = NULL, type = NULL, requ
   flow
 }
 
-reserved_names <- c("input", "index", "foreach_stack", "name", "next", "run_id", "task_id", "step_name")
-
-parameter_type <- function(type, default, is_flag, name) {
-  aliases <- c(str = "str", character = "str", string = "str", int = "int", integer = "int",
-               float = "float", numeric = "float", double = "float", bool = "bool", logical = "bool")
+parameter_type <- function(type, default, is_flag, name, call = rlang::caller_env()) {
   if (is_flag) {
     return("bool")
   }
@@ -67,16 +69,18 @@ parameter_type <- function(type, default, is_flag, name) {
     if (is.null(default)) return("str")
     return(switch(typeof(default), integer = "int", double = "float", logical = "bool", "str"))
   }
-  if (!is.character(type) || length(type) != 1 || !type %in% names(aliases)) {
-    cli::cli_abort(c("{.arg type} of parameter {.val {name}} is not a known type.",
-                     "x" = "You supplied {.val {format(type)}}.",
-                     "i" = "Use one of {.val {c('str', 'int', 'float', 'bool')}}."))
+  spellings <- parameter_types()
+  canonical <- names(spellings)[vapply(spellings, function(s) isTRUE(type %in% s), logical(1))]
+  if (!is.character(type) || length(type) != 1 || length(canonical) != 1) {
+    abort(c("{.arg type} of parameter {.val {name}} is not a known type.",
+            "x" = "You supplied {.val {format(type)}}.",
+            "i" = "Use one of {.val {names(spellings)}}."), "parameter_error", call = call)
   }
-  unname(aliases[[type]])
+  canonical
 }
 
-check_flag <- function(x, arg) {
+check_flag <- function(x, arg, kind, call = rlang::caller_env()) {
   if (!is.logical(x) || length(x) != 1 || is.na(x)) {
-    cli::cli_abort("{.arg {arg}} must be TRUE or FALSE, not {.obj_type_friendly {x}}.")
+    abort("{.arg {arg}} must be TRUE or FALSE, not {.obj_type_friendly {x}}.", kind, call = call)
   }
 }

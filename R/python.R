@@ -13,11 +13,11 @@ backend <- function() {
   if (!is.null(the$backend)) return(the$backend)
   python <- python_path()
   if (!nzchar(python) || !file.exists(python)) {
-    cli::cli_abort(c(
+    abort(c(
       "The Python backend of {.pkg metaflow} is not installed.",
       "x" = if (nzchar(python)) "{.file {python}} does not exist." else "No Python interpreter is recorded.",
       "i" = "Run {.code make setup} in the repository, or set {.envvar METAFLOW_R_PYTHON} to a Python with {.code metaflow_r} installed."
-    ), call = NULL)
+    ), "installation_error", call = NULL)
   }
   Sys.setenv(RETICULATE_PYTHON = python)
   reticulate::use_python(python, required = TRUE)

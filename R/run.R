@@ -29,6 +29,16 @@
 run <- function(flow, ..., step_functions = NULL, max_workers = NULL, with = NULL, resume = NULL,
                 show = FALSE, help = FALSE, datastore = NULL, metadata = NULL, package_suffixes = NULL,
                 batch = FALSE, tags = NULL) {
+  params <- list(...)
+  # R matches `f = 1` to `flow` by partial matching: then the flow is among `...` and `f` is a parameter.
+  partial <- intersect(names(sys.call()), c("f", "fl", "flo"))
+  if (length(partial) && !inherits(flow, "metaflow_flow")) {
+    at <- which(vapply(params, inherits, logical(1), "metaflow_flow") & !nzchar(rlang::names2(params)))[1]
+    if (!is.na(at)) {
+      params <- c(stats::setNames(list(flow), partial), params[-at])
+      flow <- list(...)[[at]]
+    }
+  }
   check_flow(flow)
   the$ran <- TRUE
   args <- script_args()
@@ -39,7 +49,7 @@ run <- function(flow, ..., step_functions = NULL, max_workers = NULL, with = NUL
     return(invisible(run_worker(flow)))
   }
   if (!length(args)) {
-    args <- args_from_call(list(...), step_functions = step_functions, max_workers = max_workers,
+    args <- args_from_call(params, flow, step_functions = step_functions, max_workers = max_workers,
                            with = with, resume = resume, show = show, help = help, datastore = datastore,
                            metadata = metadata, batch = batch, tags = tags)
   }
@@ -66,57 +76,6 @@ task_command <- function(flow, args) {
   invisible(status)
 }
 
-# Runs one task; an R error becomes a message naming the step and status 1.
-run_task_reporting_errors <- function(flow, args) {
-  # Task output becomes log lines prefixed by the runtime: never wrap messages at the console width.
-  old <- options(cli.width = 10000)
-  on.exit({options(old); the$task <- NULL}, add = TRUE)
-  tryCatch(run_task(flow, args), error = function(e) {
-    step <- if (!is.null(the$task)) the$task$step else "?"
-    cat(sprintf("Error in step '%s': %s\n", step, conditionMessage(e)), file = stderr())
-    1L
-  })
-}
-
-args_from_call <- function(params, step_functions = NULL, max_workers = NULL, with = NULL, resume = NULL,
-                           show = FALSE, help = FALSE, datastore = NULL, metadata = NULL, batch = FALSE,
-                           tags = NULL) {
-  if (length(params) && (is.null(names(params)) || any(!nzchar(names(params))))) {
-    cli::cli_abort(c("Parameter values given to {.fn run} must be named.", "i" = "For example {.code run(alpha = 0.5)}."))
-  }
-  if (!is.null(metadata) && !identical(metadata, "local")) {
-    cli::cli_inform(c("i" = "{.arg metadata} = {.val {metadata}} is not used: run metadata lives in the datastore."))
-  }
-  if (isTRUE(batch)) {
-    cli::cli_inform(c("i" = "{.arg batch} is not used: to run on AWS Batch, use {.code run(step_functions = \"create\")}."))
-  }
-  global <- c(unlist(lapply(with, function(w) c("--with", w))),
-              if (!is.null(datastore)) c("--datastore", datastore))
-  if (isTRUE(help)) return(c(global, "--help"))
-  if (isTRUE(show)) return(c(global, "show"))
-  if (!is.null(step_functions)) {
-    command <- c("step-functions", step_functions)
-  } else if (!is.null(resume)) {
-    command <- c("resume", if (is.character(resume)) resume)
-  } else {
-    command <- "run"
-  }
-  c(global, command,
-    if (!is.null(max_workers)) c("--max-workers", format(max_workers)),
-    unlist(lapply(tags, function(t) c("--tag", t))),
-    parameter_args(params))
-}
-
-parameter_args <- function(params) {
-  unlist(lapply(names(params), function(name) {
-    value <- params[[name]]
-    if (is.logical(value) && length(value) == 1 && !is.na(value)) {
-      return(if (value) paste0("--", name) else paste0("--no-", name))
-    }
-    c(paste0("--", name), paste(format(value, digits = 15, scientific = FALSE, trim = TRUE), collapse = ","))
-  }))
-}
-
 # The graph spec sent to Python: everything but the functions, which stay in R.
 flow_spec <- function(flow, script, package_suffixes = NULL) {
   steps <- lapply(unname(flow$steps), function(s) {
@@ -139,8 +98,8 @@ script_path <- function() {
     ofile <- get0("ofile", envir = frame, inherits = FALSE)
     if (is.character(ofile) && length(ofile) == 1 && file.exists(ofile)) return(normalizePath(ofile))
   }
-  cli::cli_abort(c("{.fn run} cannot tell which script defines this flow.",
-                   "i" = "Save the flow in a file and {.code source()} it, or run {.code Rscript flow.R run}."),
+  abort(c("{.fn run} cannot tell which script defines this flow.",
+                   "i" = "Save the flow in a file and {.code source()} it, or run {.code Rscript flow.R run}."), "usage_error",
                  call = NULL)
 }
 

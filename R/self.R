@@ -69,7 +69,7 @@ self_get <- function(self, name) {
     } else {
       "Set it in an earlier step with {.code self${name} <- ...}."
     }
-    cli::cli_abort(c("Step {.val {ctx$step}}: 'self' has no attribute '{name}'.", "i" = hint), call = NULL)
+    abort(c("Step {.val {ctx$step}}: 'self' has no attribute '{name}'.", "i" = hint), "attribute_error", call = NULL)
   }
   value <- read_artifact(ref$path)
   assign(name, value, envir = values)
@@ -79,16 +79,16 @@ self_get <- function(self, name) {
 self_set <- function(self, name, value) {
   ctx <- self_state(self, ".ctx")
   if (self_state(self, ".read_only")) {
-    cli::cli_abort(c("AttributeError: the inputs of a join are read-only (tried to set {.val {name}}).",
-                     "i" = "Set artifacts on {.arg self}, not on {.arg inputs}."), call = NULL)
+    abort(c("AttributeError: the inputs of a join are read-only (tried to set {.val {name}}).",
+                     "i" = "Set artifacts on {.arg self}, not on {.arg inputs}."), "attribute_error", call = NULL)
   }
   if (name %in% ctx$parameter_names) {
-    cli::cli_abort(c("AttributeError: {.val {name}} is a parameter and cannot be assigned in step {.val {ctx$step}}.",
-                     "i" = "Store a derived value under another name."), call = NULL)
+    abort(c("AttributeError: {.val {name}} is a parameter and cannot be assigned in step {.val {ctx$step}}.",
+                     "i" = "Store a derived value under another name."), "attribute_error", call = NULL)
   }
-  if (name %in% reserved_names || startsWith(name, ".")) {
-    cli::cli_abort(c("AttributeError: {.val {name}} is a reserved name and cannot be assigned.",
-                     "i" = "Reserved names: {.val {reserved_names}}."), call = NULL)
+  if (name %in% reserved_names() || startsWith(name, ".")) {
+    abort(c("AttributeError: {.val {name}} is a reserved name and cannot be assigned.",
+                     "i" = "Reserved names: {.val {reserved_names()}}."), "attribute_error", call = NULL)
   }
   self_store(self, name, value)
 }
@@ -105,13 +105,25 @@ self_outputs <- function(self, output_dir) {
   values <- self_state(self, ".values")
   dirty <- self_state(self, ".dirty")
   refs <- self_state(self, ".refs")
-  out <- lapply(refs, function(ref) list(sha = ref$sha))
+  out <- structure(lapply(refs, function(ref) list(sha = ref$sha)), names = as.character(names(refs)))
   for (i in seq_along(dirty)) {
     file <- sprintf("artifact-%d.rds", i)
-    saveRDS(get(dirty[[i]], envir = values), file.path(output_dir, file))
-    out[[dirty[[i]]]] <- list(file = file)
+    value <- get(dirty[[i]], envir = values)
+    saveRDS(value, file.path(output_dir, file))
+    out[[dirty[[i]]]] <- list(file = file, type = class(value)[1], preview = artifact_preview(value))
   }
   out
+}
+
+# A short, one-line view of an artifact for reports and listings: what str() shows first.
+artifact_preview <- function(value) {
+  text <- tryCatch(
+    utils::capture.output(utils::str(value, max.level = 1, vec.len = 3, nchar.max = 60, list.len = 5,
+                                     give.attr = FALSE, give.head = TRUE)),
+    error = function(e) character()
+  )
+  text <- gsub("\\s+", " ", trimws(paste(text, collapse = " ")))
+  if (nchar(text) > 200) paste0(substr(text, 1, 197), "...") else enc2utf8(text)
 }
 
 foreach_frames <- function(self) {
@@ -122,8 +134,8 @@ top_foreach_frame <- function(self, what) {
   frames <- foreach_frames(self)
   if (!length(frames)) {
     step <- self_state(self, ".ctx")$step
-    cli::cli_abort(c("Step {.val {step}}: 'self' has no attribute '{what}'.",
-                     "i" = "{.code self${what}} exists only in steps that run inside a foreach."), call = NULL)
+    abort(c("Step {.val {step}}: 'self' has no attribute '{what}'.",
+                     "i" = "{.code self${what}} exists only in steps that run inside a foreach."), "attribute_error", call = NULL)
   }
   frames[[length(frames)]]
 }

@@ -23,38 +23,41 @@
 step <- function(flow, ..., step, r_function = NULL, next_step = NULL, join = FALSE, foreach = NULL) {
   check_flow(flow)
   if (missing(step)) {
-    cli::cli_abort(c("{.fn step} needs a name.", "i" = "Write {.code step(step = \"start\", ...)}."))
+    abort(c("{.fn step} needs a name.", "i" = "Write {.code step(step = \"start\", ...)}."), "graph_error")
   }
-  check_name(step, "step")
+  check_name(step, "step", "graph_error")
   decorators <- list(...)
   check_decorators(decorators, sprintf("step(\"%s\")", step))
   if (step %in% names(flow$steps)) {
-    cli::cli_abort(c("Step {.val {step}} is defined twice.", "i" = "Give every step a distinct name."))
+    abort(c("Step {.val {step}} is defined twice.", "i" = "Give every step a distinct name."), "graph_error")
   }
-  check_flag(join, "join")
+  check_flag(join, "join", "graph_error")
   if (!is.null(r_function) && !is.function(r_function)) {
-    cli::cli_abort(c("{.arg r_function} of step {.val {step}} must be a function.",
-                     "x" = "You supplied {.obj_type_friendly {r_function}}."))
+    abort(c("{.arg r_function} of step {.val {step}} must be a function.",
+            "x" = "You supplied {.obj_type_friendly {r_function}}."), "graph_error")
   }
   if (!is.null(r_function)) {
     arity <- length(formals(r_function))
     wanted <- if (join) 2 else 1
     if (arity < wanted && !"..." %in% names(formals(r_function))) {
-      cli::cli_abort(c(
+      abort(c(
         "{.arg r_function} of step {.val {step}} takes {arity} argument{?s} but needs {wanted}.",
         "i" = if (join) "A join step's function is {.code function(self, inputs)}."
               else "A step's function is {.code function(self)}."
-      ))
+      ), "graph_error")
     }
   }
   if (!is.null(next_step) && (!is.character(next_step) || anyNA(next_step) || length(next_step) == 0)) {
-    cli::cli_abort(c("{.arg next_step} of step {.val {step}} must be step name(s).",
-                     "x" = "You supplied {.obj_type_friendly {next_step}}."))
+    abort(c("{.arg next_step} of step {.val {step}} must be step name(s).",
+            "x" = "You supplied {.obj_type_friendly {next_step}}."), "graph_error")
   }
-  if (!is.null(foreach)) check_name(foreach, "foreach")
+  if (!is.null(foreach)) check_name(foreach, "foreach", "graph_error")
+  # The name the user wrote, so a task's traceback shows `start(self)` rather than an anonymous call.
+  r_function_name <- substitute(r_function)
   flow$steps[[step]] <- list(
     step = step, r_function = r_function, next_step = next_step, join = join,
-    foreach = foreach, decorators = unname(decorators)
+    foreach = foreach, decorators = unname(decorators),
+    r_function_name = if (is.name(r_function_name)) as.character(r_function_name)
   )
   flow
 }

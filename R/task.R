@@ -1,8 +1,10 @@
-# Running one task: `Rscript flow.R task --context FILE`, launched by the local runtime or a Batch job.
+# Running one task: `Rscript flow.R task --context FILE` on Batch, or a fork of a warm worker locally
+# (R/worker.R). Both run run_task_reporting_errors().
 #
-# The launcher prepared FILE (inherited artifacts, join inputs, foreach stack); this process runs the step
-# function and leaves the artifacts it produced, as RDS files plus outputs.json, in the context's
-# output_dir. The launcher commits them; a task that dies here leaves nothing visible.
+# The launcher prepared FILE, the protocol's context document (inherited artifacts, join inputs, foreach
+# stack); this process runs the step function and leaves the artifacts it produced, as RDS files plus the
+# outputs document, in the context's output_dir, or the task error document when the step failed. The
+# launcher commits them; a task that dies here leaves nothing visible.
 
 run_task <- function(flow, args) {
   context_file <- task_option(args, "--context")
@@ -10,7 +12,7 @@ run_task <- function(flow, args) {
   the$task <- ctx
   step <- flow$steps[[ctx$step]]
   if (is.null(step)) {
-    cli::cli_abort("The flow has no step {.val {ctx$step}}; the script changed since the run started.")
+    abort("The flow has no step {.val {ctx$step}}; the script changed since the run started.", "graph_error")
   }
   if (length(ctx$environment)) {
     do.call(Sys.setenv, lapply(ctx$environment, as.character))  # decorator("environment", vars = ...)
@@ -22,19 +24,99 @@ run_task <- function(flow, args) {
   if (!is.null(ctx$catch)) {
     record_caught_error(self, ctx)
   } else if (!is.null(step$r_function)) {
-    if (is.null(ctx$join)) {
-      step$r_function(self)
-    } else {
-      step$r_function(self, join_inputs(ctx))
-    }
+    call_step_function(step, self, if (!is.null(ctx$join)) join_inputs(ctx))
   }
-  outputs <- list(artifacts = self_outputs(self, ctx$output_dir))
-  if (!is.null(step$foreach)) {
-    outputs$num_splits <- foreach_width(self, step)
-  }
-  writeLines(jsonlite::toJSON(outputs, auto_unbox = TRUE, null = "null"),
-             file.path(ctx$output_dir, "outputs.json"))
+  num_splits <- if (!is.null(step$foreach)) foreach_width(self, step)
+  outputs <- list(artifacts = self_outputs(self, ctx$output_dir), num_splits = num_splits)
+  write_document(outputs, file.path(ctx$output_dir, protocol_file("outputs")))
   invisible(0L)
+}
+
+# Runs one task. An R error becomes the task error document (class, message, call, and the step
+# function's frames down to the error) and a report on stderr, and the status is 1.
+run_task_reporting_errors <- function(flow, args) {
+  # Task output becomes log lines prefixed by the runtime: never wrap messages at the console width.
+  old <- options(cli.width = 10000)
+  on.exit({options(old); the$task <- NULL}, add = TRUE)
+  cat(protocol()$task_start_marker, "\n", sep = "")  # the launcher starts the task's clock here
+  flush(stdout())
+  guard_quit()
+  frames <- character()
+  tryCatch(
+    withCallingHandlers(run_task(flow, args), error = function(e) frames <<- step_frames(flow)),
+    error = function(e) {
+      ctx <- the$task
+      error <- task_error(e, frames)
+      if (!is.null(ctx$output_dir)) {
+        write_document(error, file.path(ctx$output_dir, protocol_file("task_error")))
+      }
+      cat(format_task_error(if (!is.null(ctx)) ctx$step else "?", error), sep = "\n", file = stderr())
+      1L
+    })
+}
+
+# quit() inside a step would end the process without a word: the task's artifacts lost, and, in a forked
+# task, the worker's tempdir deleted under it. While a task runs, quit() and q() are an error that says
+# so, unless the flow's script defines functions of those names itself.
+guard_quit <- function() {
+  guard <- function(save = "default", status = 0, runLast = TRUE) {
+    abort(c("Step {.val {the$task$step}} called {.code quit(status = {status})}.",
+            "i" = "A step ends by returning, and its artifacts are saved then; to fail it, call {.fn stop}."),
+          "quit_error", call = NULL)
+  }
+  for (name in c("quit", "q")) {
+    if (!exists(name, envir = globalenv(), inherits = FALSE)) assign(name, guard, envir = globalenv())
+  }
+}
+
+# The task error document of an R condition.
+task_error <- function(e, frames) {
+  call <- conditionCall(e)
+  list(class = I(class(e)), message = enc2utf8(conditionMessage(e)),
+       call = if (!is.null(call)) one_line(call), traceback = I(enc2utf8(frames)))
+}
+
+# The calls from the step function down to the one that signalled the error, one line each, leaving out
+# the frames of R's and rlang's signalling machinery. Called from the calling handler.
+step_frames <- function(flow) {
+  calls <- sys.calls()
+  step <- flow$steps[[the$task$step %||% ""]]
+  if (is.null(step) || is.null(step$r_function)) return(character())
+  first <- Position(function(i) identical(sys.function(i), step$r_function), seq_along(calls))
+  if (is.na(first)) return(character())
+  keep <- calls[first:(length(calls) - 2L)]  # the last two are the calling handler and this function
+  signalling <- c(".handleSimpleError", "h", "signalCondition", "signal_abort", "abort", "cli_abort")
+  while (length(keep) > 1 && is.name(keep[[length(keep)]][[1]]) &&
+         as.character(keep[[length(keep)]][[1]]) %in% signalling) {
+    keep <- keep[-length(keep)]
+  }
+  utils::head(vapply(keep, one_line, ""), 50)
+}
+
+one_line <- function(call) {
+  text <- paste(trimws(deparse(call, width.cutoff = 200L, nlines = 5L)), collapse = " ")
+  if (nchar(text) > 200) paste0(substr(text, 1, 197), "...") else text
+}
+
+# What a user reads of a task error: the message, the call that failed, the step function's frames.
+format_task_error <- function(step, error) {
+  frames <- unlist(error$traceback)
+  c(sprintf("Error in step '%s': %s", step, error$message),
+    if (!is.null(error$call)) sprintf("  Call: %s", error$call),
+    if (length(frames)) c("  Backtrace (the step function first):",
+                          sprintf("    %d: %s", seq_along(frames), frames)))
+}
+
+# Calls the step function under the name the user gave it, so errors and tracebacks read `start(self)`.
+call_step_function <- function(step, self, inputs = NULL) {
+  name <- as.name(step$r_function_name %||% step$step)  # an anonymous function goes by its step
+  scope <- new.env(parent = emptyenv())
+  assign(as.character(name), step$r_function, envir = scope)
+  assign("self", self, envir = scope)
+  assign("inputs", inputs, envir = scope)
+  call <- if (is.null(inputs)) call(as.character(name), quote(self)) else
+    call(as.character(name), quote(self), quote(inputs))
+  eval(call, scope)
 }
 
 # The fallback attempt of a step with decorator("catch"), run after its last attempt failed: instead of
@@ -42,19 +124,24 @@ run_task <- function(flow, args) {
 # the step's inherited artifacts on, so the run goes on.
 record_caught_error <- function(self, ctx) {
   caught <- ctx$catch
+  error <- caught$error
   if (!isFALSE(caught$print_exception)) {
-    cat(sprintf("decorator(\"catch\") caught the failure of step '%s':\n%s\n", ctx$step, caught$error))
+    cat(sprintf("decorator(\"catch\") caught the failure of step '%s':\n", ctx$step))
+    cat(format_task_error(ctx$step, error), sep = "\n")
   }
   if (!is.null(caught$var)) {
-    self_set(self, caught$var, simpleError(caught$error))
+    condition <- structure(class = unlist(error$class),
+                           list(message = error$message, call = NULL, step = ctx$step,
+                                traceback = unlist(error$traceback)))
+    self_set(self, caught$var, condition)
   }
 }
 
 task_option <- function(args, name) {
   at <- match(name, args)
   if (is.na(at) || at == length(args)) {
-    cli::cli_abort(c("The {.code task} command needs {.arg {name}}.",
-                     "i" = "Tasks are launched by {.code run} or by a Step Functions job; run the flow instead."))
+    abort(c("The {.code task} command needs {.arg {name}}.",
+                     "i" = "Tasks are launched by {.code run} or by a Step Functions job; run the flow instead."), "usage_error")
   }
   args[[at + 1]]
 }
@@ -76,18 +163,18 @@ join_inputs <- function(ctx) {
 foreach_width <- function(self, step) {
   var <- step$foreach
   if (!self_has(self, var)) {
-    cli::cli_abort(c("Step {.val {step$step}} has {.code foreach = \"{var}\"} but never sets {.code self${var}}.",
-                     "i" = "Assign the vector or list to split over to {.code self${var}}."), call = NULL)
+    abort(c("Step {.val {step$step}} has {.code foreach = \"{var}\"} but never sets {.code self${var}}.",
+                     "i" = "Assign the vector or list to split over to {.code self${var}}."), "foreach_error", call = NULL)
   }
   value <- self_get(self, var)
   if (!(is.atomic(value) || is.list(value)) || is.null(value) || is.environment(value)) {
-    cli::cli_abort(c("Step {.val {step$step}}: the foreach variable {.code self${var}} must be a vector or a list.",
+    abort(c("Step {.val {step$step}}: the foreach variable {.code self${var}} must be a vector or a list.",
                      "x" = "It is {.obj_type_friendly {value}}.",
-                     "i" = "Assign a vector or list with one element per task to run."), call = NULL)
+                     "i" = "Assign a vector or list with one element per task to run."), "foreach_error", call = NULL)
   }
   if (length(value) == 0) {
-    cli::cli_abort(c("Step {.val {step$step}}: the foreach variable {.code self${var}} is empty.",
-                     "i" = "A foreach needs at least one element to split over."), call = NULL)
+    abort(c("Step {.val {step$step}}: the foreach variable {.code self${var}} is empty.",
+                     "i" = "A foreach needs at least one element to split over."), "foreach_error", call = NULL)
   }
   length(value)
 }

@@ -5,19 +5,19 @@
 # one task to the next and a crash takes only the child), and reports the child's exit status on stdout
 # after everything the child printed. Starting a task this way costs a fork, not an R start-up.
 
-worker_exit_marker <- "\036metaflow-task-exit"
-
 run_worker <- function(flow) {
+  protocol()  # read once here, not in every forked task
   input <- file("stdin", open = "r")
   on.exit(close(input), add = TRUE)
   repeat {
     context_file <- readLines(input, n = 1)
     if (!length(context_file) || !nzchar(context_file)) break
+    tempdir(check = TRUE)  # a task that ended R with base::quit() took the session's tempdir with it
     job <- parallel::mcparallel(run_forked_task(flow, context_file), mc.set.seed = TRUE, silent = FALSE)
     status <- parallel::mccollect(job, wait = TRUE)[[1]]
     # A child killed by a signal returns nothing: that task failed.
     code <- if (is.numeric(status) && length(status) == 1) as.integer(status) else 1L
-    cat(worker_exit_marker, " ", code, "\n", sep = "")
+    cat(protocol()$worker_exit_marker, code, "\n", sep = "")
     flush(stdout())
   }
   invisible(0L)

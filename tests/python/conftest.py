@@ -380,3 +380,45 @@ def launch_dir(tmp_path, monkeypatch):
     monkeypatch.delenv("METAFLOW_DEFAULT_DATASTORE", raising=False)
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+# -- a run's records, as the runtimes commit them (for the report's tests) ----------------------------
+
+
+class RunRecords:
+    """Writes a run's records into a FlowDatastore by hand: the run, its attempts, its end."""
+
+    def __init__(self, ds, run_id: str = "100", parameters: dict[str, Any] | None = None, t0: float = 1_700_000_000.0):
+        self.ds = ds
+        self.t0 = t0
+        self.run_id = ds.new_run(["user:alice"], parameters or {}, "alice", run_id=run_id,
+                                 extra={"namespace": "user:alice", "created_at": t0})
+
+    def attempt(self, step: str, task_id: str, start: float, end: float, *, ok: bool = True, attempt: int = 0,
+                inputs: list[str] | None = None, stack: list[dict[str, Any]] | None = None,
+                artifacts: dict[str, str] | None = None, **extra: Any) -> dict[str, Any]:
+        record = {"successful": ok, "step": step, "task_id": task_id, "attempt": attempt,
+                  "input_paths": [f"{self.run_id}/{p}" for p in inputs or []], "split_stack": stack or [],
+                  "started_at": self.t0 + start, "finished_at": self.t0 + end, "artifacts": artifacts or {}, **extra}
+        if not ok:
+            record.setdefault("error", "exit status 1")
+        self.ds.write_attempt(self.run_id, step, task_id, attempt, record)
+        return record
+
+    def end(self, successful: bool) -> None:
+        self.ds.finish_run(self.run_id, successful)
+
+
+def foreach_frame(index: int, num_splits: int, step: str = "start", task_id: str = "1") -> dict[str, Any]:
+    return {"kind": "foreach", "step": step, "task_id": task_id, "index": index, "num_splits": num_splits,
+            "var": "items", "var_sha": "0" * 64}
+
+
+def eventually(check, timeout: float = 30) -> bool:
+    """Whether ``check()`` comes true within ``timeout`` seconds (for what another process does)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if check():
+            return True
+        time.sleep(0.2)
+    return bool(check())

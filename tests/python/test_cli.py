@@ -49,11 +49,17 @@ def test_show_mermaid(capsys, nested_foreach_spec, launch_dir):
     assert code == 0
     assert out.splitlines() == [
         "flowchart TD",
-        "    start -->|foreach letters| per_letter",
-        "    per_letter -->|foreach numbers| per_number",
-        "    per_number --> join_numbers",
-        "    join_numbers --> join_letters",
-        "    join_letters --> end",
+        '    step_start["start"]',
+        '    step_per_letter["per_letter"]',
+        '    step_per_number["per_number"]',
+        '    step_join_numbers["join_numbers"]',
+        '    step_join_letters["join_letters"]',
+        '    step_end["end"]',
+        '    step_start -->|"foreach letters"| step_per_letter',
+        '    step_per_letter -->|"foreach numbers"| step_per_number',
+        "    step_per_number --> step_join_numbers",
+        "    step_join_numbers --> step_join_letters",
+        "    step_join_letters --> step_end",
     ]
 
 
@@ -62,8 +68,9 @@ def test_show_mermaid_branch(capsys, branch_spec, launch_dir):
     assert code == 0
     lines = out.splitlines()
     assert lines[0] == "flowchart TD"
-    edges = {"    start --> a", "    start --> b", "    a --> join", "    b --> join", "    join --> end"}
-    assert set(lines[1:]) == edges and len(lines) == 6
+    edges = {"    step_start --> step_a", "    step_start --> step_b", "    step_a --> step_join",
+             "    step_b --> step_join", "    step_join --> step_end"}
+    assert set(lines[6:]) == edges and len(lines) == 11
 
 
 # -- help ----------------------------------------------------------------------------------------
@@ -206,14 +213,19 @@ def test_s3_datastore_without_configuration(capsys, linear_spec, launch_dir, mon
 def test_resume_without_runs(capsys, linear_spec, launch_dir):
     code, _, err = cli(capsys, ["resume"], with_script(linear_spec, launch_dir), launch_dir)
     assert code == 2
-    assert "Flow LinearFlow has no run of yours" in err
+    assert "Flow LinearFlow has no ended run of yours" in err
 
 
 def test_resume_of_an_unknown_run(capsys, linear_spec, launch_dir):
     from metaflow_r.datastore import FlowDatastore
     from metaflow_r.storage import LocalStorage
 
-    FlowDatastore(LocalStorage(launch_dir / ".metaflow"), "LinearFlow").new_run([], {}, "ann", run_id="111")
+    ds = FlowDatastore(LocalStorage(launch_dir / ".metaflow"), "LinearFlow")
+    ds.new_run([], {}, "ann", run_id="111")
+    code, _, err = cli(capsys, ["resume", "--origin-run-id", "111"], with_script(linear_spec, launch_dir),
+                       launch_dir)
+    assert code == 2 and "Run LinearFlow/111 has not ended: it cannot be resumed yet." in err
+    ds.finish_run("111", False)
     code, _, err = cli(capsys, ["resume", "--origin-run-id", "999"], with_script(linear_spec, launch_dir),
                        launch_dir)
     assert code == 2
@@ -230,10 +242,12 @@ def test_the_datastore_root_comes_from_the_environment(capsys, linear_spec, laun
     from metaflow_r.storage import LocalStorage
 
     monkeypatch.setenv("METAFLOW_USER", "ann")
-    FlowDatastore(LocalStorage(launch_dir / ".metaflow"), "LinearFlow").new_run(["user:ann"], {}, "ann", run_id="111")
+    ds = FlowDatastore(LocalStorage(launch_dir / ".metaflow"), "LinearFlow")
+    ds.new_run(["user:ann"], {}, "ann", run_id="111")
+    ds.finish_run("111", False)
     monkeypatch.setenv("METAFLOW_DATASTORE_SYSROOT_LOCAL", str(launch_dir / "elsewhere"))
     code, _, err = cli(capsys, ["resume"], with_script(linear_spec, launch_dir), launch_dir)
-    assert code == 2 and "Flow LinearFlow has no run of yours" in err
+    assert code == 2 and "Flow LinearFlow has no ended run of yours" in err
     monkeypatch.delenv("METAFLOW_DATASTORE_SYSROOT_LOCAL")
     code, _, err = cli(capsys, ["resume", "nostep"], with_script(linear_spec, launch_dir), launch_dir)
     assert code == 2 and "The flow has no step 'nostep'" in err

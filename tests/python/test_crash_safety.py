@@ -20,9 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (assert_local_blobs_intact, assert_s3_blobs_intact, emulated_env, local_datastore_files,
-                      make_spec, r_values, s3_client, s3_datastore, step)
+from conftest import (assert_local_blobs_intact, assert_s3_blobs_intact, emulated_env, eventually,
+                      local_datastore_files, make_spec, r_values, s3_client, s3_datastore, step)
 from metaflow_r.datastore import FlowDatastore
+from metaflow_r.reaper import RUNTIME_ENDED
 from metaflow_r.storage import LocalStorage
 
 pytestmark = pytest.mark.skipif(shutil.which("Rscript") is None, reason="needs R (make setup installs it)")
@@ -213,7 +214,9 @@ def test_the_runtime_killed_while_storing_a_large_artifact_leaves_nothing_visibl
     flow = CrashFlow(tmp_path, big=SMALL_BIG)
     assert run_faulty_runtime(flow, "kill") == -signal.SIGKILL, flow.output()
     (run_id,) = flow.ds.run_ids()
-    assert flow.ds.run_status(run_id) is None  # nothing was left to mark it: it never finished
+    # its reaper marked it: failed, and why
+    assert eventually(lambda: flow.ds.run_status(run_id) is not None)
+    assert flow.ds.run_status(run_id)["reason"] == RUNTIME_ENDED
     (temp,) = local_datastore_files(flow.root)["temp"]  # the half-copied blob, under a temporary name ...
     assert "/CrashFlow/data/" in temp and 0 < os.path.getsize(temp) < SMALL_BIG
     temp_dir = os.path.relpath(os.path.dirname(temp), flow.root)

@@ -43,7 +43,7 @@ def test_blob_is_content_addressed_and_stored_once(ds, storage_case, tmp_path):
     assert Path(ds.blob_path(other_sha)).read_bytes() == payload + b"!"
 
 
-def test_an_existing_blob_is_never_rewritten(tmp_path):
+def test_an_intact_existing_blob_is_never_rewritten(tmp_path):
     storage = LocalStorage(tmp_path / "root")
     ds = FlowDatastore(storage, "MyFlow")
     source = tmp_path / "blob"
@@ -53,6 +53,65 @@ def test_an_existing_blob_is_never_rewritten(tmp_path):
     before = (stored.stat().st_ino, stored.stat().st_mtime_ns)
     ds.save_blob_file(str(source))
     assert (stored.stat().st_ino, stored.stat().st_mtime_ns) == before
+
+
+@pytest.mark.parametrize("damage", ["empty", "other content, same size", "truncated"])
+def test_a_damaged_blob_is_healed_when_its_content_is_stored_again(ds, storage_case, tmp_path, damage):
+    """Blobs are trusted by name only while they hold what the name says: met again, a damaged one is
+    rewritten (a zero-length blob used to stay forever, failing every later run)."""
+    source = tmp_path / "blob"
+    source.write_bytes(b"the real content " * 100)
+    sha = ds.save_blob_file(str(source))
+    damaged = {"empty": b"", "other content, same size": b"X" * source.stat().st_size,
+               "truncated": source.read_bytes()[:10]}[damage]
+    storage_case.storage.write_bytes(ds.blob_key(sha), damaged)
+    assert not ds.blob_intact(sha)
+    assert ds.save_blob_file(str(source)) == sha
+    assert ds.blob_intact(sha)
+    assert storage_case.storage.read_bytes(ds.blob_key(sha)) == source.read_bytes()
+
+
+def test_a_damaged_download_is_refused_naming_the_object(tmp_path, aws_env):
+    import boto3
+    from moto import mock_aws
+
+    with mock_aws():
+        boto3.client("s3").create_bucket(Bucket="heal")
+        ds = FlowDatastore(S3Storage("s3://heal/mf", cache_dir=str(tmp_path / "cache")), "MyFlow")
+        source = tmp_path / "blob"
+        source.write_bytes(b"content")
+        sha = ds.save_blob_file(str(source))
+        ds.storage.write_bytes(ds.blob_key(sha), b"tampered")
+        with pytest.raises(DatastoreError, match=f"s3://heal/mf/MyFlow/data/{sha[:2]}/{sha} does not hold"):
+            ds.blob_path(sha)
+        assert not list((tmp_path / "cache").rglob(sha))  # nothing damaged is cached
+
+
+# -- damaged records -------------------------------------------------------------------------------
+
+
+def test_a_damaged_attempt_record_is_skipped_and_named(ds, storage_case):
+    ds.new_run([], {}, "ann", run_id="r1")
+    ds.write_attempt("r1", "a", "1", 0, record(successful=False, attempt=0))
+    ds.write_attempt("r1", "a", "1", 1, record(attempt=1))
+    ds.write_attempt("r1", "a", "2", 0, record())
+    storage_case.storage.write_bytes("MyFlow/r1/a/1/1/DONE.json", b'{"successful": tr')
+    assert ds.task_record("r1", "a", "1")["attempt"] == 0  # the older attempt still reads
+    assert ds.task_record("r1", "a", "2")["successful"] is True  # and the rest of the step too
+    assert len(ds.damaged) == 1 and f"{storage_case.storage.root}/MyFlow/r1/a/1/1/DONE.json is damaged" in ds.damaged[0]
+
+
+def test_a_damaged_run_record_hides_that_run_only(ds, storage_case):
+    from metaflow_r import client
+
+    for run_id in ("r1", "r2"):
+        ds.new_run(["user:ann"], {}, "ann", run_id=run_id)
+    storage_case.storage.write_bytes("MyFlow/r1/_run.json", b"\xff\xfe not json")
+    found = client.runs("MyFlow", None, storage_case.storage.kind, storage_case.storage.root)
+    assert [r["run_id"] for r in found] == ["r2"]
+    (damaged,) = client.take_damaged()
+    assert "MyFlow/r1/_run.json is damaged" in damaged
+    assert ds.readable(ds.run_record, "r1") is None and "r1/_run.json" in ds.damaged[-1]
 
 
 # -- runs ----------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -112,6 +113,12 @@ def test_times_zero_fails_the_execution_and_names_the_step(emulator, tmp_path):
     ds = s3_datastore(emulator, "FlakyFlow")
     assert [a["successful"] for a in ds.attempts("flaky-never", "start", "start")] == [False]
     assert ds.run_status("flaky-never")["successful"] is False
+    # The production run's report, read from S3, names the failed step and shows the job's output.
+    report = rscript(script, ["--datastore", "s3", "report", "flaky-never", "--output", "report.html"], tmp_path, env)
+    assert report.returncode == 0, report.stderr
+    html = (tmp_path / "report.html").read_text()
+    assert 'data-step="start" data-status="failed"' in html and 'data-step="end" data-status="not reached"' in html
+    assert "first attempt fails" in html
 
 
 def test_the_console_input_with_an_escaped_json_string_works(emulator, tmp_path):
@@ -135,7 +142,7 @@ def test_catch_on_step_functions_records_the_error_and_the_execution_succeeds(em
     script = tmp_path / "catch.R"
     script.write_text("""library(metaflow)
 risky <- function(self) stop("the service is down")
-end <- function(self) cat("caught:", conditionMessage(self$problem), "\\n")
+end <- function(self) cat("caught:", class(self$problem)[1], conditionMessage(self$problem), "\\n")
 metaflow("CatchFlow") %>%
   step(step = "start", next_step = "risky") %>%
   step(decorator("catch", var = "problem"), step = "risky", r_function = risky, next_step = "end") %>%
@@ -145,14 +152,19 @@ metaflow("CatchFlow") %>%
     deploy_and_trigger(script, tmp_path, emulated_env(emulator), "caught-run")
     ds = s3_datastore(emulator, "CatchFlow")
     assert [a["successful"] for a in ds.attempts("caught-run", "risky", "risky")] == [True, False]
-    assert "caught: Error in step 'risky': the service is down" in ds.read_log("caught-run", "end", "end", 0, "stdout")
+    # the R condition itself: its class and message, as the failed attempt signalled it
+    assert "caught: simpleError the service is down" in ds.read_log("caught-run", "end", "end", 0, "stdout")
+    assert ds.task_record("caught-run", "risky", "risky")["successful"] is True
+    failed = list(ds.attempts("caught-run", "risky", "risky"))[1]
+    assert failed["exception"]["message"] == "the service is down"
+    assert failed["exception"]["traceback"] == ["risky(self)", 'stop("the service is down")']
 
 
 def test_a_timed_out_step_with_catch_goes_on_on_step_functions_too(emulator, tmp_path):
     script = tmp_path / "slow.R"
     script.write_text("""library(metaflow)
 slow <- function(self) Sys.sleep(60)
-end <- function(self) cat("caught:", conditionMessage(self$problem), "\\n")
+end <- function(self) cat("caught:", class(self$problem)[1], conditionMessage(self$problem), "\\n")
 metaflow("SlowCatchFlow") %>%
   step(step = "start", next_step = "slow") %>%
   step(decorator("timeout", seconds = 2), decorator("catch", var = "problem"),
@@ -162,4 +174,44 @@ metaflow("SlowCatchFlow") %>%
 """)
     deploy_and_trigger(script, tmp_path, emulated_env(emulator), "slow-run")
     log = s3_datastore(emulator, "SlowCatchFlow").read_log("slow-run", "end", "end", 0, "stdout")
-    assert "caught: Error in step 'slow': timed out after 2 s." in log
+    assert "caught: metaflow_timeout Step 'slow' timed out after 2 s." in log
+
+
+SLOW_START = """library(metaflow)
+start <- function(self) { self$x <- 1; Sys.sleep(20) }
+metaflow("DeletedFlow") %>%
+  step(step = "start", r_function = start, next_step = "end") %>%
+  step(step = "end", r_function = function(self) cat("end ran\\n")) %>%
+  run()
+"""
+
+
+def test_deleting_a_flow_stops_its_running_runs_and_says_so(emulator, tmp_path):
+    """As AWS does: a deleted state machine's executions end. The run then reads failed, and why, even
+    though its task finishes afterwards."""
+    from conftest import eventually
+
+    script = tmp_path / "deleted.R"
+    script.write_text(SLOW_START)
+    env = emulated_env(emulator)
+    assert rscript(script, ["step-functions", "create"], tmp_path, env).returncode == 0
+    assert rscript(script, ["step-functions", "trigger", "--run-id", "doomed"], tmp_path, env).returncode == 0
+    ds = s3_datastore(emulator, "DeletedFlow")
+    assert eventually(lambda: ds.run_record("doomed") is not None, 120)  # its start task is running
+    deleted = rscript(script, ["step-functions", "delete"], tmp_path, env)
+    assert deleted.returncode == 0, deleted.stderr
+    assert "1 run(s) of DeletedFlow still running will be stopped: doomed." in deleted.stderr
+    status = ds.run_status("doomed")
+    assert status["successful"] is False and status["reason"] == "stopped: the flow was deleted"
+    assert eventually(lambda: ds.task_record("doomed", "start", "start") is not None, 60)  # start still ended
+    time.sleep(5)  # time enough for the next state, had the execution gone on
+    assert ds.task_ids("doomed", "end") == [] and ds.run_status("doomed") == status
+
+
+def test_a_second_emulator_on_a_busy_port_fails_at_once_saying_so(emulator):
+    from conftest import METAFLOW_R
+
+    port = emulator["AWS_ENDPOINT_URL"].rsplit(":", 1)[1]
+    done = subprocess.run([METAFLOW_R, "emulator", "--port", port], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert f"The emulator cannot listen on 127.0.0.1:{port}: Address already in use." in done.stderr

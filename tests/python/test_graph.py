@@ -283,12 +283,13 @@ def test_step_order_in_the_spec_does_not_matter(branch_spec):
 
 def test_decorators_and_parameters_are_parsed():
     spec = make_spec("F", [step("start", "end", decorators=[{"name": "retry", "attributes": {"times": 0}}]),
-                           step("end", decorators=[{"name": "timeout", "attributes": []}])],
+                           step("end", decorators=[{"name": "timeout", "attributes": {}}])],
                      parameters=[param("alpha", default=0.5, type="float", help="A.")], script="/x/flow.R")
     flow = parse_spec(spec)
-    assert flow.step("start").decorator("retry").attributes == {"times": 0}
-    assert flow.step("end").decorator("timeout").attributes == {}
-    assert flow.step("end").decorator("retry") is None
+    start, end = flow.steps
+    assert start.decorator("retry").attributes == {"times": 0}
+    assert end.decorator("timeout").attributes == {}
+    assert end.decorator("retry") is None
     assert flow.parameters[0].default == 0.5 and flow.parameters[0].type == "float"
     assert flow.script == "/x/flow.R"
 
@@ -297,6 +298,6 @@ def test_a_thousand_step_chain_validates_and_orders():
     """Deep graphs must not hit Python's recursion limit (the order is computed iteratively)."""
     n = 1000
     names = ["start", *[f"s{i}" for i in range(1, n - 1)], "end"]
-    steps = [{"name": a, "next": [b]} for a, b in zip(names, names[1:])] + [{"name": "end", "next": []}]
-    graph = FlowGraph(parse_spec({"name": "DeepFlow", "steps": steps}))
+    steps = [step(a, b) for a, b in zip(names, names[1:])] + [step("end")]
+    graph = FlowGraph(parse_spec(make_spec("DeepFlow", steps)))
     assert graph.order == names

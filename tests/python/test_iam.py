@@ -150,7 +150,7 @@ def needs(call: Call) -> list[Need]:
             return [Need(f"states:{op}", p["stateMachineArn"])]
         if op in ("ListTagsForResource", "TagResource"):
             return [Need(f"states:{op}", p["resourceArn"])]
-        if op in ("DescribeExecution", "GetExecutionHistory"):
+        if op in ("DescribeExecution", "GetExecutionHistory", "StopExecution"):
             return [Need(f"states:{op}", p["executionArn"])]
     if call.service == "events":
         if op in ("DescribeRule", "PutRule", "DeleteRule"):
@@ -268,16 +268,17 @@ def cli(capsys, argv, spec, launch_dir):
 
 
 FAKE_RSCRIPT = """#!{python}
-# Stands in for `Rscript flow.R task ... --context FILE`: leaves one artifact (the foreach's list, for a foreach)
+# Stands in for `Rscript flow.R task --context FILE`: leaves one artifact (the foreach's list, for a foreach)
 # and outputs.json, as the R side does.
 import json, os, sys
 context = json.load(open(sys.argv[sys.argv.index("--context") + 1]))
-name = context["foreach_var"] or context["step"] + "_value"
+foreach = context["step"] == "start"  # the flow's one foreach, over "items"
+name = "items" if foreach else context["step"] + "_value"
 with open(os.path.join(context["output_dir"], name + ".rds"), "wb") as handle:
     handle.write(("artifact of " + context["task_id"]).encode())
 with open(os.path.join(context["output_dir"], "outputs.json"), "w") as handle:
-    json.dump({{"artifacts": {{name: {{"file": name + ".rds"}}}}, "num_splits": 2 if context["foreach_var"] else None}},
-              handle)
+    json.dump({{"artifacts": {{name: {{"file": name + ".rds", "type": "character", "preview": "chr"}}}},
+               "num_splits": 2 if foreach else None}}, handle)
 print("stand-in R task", context["step"], context["task_id"])
 """
 
@@ -371,14 +372,15 @@ def test_the_least_policies_allow_every_call_of_a_whole_deployment(capsys, flow,
         code, out = ok(["step-functions", "logs", "r1/body"], changed)
         assert code == 0 and out.count("hello from the job") == 2, out
         assert ok(["step-functions", "logs", "r1/start/start"], changed)[0] == 0
-        assert ok(["step-functions", "delete"], changed)[0] == 0
+        assert ok(["step-functions", "trigger", "--run-id", "r2"], changed)[0] == 0
+        assert ok(["step-functions", "delete"], changed)[0] == 0  # stops r2, which is still running
     deployer += more
 
     operations = {c.operation for c in deployer}
     for expected in ("HeadObject", "GetObject", "PutObject", "ListObjectsV2", "RegisterJobDefinition",
                      "CreateStateMachine", "UpdateStateMachine", "TagResource", "PutRule", "PutTargets",
                      "RemoveTargets", "DeleteRule", "StartExecution", "DescribeExecution", "GetExecutionHistory",
-                     "ListExecutions", "DescribeJobs", "GetLogEvents", "DeleteStateMachine"):
+                     "ListExecutions", "DescribeJobs", "GetLogEvents", "DeleteStateMachine", "StopExecution"):
         assert expected in operations, f"the flows never called {expected}: the test lost coverage"
     assert refused("deployer", deployer) == []
     check_least("deployer", deployer)

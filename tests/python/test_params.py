@@ -53,6 +53,31 @@ def test_wrong_values_are_rejected(param_spec, args, error):
         parse(parse_spec(param_spec), ["--token", "t", *args])
 
 
+@pytest.mark.parametrize("args, error", [
+    (["--alpha", "nan"], "is not a finite number"),
+    (["--alpha", "inf"], "is not a finite number"),
+    (["--alpha", "-Infinity"], "is not a finite number"),
+    (["--alpha", "1e400"], "is not a finite number"),
+    (["--n_items", "2147483648"], "outside R's integer range"),
+    (["--n_items", "-2147483648"], "outside R's integer range"),
+])
+def test_values_r_cannot_hold_exactly_are_refused_before_the_run(param_spec, args, error):
+    with pytest.raises(click.BadParameter, match=error):
+        parse(parse_spec(param_spec), ["--token", "t", *args])
+
+
+@pytest.mark.parametrize("raw", [{"alpha": float("nan")}, {"alpha": float("inf")}, {"n_items": 2**31}])
+def test_trigger_refuses_them_too(param_spec, raw):
+    with pytest.raises(UsageError):
+        values_from_json(parse_spec(param_spec), {"token": "t", **raw})
+
+
+def test_the_largest_r_integer_and_exact_floats_pass(param_spec):
+    values = parse(parse_spec(param_spec), ["--token", "t", "--n_items", "2147483647", "--alpha",
+                                             "3.1415926535897931"])
+    assert values["n_items"] == 2147483647 and values["alpha"] == 3.141592653589793
+
+
 def test_required_parameter_must_be_given(param_spec):
     with pytest.raises(click.MissingParameter, match="token"):
         parse(parse_spec(param_spec), [])

@@ -5,6 +5,7 @@ Each test writes a flow script and the spec R would send for it, runs it, and ch
 from __future__ import annotations
 
 import json
+import subprocess
 import shutil
 import time
 from pathlib import Path
@@ -293,9 +294,9 @@ def test_a_killed_task_commits_nothing(flow_dir, capsys):
 def test_workers_are_replaced_after_their_share_of_tasks(flow_dir, capsys, monkeypatch):
     import re
 
-    from metaflow_r import workers
+    from metaflow_r import launchers
 
-    monkeypatch.setattr(workers, "TASKS_PER_WORKER", 2)
+    monkeypatch.setattr(launchers, "TASKS_PER_WORKER", 2)
     flow = Flow(flow_dir, "RecycledFlow", [
         rstep("start", "self$items <- 1:5", "body", foreach="items"),
         rstep("body", "self$twice <- 2 * self$input", "join"),
@@ -307,3 +308,56 @@ def test_workers_are_replaced_after_their_share_of_tasks(flow_dir, capsys, monke
     assert "sum: 30" in flow.stdout(flow.only_run(), "join")
     worker_pids = set(re.findall(r"\(pid (\d+)\)\] Task is starting", out))
     assert len(worker_pids) == 4  # 8 tasks, 2 per worker, one at a time
+
+
+def resumable_flow(flow_dir: Path) -> "Flow":
+    """start stores n = 100, total copies it, check fails until the file 'fixed' exists, end prints total."""
+    return Flow(flow_dir, "TotalFlow", [
+        rstep("start", "self$n <- 100", "total"),
+        rstep("total", "self$total <- self$n", "check"),
+        rstep("check", f'if (!file.exists("{flow_dir / "fixed"}")) stop("not fixed yet")', "end"),
+        rstep("end", 'cat("total is", self$total, "\\n")'),
+    ])
+
+
+def test_resume_starts_from_the_newest_ended_run_never_one_still_running(flow_dir, capsys):
+    flow = resumable_flow(flow_dir)
+    assert flow.run(capsys, "run")[0] == 1
+    (failed,) = flow.ds.run_ids()
+    running = flow.ds.new_run(["user:tester"], {}, "tester", run_id="9999999999999999",
+                              extra={"namespace": "user:tester"})  # newer, and not ended
+    (flow_dir / "fixed").write_text("")
+    code, out, err = flow.run(capsys, "resume")
+    assert code == 0, out + err
+    assert f"Cloned from run {failed}." in out and running not in out
+
+
+def test_a_second_resume_of_the_same_run_is_refused_while_the_first_runs(flow_dir, capsys):
+    flow = resumable_flow(flow_dir)
+    assert flow.run(capsys, "run")[0] == 1
+    (failed,) = flow.ds.run_ids()
+    first = flow.ds.new_run(["user:tester"], {}, "tester", run_id="1", extra={"namespace": "user:tester"})
+    flow.ds.claim_resume(failed, first)  # as a resume still running does
+    code, out, err = flow.run(capsys, "resume")
+    assert code == 2 and f"Run TotalFlow/{failed} is being resumed already, by run 1." in err
+    assert len(flow.ds.run_ids()) == 2  # and no run was started for it
+    flow.ds.finish_run(first, False)  # the first one ended: its claim is stale
+    (flow_dir / "fixed").write_text("")
+    assert flow.run(capsys, "resume", "--origin-run-id", failed)[0] == 0
+
+
+def test_resume_does_not_reuse_a_task_whose_artifact_is_damaged(flow_dir, capsys):
+    """Another valid R object under the blob's name: trusted by name, resume would print total 1079."""
+    flow = resumable_flow(flow_dir)
+    assert flow.run(capsys, "run")[0] == 1
+    (failed,) = flow.ds.run_ids()
+    sha = flow.task(failed, "start")["artifacts"]["n"]
+    blob = flow.ds.blob_path(sha)
+    subprocess.run(["Rscript", "-e", f'saveRDS(1079, "{blob}")'], check=True)
+    (flow_dir / "fixed").write_text("")
+    code, out, err = flow.run(capsys, "resume")
+    assert code == 0, out + err
+    assert f"Not reused: its artifact {flow.ds.storage.root}/TotalFlow/data/{sha[:2]}/{sha} is damaged" in out
+    (resumed,) = [r for r in flow.ds.run_ids() if r != failed]
+    assert "total is 100" in flow.stdout(resumed, "end")
+    assert flow.ds.blob_intact(sha)  # storing n again healed the blob

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from conftest import make_spec, step
-from metaflow_r.errors import UsageError
+from metaflow_r.errors import GraphError, UsageError
+from metaflow_r.graph import FlowGraph
 from metaflow_r.schedule import schedule_expression, validate_cron
 from metaflow_r.spec import parse_spec
 
@@ -37,8 +38,9 @@ def test_no_schedule_decorator_means_no_rule():
 @pytest.mark.parametrize("attributes", [{}, {"hourly": True, "daily": True}, {"daily": True, "cron": "0 1 * * ? *"},
                                         {"hourly": False}])
 def test_exactly_one_kind_of_schedule(attributes):
-    with pytest.raises(UsageError, match="exactly one of hourly, daily, weekly or cron"):
-        schedule_expression(scheduled(**attributes))
+    """The graph refuses it (rules.json), before any schedule expression is made."""
+    with pytest.raises(GraphError, match="exactly one of hourly, daily, weekly or cron"):
+        FlowGraph(scheduled(**attributes))
 
 
 @pytest.mark.parametrize("cron", [

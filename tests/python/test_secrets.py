@@ -134,8 +134,8 @@ def test_the_job_definitions_carry_only_metaflow_settings(secret_env, capsys, fl
     assert cli(capsys, ["step-functions", "create"], flow, launch_dir)[0] == 0
     for job in client("batch").describe_job_definitions(status="ACTIVE")["jobDefinitions"]:
         names = {e["name"] for e in job["containerProperties"]["environment"]}
-        assert names <= {"METAFLOW_DEFAULT_DATASTORE", "METAFLOW_DATASTORE_SYSROOT_S3", "METAFLOW_SFN_DYNAMO_DB_TABLE",
-                         "METAFLOW_BATCH_ATTEMPTS", "AWS_DEFAULT_REGION"}
+        assert names <= {"METAFLOW_FLOW_NAME", "METAFLOW_DEFAULT_DATASTORE", "METAFLOW_DATASTORE_SYSROOT_S3",
+                         "METAFLOW_SFN_DYNAMO_DB_TABLE", "METAFLOW_BATCH_ATTEMPTS", "AWS_DEFAULT_REGION"}
         # Credentials come from the job role, never from the deployer.
         assert not names & {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"}
 

@@ -106,3 +106,46 @@ test_that("a run that does not exist is a clean error, without a Python tracebac
   expect_error(run_client$new(flow_client$new("ClientRunFlow")), "needs a `run_id`")
   expect_error(run_client$new("ClientRunFlow", "1/2"), "must be an id, not a pathspec")
 })
+
+test_that("report() writes the run's report beside its data, returns the path invisibly, and opens only if asked", {
+  run <- run_client$new("ClientRunFlow", failed_id)
+  opened <- NULL
+  withr::local_options(browser = function(url) opened <<- url)
+  expect_invisible(run$report())
+  path <- run$report()
+  expect_null(opened)  # not an interactive session
+  expect_identical(normalizePath(path), normalizePath(file.path(".metaflow", "ClientRunFlow", failed_id, "_report.html")))
+  # The run printed the same path when it ended.
+  expect_match(failed$stderr, paste0("Report: ", path), fixed = TRUE)
+  html <- paste(readLines(path, warn = FALSE), collapse = "\n")
+  expect_match(html, 'data-step="start" data-status="succeeded"', fixed = TRUE)
+  expect_match(html, 'data-step="end" data-status="failed"', fixed = TRUE)
+  expect_match(html, "failing on purpose", fixed = TRUE)
+  # The run's record keeps the flow's spec, so the graph is the flow's even without the script.
+  expect_match(html, "The graph is the flow's.", fixed = TRUE)
+  expect_identical(run$report(open = TRUE), path)
+  expect_identical(opened, path)
+})
+
+test_that("report() with the flow draws the flow's graph, to the file asked for", {
+  flow <- metaflow("ClientRunFlow") %>%
+    step(step = "start", next_step = "end") %>%
+    step(step = "end")
+  file <- file.path(withr::local_tempdir(), "sub", "run.html")
+  path <- run_client$new("ClientRunFlow", ok_id)$report(file = file, flow = flow)
+  expect_identical(path, normalizePath(file))
+  html <- paste(readLines(path, warn = FALSE), collapse = "\n")
+  expect_match(html, "The graph is the flow's.", fixed = TRUE)
+  expect_match(html, 'data-step="end" data-status="succeeded"', fixed = TRUE)
+})
+
+test_that("report() refuses bad arguments with one clear error each", {
+  run <- run_client$new("ClientRunFlow", ok_id)
+  other <- metaflow("OtherFlow") %>% step(step = "start", next_step = "end") %>% step(step = "end")
+  expect_error(run$report(file = 1), "`file` must be a file path")
+  expect_error(run$report(open = NA), "`open` must be `TRUE` or `FALSE`")
+  expect_error(run$report(flow = other), "is flow \"OtherFlow\", but this run is of \"ClientRunFlow\"")
+  expect_error(run$report(flow = "ClientRunFlow"), "Expected a flow made by")
+  dir <- withr::local_tempdir()
+  expect_error(run$report(file = dir), "it is a directory")
+})

@@ -23,6 +23,8 @@ test_that("bad parameters are refused where they are written", {
   expect_error(parameter(flow, "a", default = list(1)), "string, number or logical")
   expect_error(parameter(flow, "a", default = c(1, 2)), "separator")
   expect_error(parameter(flow, "a", required = NA), "TRUE or FALSE")
+  expect_error(parameter(flow, "a", default = Inf), "finite number")
+  expect_error(parameter(flow, "a", default = NaN), "finite number")
 })
 
 test_that("a vector default with a separator is stored joined", {

@@ -35,7 +35,8 @@ test_that("show prints steps and edges, as text and as mermaid", {
   expect_match(result$stdout, "start\n    => end", fixed = TRUE)
   expect_match(result$stdout, "--alpha (float, default 0.1)  learning rate", fixed = TRUE)
   mermaid <- rscript_flow(seed_parameter_flow, c("show", "--mermaid"), dir = result$dir)
-  expect_match(mermaid$stdout, "flowchart TD\n    start --> end", fixed = TRUE)
+  expect_match(mermaid$stdout, "flowchart TD\n    step_start[\"start\"]\n    step_end[\"end\"]\n    step_start --> step_end",
+               fixed = TRUE)
   expect_false(dir.exists(file.path(result$dir, ".metaflow")))
 })
 

@@ -2,26 +2,27 @@
 
 Everything comes from the environment the state machine and the job definition set: which step, the
 execution (run id), the foreach indices (split path), the code package. The task finds its own id and
-its parents' from those alone (see compile.py), then runs the same ``Rscript flow.R task`` command as
-a local run, against the S3 datastore.
+its parents' from those alone (sfn_task.py); the attempt engine (attempt.py) then runs it exactly as a
+local task runs, against the S3 datastore, as a plain ``Rscript flow.R task`` process. A failed attempt
+exits non-zero so that Batch's own retry strategy runs the next one.
 """
 from __future__ import annotations
 
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import threading
 import time
-from dataclasses import replace
-from typing import Any
+import traceback
 
 from . import task as tasks
+from .attempt import Attempt, AttemptEngine
+from .compile import task_id
 from .datastore import FlowDatastore
 from .errors import ConfigurationError, MetaflowRError
 from .graph import FlowGraph
+from .launchers import SubprocessLauncher
 from .package import extract_package
 from .params import values_from_json
 from .procenv import subprocess_env
@@ -42,8 +43,35 @@ def run_batch_task(rscript: str = "Rscript", storage: S3Storage | None = None, d
     workdir = tempfile.mkdtemp(prefix="metaflow-r-task-")
     try:
         return _run_in(workdir, rscript, storage, dynamodb)
+    except Exception as exc:  # noqa: BLE001 - whatever stopped the task before it ran is recorded
+        return _record_setup_failure(exc, storage)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _record_setup_failure(exc: Exception, storage: S3Storage | None) -> int:
+    """A job that failed before its task could start (no code package, a broken image, S3 refusing) leaves
+    a failed attempt record naming the error, so the Client API and resume see why: the task's id follows
+    from the step and split path alone, even when the flow's graph could not be read."""
+    code = exc.exit_code if isinstance(exc, MetaflowRError) else 1
+    text = str(exc) if isinstance(exc, MetaflowRError) else "".join(traceback.format_exception(exc)).rstrip()
+    print(f"The task could not start: {text}", file=sys.stderr, flush=True)
+    try:
+        step, run_id, flow = _require("METAFLOW_STEP"), _require("METAFLOW_RUN_ID"), _require("METAFLOW_FLOW_NAME")
+        ds = FlowDatastore(storage or S3Storage(_require("METAFLOW_DATASTORE_SYSROOT_S3")), flow)
+        split_path = os.environ.get("METAFLOW_SPLIT_PATH", "")
+        attempt = int(os.environ.get("AWS_BATCH_JOB_ATTEMPT", "1")) - 1
+        spec = tasks.TaskSpec(run_id, step, task_id(step, split_path.split("-") if split_path else []),
+                              retry_count=attempt)
+        error = tasks.task_error("metaflow_task_setup_error", f"The task could not start: "
+                                                              f"{type(exc).__name__}: {exc}"[:4000])
+        ds.write_log(run_id, step, spec.task_id, attempt, "stderr", (text + "\n").encode())
+        tasks.record_failure(ds, spec, tasks.Prepared({"split_stack": []}, {}), time.time(),
+                             f"the task could not start: {type(exc).__name__}", error,
+                             os.environ.get("AWS_BATCH_JOB_ID"))
+    except Exception as unrecorded:  # noqa: BLE001 - nothing more can be done than saying so
+        print(f"Its failure could not be recorded either: {unrecorded}", file=sys.stderr, flush=True)
+    return code or 1
 
 
 def _run_in(workdir: str, rscript: str, storage: S3Storage | None, dynamodb) -> int:
@@ -64,92 +92,35 @@ def _run_in(workdir: str, rscript: str, storage: S3Storage | None, dynamodb) -> 
         namespace = deployment.get("namespace", "production:unknown")
         ds.new_run([namespace, "runtime:step-functions"], values_from_json(graph.spec, given),
                    deployment.get("owner", "production"), run_id=run_id,
-                   extra={"namespace": namespace, "execution": run_id})
+                   extra={"namespace": namespace, "execution": run_id, "spec": raw_spec})
     own_id, inputs, split_index = task_identity(graph, ds, run_id, step, split_path)
     spec = tasks.TaskSpec(run_id, step, own_id, inputs, split_index, attempt)
-    code, context, output, started = _attempt(graph, ds, spec, rscript, script, workdir)
-    if code != 0:
-        tasks.record_failure(ds, spec, context, started, f"exit status {code}")
-        final = attempt + 1 >= int(os.environ.get("METAFLOW_BATCH_ATTEMPTS", "1"))
-        if not (final and graph[step].spec.decorator("catch") is not None):
-            if final:
-                ds.finish_run(run_id, False)
-            print(f"[{spec.pathspec}] Task failed (exit status {code}).", flush=True)
-            return code
-        # The last attempt failed and the step has decorator("catch"): record the error, go on.
-        print(f"[{spec.pathspec}] Task failed (exit status {code}); decorator(\"catch\") records the error "
-              "and the run goes on.", flush=True)
-        spec = replace(spec, retry_count=attempt + 1, caught=tasks.caught_error(output, f"exit status {code}"))
-        code, context, output, started = _attempt(graph, ds, spec, rscript, script, workdir)
-        if code != 0:
-            tasks.record_failure(ds, spec, context, started, f"exit status {code}")
+    attempts = int(os.environ.get("METAFLOW_BATCH_ATTEMPTS", "1"))
+    launcher = SubprocessLauncher(rscript, script, workdir, subprocess_env())
+    engine = AttemptEngine(graph, ds, ds.run_record(run_id) or {}, launcher, retries={step: attempts - 1},
+                           echo=_echo, scratch=workdir, batch_job_id=os.environ.get("AWS_BATCH_JOB_ID"))
+    try:
+        outcome = engine.run(spec)
+        if outcome.decision == "catch":  # the last attempt failed: record the error, and the run goes on
+            outcome = engine.run(outcome.next)
+    finally:
+        launcher.close()
+    if outcome.decision != "succeeded":
+        if outcome.decision == "failed":
             ds.finish_run(run_id, False)
-            return code
-    record = tasks.commit(ds, spec, context, started)
+        return outcome.code
     if graph[step].is_foreach:
-        publish_foreach_width(dynamodb, f"{run_id}/{step}/{own_id}", record["num_splits"])
+        publish_foreach_width(dynamodb, f"{run_id}/{step}/{own_id}", outcome.record["num_splits"])
     if step == "end":
         ds.finish_run(run_id, True)
-    print(f"[{spec.pathspec}] Task finished successfully.", flush=True)
     return 0
 
 
-def _attempt(graph: FlowGraph, ds: FlowDatastore, spec: tasks.TaskSpec, rscript: str, script: str,
-             workdir: str) -> tuple[int, dict[str, Any], bytes, float]:
-    """Run one attempt of the task in R; its output is echoed (to CloudWatch) and kept in the datastore."""
-    output_dir = tempfile.mkdtemp(prefix="out-", dir=workdir)
-    started = time.time()
-    context = tasks.prepare(graph, ds, spec, ds.run_record(spec.run_id) or {}, output_dir)
-    context["batch_job_id"] = os.environ.get("AWS_BATCH_JOB_ID")
-    context_file = os.path.join(output_dir, "context.json")
-    tasks.write_context(context, context_file)
-    print(f"[{spec.pathspec}] Task is starting (attempt {spec.retry_count + 1}).", flush=True)
-    command = [rscript, script, "task", "--run-id", spec.run_id, "--step", spec.step, "--task-id", spec.task_id,
-               "--retry-count", str(spec.retry_count), "--input-paths", ",".join(spec.input_paths),
-               "--context", context_file]
-    timeout = graph[spec.step].spec.timeout_seconds()
-    code, output, timed_out = _run_and_echo(command, workdir, timeout)
-    if timed_out:
-        note = f"Error in step '{spec.step}': timed out after {timeout:g} s.\n"
-        print(note, end="", flush=True)
-        output += note.encode()
-    ds.write_log(spec.run_id, spec.step, spec.task_id, spec.retry_count, "stdout", output)
-    return code, context, output, started
-
-
-def _run_and_echo(command: list[str], cwd: str, timeout: float | None = None) -> tuple[int, bytes, bool]:
-    """Run the R task, passing its output on (to CloudWatch) and keeping a copy for the datastore.
-
-    A task over its decorator("timeout") is killed here, so the job itself lives on to record it;
-    the third value says whether that happened."""
-    process = subprocess.Popen(command, cwd=cwd, env=subprocess_env(), stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT)
-    timed_out = threading.Event()
-
-    def stop() -> None:
-        timed_out.set()
-        process.kill()
-
-    timer = threading.Timer(timeout, stop) if timeout else None
-    if timer:
-        timer.start()
-    output = bytearray()
-    assert process.stdout is not None
-    try:
-        for line in process.stdout:
-            output += line
-            sys.stdout.buffer.write(line)
-            sys.stdout.flush()
-        code = process.wait()
-    finally:
-        if timer:
-            timer.cancel()
-    return code, bytes(output), timed_out.is_set()
-
-
-def main() -> int:
-    try:
-        return run_batch_task()
-    except MetaflowRError as exc:
-        print(f"Error: {exc}", file=sys.stderr, flush=True)
-        return exc.exit_code
+def _echo(attempt: Attempt, kind: str, text: str) -> None:
+    """The task's stdout and stderr go to the job's own (CloudWatch keeps both); the engine's lines to stdout."""
+    if kind == "stderr":
+        print(text, file=sys.stderr, flush=True)
+    elif kind == "stdout":
+        print(text, flush=True)
+    else:
+        print(f"[{attempt.spec.pathspec}] {text}", flush=True)

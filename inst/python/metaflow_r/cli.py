@@ -20,12 +20,14 @@ from . import show as show_module
 from .config import current_user, default_datastore
 from .datastore import FlowDatastore, find_local_root, storage_for
 from .deploy import aws_error
-from .errors import MetaflowRError, RunFailed, UsageError
+from .errors import MetaflowRError, RunFailed, RunInterrupted, UsageError
 from .graph import FlowGraph, check_names
 from .params import parameter_options, parameter_values
+from .report import write_report
 from .runtime import Clone, LocalRuntime
 from .sfn_cli import step_functions_group
-from .spec import DEFAULT_RETRIES, FlowSpec, parse_spec
+from .rules import DEFAULT_RETRIES
+from .spec import FlowSpec, parse_spec
 
 DEFAULT_MAX_WORKERS = 16
 
@@ -85,6 +87,11 @@ def build_cli(spec: FlowSpec | None) -> click.Group:
         graph = _invocation().graph()
         click.echo(show_module.mermaid(graph) if mermaid else show_module.describe(graph))
 
+    @group.command("spec", hidden=True, help="Print the flow's description as R sends it (JSON), e.g. for "
+                                              "metaflow-r --spec FILE.")
+    def spec_command() -> None:
+        click.echo(json.dumps(_invocation().raw_spec, indent=1))
+
     run_options = [
         click.Option(["--max-workers"], type=click.IntRange(min=1), default=DEFAULT_MAX_WORKERS, show_default=True,
                      help="Run at most this many tasks at once."),
@@ -111,6 +118,15 @@ def build_cli(spec: FlowSpec | None) -> click.Group:
         help="Run again from a step (default: the step that failed), reusing the finished tasks before it.",
     ))
     group.add_command(step_functions_group(spec, _invocation))
+
+    @group.command(help="Write a run's report, one HTML file: its graph by step status, timings, errors, "
+                        "artifacts. RUN_ID defaults to the latest run.")
+    @click.argument("run_id", required=False)
+    @click.option("--output", default=None, metavar="FILE",
+                  help="Where to write it (default: beside the run's data, or the temporary directory for S3).")
+    def report(run_id: str | None, output: str | None) -> None:
+        invocation = _invocation()
+        click.echo(write_report(invocation.flow_datastore(), run_id, invocation.graph(), output))
 
     @group.command(help="Run an offline AWS emulator (Step Functions, Batch, S3, DynamoDB) in the foreground.")
     @click.option("--port", type=click.IntRange(0, 65535), default=5055, show_default=True,
@@ -152,10 +168,6 @@ def _retries(graph: FlowGraph, with_decorators: list[str]) -> dict[str, int]:
     return {node.name: node.spec.retries(forced) for node in graph}
 
 
-def _timeouts(graph: FlowGraph) -> dict[str, float]:
-    return {node.name: seconds for node in graph if (seconds := node.spec.timeout_seconds()) is not None}
-
-
 def _launch(invocation: Invocation, options: dict[str, Any], origin: tuple[str | None, str | None] | None) -> None:
     graph = invocation.graph()
     spec = graph.spec
@@ -171,38 +183,75 @@ def _launch(invocation: Invocation, options: dict[str, Any], origin: tuple[str |
     user = current_user()
     namespace = f"user:{user}"
     run_id = ds.new_run([namespace, *options.get("tags", ())], params, user,
-                        extra={"namespace": namespace, "origin_run_id": clone.origin_run_id if clone else None})
+                        extra={"namespace": namespace, "origin_run_id": clone.origin_run_id if clone else None,
+                               "spec": invocation.raw_spec})  # the graph, for a report read without the script
+    if clone:
+        try:
+            ds.claim_resume(clone.origin_run_id, run_id)
+        except UsageError:
+            ds.finish_run(run_id, False, reason="another resume of the same run was in progress")
+            raise
+    for damaged in dict.fromkeys(ds.damaged):
+        click.echo(f"Warning: skipped a damaged record: {damaged}", err=True)
     if options.get("run_id_file"):
         Path(options["run_id_file"]).write_text(run_id)
     run_record = ds.run_record(run_id)
     click.echo(f"Workflow starting (run-id {run_id}), {graph.spec.name} in {namespace}:")
     runtime = LocalRuntime(graph, ds, run_id, run_record, script=spec.script, launch_dir=invocation.launch_dir,
                            rscript=invocation.rscript, max_workers=options["max_workers"], retries=retries,
-                           timeouts=_timeouts(graph), clone=clone)
+                           clone=clone)
     where = f"{ds.storage.root}/{spec.name}/{run_id}"
-    if not runtime.execute():
+    try:
+        succeeded = runtime.execute()
+    except KeyboardInterrupt:
+        raise RunInterrupted(f"Run {spec.name}/{run_id} was interrupted; its tasks were stopped.",
+                             [("i", f"Its data is in {where}."),
+                              ("i", f"Continue it with: Rscript {Path(spec.script).name} resume")]) from None
+    finally:
+        if clone:
+            ds.release_resume(clone.origin_run_id, run_id)
+    report = _report_line(ds, run_id, graph)
+    if not succeeded:
         failed = runtime.failed
         raise RunFailed(f"Run {spec.name}/{run_id} failed in step {failed.step!r} (task {failed.pathspec}).",
-                        [("i", f"Its data is in {where}."),
+                        [("i", f"Its data is in {where}."), ("i", report),
                          ("i", f"Fix the step, then: Rscript {Path(spec.script).name} resume")])
     click.echo(f"Done! Run {spec.name}/{run_id} succeeded; its data is in {where}")
+    click.echo(report)
+
+
+def _report_line(ds: FlowDatastore, run_id: str, graph: FlowGraph) -> str:
+    """The line naming the run's report. However the report fails, the run's own outcome is still told."""
+    try:
+        return f"Report: {write_report(ds, run_id, graph)}"
+    except Exception as exc:  # noqa: BLE001 - a report is never worth hiding how the run went
+        return f"The run's report could not be written: {exc}"
 
 
 def _resume_plan(graph: FlowGraph, ds: FlowDatastore, origin_run_id: str | None,
                  step: str | None) -> tuple[Clone, dict[str, Any]]:
+    """What resume reuses. By default the origin is the user's newest run that has ended: a run still going
+    (or another resume in progress) is never cloned."""
     namespace = f"user:{current_user()}"
-    records = [r for r in (ds.run_record(run_id) for run_id in ds.run_ids()) if r]
-    runs = [r["run_id"] for r in sorted(records, key=lambda r: r["created_at"]) if namespace in r.get("tags", [])]
+    records = sorted((r for r in (ds.readable(ds.run_record, run_id) for run_id in ds.run_ids()) if r),
+                     key=lambda r: r["created_at"])
     if origin_run_id is None:
-        if not runs:
-            raise UsageError(f"Flow {graph.spec.name} has no run of yours ({namespace}) to resume.",
+        ended = [r["run_id"] for r in records if namespace in r.get("tags", [])
+                 and ds.readable(ds.run_status, r["run_id"]) is not None]
+        if not ended:
+            raise UsageError(f"Flow {graph.spec.name} has no ended run of yours ({namespace}) to resume.",
                              [("i", "Start one with: run"), ("i", "Or name one: resume --origin-run-id ID")])
-        origin_run_id = runs[-1]
+        origin_run_id = ended[-1]
     record = ds.run_record(origin_run_id)
     if record is None:
-        known = [r["run_id"] for r in sorted(records, key=lambda r: r["created_at"])][-5:]
+        known = [r["run_id"] for r in records][-5:]
         raise UsageError(f"Run {graph.spec.name}/{origin_run_id} does not exist.",
                          [("i", f"Known runs: {', '.join(known) or 'none'}.")])
+    if ds.run_status(origin_run_id) is None:
+        raise UsageError(f"Run {graph.spec.name}/{origin_run_id} has not ended: it cannot be resumed yet.",
+                         [("i", "Wait for it to end. A run whose process was killed is marked ended by its "
+                                "reaper within seconds.")])
+    ds.check_not_being_resumed(origin_run_id)
     if step is None:
         step = _failed_step(graph, ds, origin_run_id)
     if step not in graph.nodes:

@@ -19,8 +19,21 @@ def _storage(datastore: str | None = None, root: str | None = None) -> Storage:
     return storage_for(kind, root)
 
 
+# Damaged records the queries skipped, until R takes them (take_damaged) to warn about each.
+_damaged: list[str] = []
+
+
 def _flow(flow: str, datastore: str | None, root: str | None) -> FlowDatastore:
-    return FlowDatastore(_storage(datastore, root), flow)
+    ds = FlowDatastore(_storage(datastore, root), flow)
+    ds.damaged = _damaged
+    return ds
+
+
+def take_damaged() -> list[str]:
+    """The damaged records skipped since the last call, each once."""
+    found = list(dict.fromkeys(_damaged))
+    _damaged.clear()
+    return found
 
 
 def datastore_root(datastore: str | None = None, root: str | None = None) -> str:
@@ -38,10 +51,7 @@ def runs(flow: str, namespace: str | None, datastore: str | None = None, root: s
     ds = _flow(flow, datastore, root)
     found = []
     for run_id in ds.run_ids():
-        try:
-            info = _run_info(ds, run_id)
-        except ValueError:  # an unreadable run record hides that run, not the whole flow
-            continue
+        info = ds.readable(_run_info, ds, run_id)  # a damaged record hides that run, not the whole flow
         if info and (namespace is None or namespace in info["tags"]):
             found.append(info)
     return sorted(found, key=lambda r: (r["created_at"], r["run_id"]), reverse=True)
@@ -110,3 +120,14 @@ def artifact_path(flow: str, sha: str, datastore: str | None = None, root: str |
 def log(flow: str, run_id: str, step: str, task_id: str, attempt: int, stream: str,
         datastore: str | None = None, root: str | None = None) -> str:
     return _flow(flow, datastore, root).read_log(run_id, step, task_id, int(attempt), stream)
+
+
+def report(flow: str, run_id: str, spec_json: str | None = None, output: str | None = None,
+           datastore: str | None = None, root: str | None = None) -> str:
+    """Write the run's report (see report.py); the flow's spec, when R has it, gives the steps not reached."""
+    from .graph import FlowGraph
+    from .report import write_report
+    from .spec import parse_spec
+
+    graph = FlowGraph(parse_spec(spec_json)) if spec_json else None
+    return write_report(_flow(flow, datastore, root), run_id, graph, output)

@@ -13,7 +13,6 @@ An attempt without DONE.json (crashed, killed, still running) is invisible to re
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -21,8 +20,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .config import setting
-from .errors import DatastoreError
-from .storage import LocalStorage, S3Storage, Storage
+from .errors import DatastoreError, UsageError
+from .storage import LocalStorage, S3Storage, Storage, sha256_stream
 
 DATASTORE_DIR = ".metaflow"
 
@@ -60,12 +59,16 @@ def storage_for(kind: str = "local", root: str | None = None) -> Storage:
     raise DatastoreError(f"Unknown datastore {kind!r}.", [("i", "Use \"local\" or \"s3\".")])
 
 
+# A stored blob whose name is met again is re-hashed up to this size (larger ones: their size is compared).
+VERIFY_BYTES = 8 << 20
+
+
 def sha256_file(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return sha256_stream(open(path, "rb"))
+
+
+class DamagedRecord(DatastoreError):
+    """A record that exists but cannot be read; scans skip it and say so (``FlowDatastore.damaged``)."""
 
 
 class FlowDatastore:
@@ -74,6 +77,7 @@ class FlowDatastore:
     def __init__(self, storage: Storage, flow: str) -> None:
         self.storage = storage
         self.flow = flow
+        self.damaged: list[str] = []  # damaged records skipped so far, each as "where: what"
 
     # -- artifacts -----------------------------------------------------------------------------
 
@@ -81,16 +85,23 @@ class FlowDatastore:
         return f"{self.flow}/data/{sha[:2]}/{sha}"
 
     def save_blob_file(self, path: str) -> str:
-        """Store a file by content; returns its sha. An existing blob is never rewritten."""
+        """Store a file by content; returns its sha. A blob stored before under that sha is kept when it
+        holds what its name says (its size, and a small one's content, are checked) and healed otherwise."""
         sha = sha256_file(path)
         key = self.blob_key(sha)
-        if not self.storage.exists(key):
+        stored = self.storage.size(key)
+        size = os.path.getsize(path)
+        if stored != size or (size <= VERIFY_BYTES and self.storage.sha256(key) != sha):
             self.storage.write_file(key, path)
         return sha
 
+    def blob_intact(self, sha: str) -> bool:
+        """Whether the stored blob hashes to its name (reads it whole)."""
+        return self.storage.sha256(self.blob_key(sha)) == sha
+
     def blob_path(self, sha: str) -> str:
-        """A local file holding the blob (downloaded first for S3)."""
-        return self.storage.local_path(self.blob_key(sha))
+        """A local file holding the blob (downloaded and checked first for S3)."""
+        return self.storage.local_path(self.blob_key(sha), sha)
 
     # -- runs ----------------------------------------------------------------------------------
 
@@ -112,8 +123,15 @@ class FlowDatastore:
     def run_record(self, run_id: str) -> dict[str, Any] | None:
         return self._read_json(f"{self.flow}/{run_id}/_run.json")
 
-    def finish_run(self, run_id: str, successful: bool) -> None:
-        self._write_json(f"{self.flow}/{run_id}/_status.json", {"successful": successful, "finished_at": time.time()})
+    def finish_run(self, run_id: str, successful: bool, reason: str | None = None) -> bool:
+        """Mark a run ended, once: the first outcome written stands (a run stopped or failed never turns
+        successful because a task still going finishes later). ``reason`` says why a run did not succeed.
+        Returns whether this call's outcome was recorded."""
+        status: dict[str, Any] = {"successful": successful, "finished_at": time.time()}
+        if reason:
+            status["reason"] = reason
+        return self.storage.create(f"{self.flow}/{run_id}/_status.json",
+                                   json.dumps(status, indent=1, sort_keys=True).encode())
 
     def run_status(self, run_id: str) -> dict[str, Any] | None:
         return self._read_json(f"{self.flow}/{run_id}/_status.json")
@@ -139,15 +157,18 @@ class FlowDatastore:
     def write_log(self, run_id: str, step: str, task_id: str, attempt: int, stream: str, data: bytes) -> None:
         self.storage.write_bytes(f"{self.attempt_prefix(run_id, step, task_id, attempt)}/{stream}.log", data)
 
+    def write_log_file(self, run_id: str, step: str, task_id: str, attempt: int, stream: str, path: str) -> None:
+        self.storage.write_file(f"{self.attempt_prefix(run_id, step, task_id, attempt)}/{stream}.log", path)
+
     def read_log(self, run_id: str, step: str, task_id: str, attempt: int, stream: str) -> str:
         data = self.storage.read_bytes(f"{self.attempt_prefix(run_id, step, task_id, attempt)}/{stream}.log")
         return data.decode("utf-8", errors="replace") if data else ""
 
     def attempts(self, run_id: str, step: str, task_id: str) -> Iterator[dict[str, Any]]:
-        """Committed attempt records, newest first."""
+        """Committed attempt records, newest first; a damaged one is skipped and noted in ``damaged``."""
         names = self.storage.list_children(f"{self.flow}/{run_id}/{step}/{task_id}")
         for attempt in sorted((int(n) for n in names if n.isdigit()), reverse=True):
-            record = self._read_json(f"{self.attempt_prefix(run_id, step, task_id, attempt)}/DONE.json")
+            record = self.readable(self._read_json, f"{self.attempt_prefix(run_id, step, task_id, attempt)}/DONE.json")
             if record is not None:
                 yield record
 
@@ -164,11 +185,51 @@ class FlowDatastore:
                                  [("i", "Run the flow (or resume it) until that task succeeds.")])
         return record
 
+    # -- resume --------------------------------------------------------------------------------
+
+    def check_not_being_resumed(self, origin_run_id: str, claimant: str | None = None) -> None:
+        """Refuse a second resume of a run while another one (not ``claimant``) is still running."""
+        holder = self.readable(self._read_json, self._resume_claim(origin_run_id)) or {}
+        other = holder.get("run_id")
+        if other and other != claimant and self.run_record(other) is not None and self.run_status(other) is None:
+            raise UsageError(f"Run {self.flow}/{origin_run_id} is being resumed already, by run {other}.",
+                             [("i", f"Wait for run {other} to end; then resume that one, or this one again.")])
+
+    def claim_resume(self, origin_run_id: str, claimant: str) -> None:
+        """Make ``claimant`` the one run resuming ``origin_run_id``. A claim whose run has ended (or never
+        began) is stale and taken over."""
+        record = json.dumps({"run_id": claimant, "claimed_at": time.time()}).encode()
+        if not self.storage.create(self._resume_claim(origin_run_id), record):
+            self.check_not_being_resumed(origin_run_id, claimant)
+            self.storage.write_bytes(self._resume_claim(origin_run_id), record)
+
+    def release_resume(self, origin_run_id: str, claimant: str) -> None:
+        key = self._resume_claim(origin_run_id)
+        if (self.readable(self._read_json, key) or {}).get("run_id") == claimant:
+            self.storage.delete(key)
+
+    def _resume_claim(self, origin_run_id: str) -> str:
+        return f"{self.flow}/{origin_run_id}/_resumed_by.json"
+
     # -- helpers -------------------------------------------------------------------------------
+
+    def readable(self, read, *args: Any) -> Any:
+        """``read(*args)``, or None when it meets a damaged record, which is noted in ``damaged``."""
+        try:
+            return read(*args)
+        except DamagedRecord as exc:
+            self.damaged.append(exc.message)
+            return None
 
     def _write_json(self, key: str, value: Any) -> None:
         self.storage.write_bytes(key, json.dumps(value, indent=1, sort_keys=True).encode())
 
     def _read_json(self, key: str) -> Any:
         data = self.storage.read_bytes(key)
-        return None if data is None else json.loads(data)
+        if data is None:
+            return None
+        try:
+            return json.loads(data)
+        except ValueError as exc:  # UnicodeDecodeError is one
+            raise DamagedRecord(f"{self.storage.root}/{key} is damaged ({type(exc).__name__}: {exc})",
+                                [("i", "Move it aside; the rest of the datastore stays readable.")]) from None

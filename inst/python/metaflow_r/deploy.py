@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from .compile import BATCH_RESOURCE, DEFAULT_MAX_NUM_SPLITS, CompileSettings, compile_state_machine
 from .config import current_user, setting
-from .errors import ConfigurationError, MetaflowRError, UsageError
+from .errors import AwsError, ConfigurationError, MetaflowRError, UsageError
 from .foreach_modes import AUTO, choose, foreach_steps, one_step_body, parse_mode, parse_width, per_step
 from .graph import FlowGraph
 from .package import CodePackage, build_package
@@ -43,12 +43,6 @@ REQUIRED_SETTINGS = {
     "image": "BATCH_CONTAINER_IMAGE",
 }
 EVENTS_ROLE = "EVENTS_SFN_ACCESS_IAM_ROLE"
-
-
-class AwsError(MetaflowRError):
-    """An AWS call failed; the message names the call and what to do."""
-
-    exit_code = 6
 
 
 @dataclass(frozen=True)
@@ -113,6 +107,7 @@ def batch_override(graph: FlowGraph, step: str, name: str) -> str | None:
 
 
 def _resources(graph: FlowGraph, step: str) -> tuple[str, str, str | None]:
+    """The Batch job's size; the graph checked each value's kind (rules.json: cpu and memory > 0)."""
     node = graph[step]
     cpu, memory, gpu = DEFAULT_CPU, DEFAULT_MEMORY_MB, None
     for name in ("resources", "batch"):
@@ -122,10 +117,6 @@ def _resources(graph: FlowGraph, step: str) -> tuple[str, str, str | None]:
             cpu = a.get("cpu", cpu)
             memory = a.get("memory", memory)
             gpu = a.get("gpu", gpu)
-    for label, value in (("cpu", cpu), ("memory", memory), ("gpu", gpu)):
-        if value is not None and (not isinstance(value, (int, float)) or value <= 0):
-            raise UsageError(f"Step {step!r}: decorator(\"resources\") {label} must be a positive number, "
-                             f"not {value!r}.")
     return f"{cpu:g}", f"{int(memory)}", (f"{int(gpu)}" if gpu else None)
 
 
@@ -148,6 +139,7 @@ def _job_definition(graph: FlowGraph, step: str, settings: DeploySettings, with_
             "jobRoleArn": batch_override(graph, step, "iam_role") or settings.batch_role,
             "resourceRequirements": requirements,
             "environment": [
+                {"name": "METAFLOW_FLOW_NAME", "value": graph.spec.name},
                 {"name": "METAFLOW_DEFAULT_DATASTORE", "value": "s3"},
                 {"name": "METAFLOW_DATASTORE_SYSROOT_S3", "value": settings.s3_root},
                 {"name": "METAFLOW_SFN_DYNAMO_DB_TABLE", "value": settings.dynamo_table},
@@ -345,6 +337,15 @@ class Deployer:
         except Exception as exc:  # noqa: BLE001 - turned into an AwsError below
             raise aws_error("listing state machines", exc) from None
         return None
+
+    def running_executions(self, arn: str) -> list[str]:
+        pages = self.call("listing the running runs", lambda: list(
+            self.sfn.get_paginator("list_executions").paginate(stateMachineArn=arn, statusFilter="RUNNING")))
+        return [e["name"] for page in pages for e in page["executions"]]
+
+    def stop_execution(self, arn: str, cause: str) -> None:
+        self.call("stopping a run", self.sfn.stop_execution, executionArn=arn, error="MetaflowR.FlowDeleted",
+                  cause=cause)
 
     def delete(self, name: str) -> bool:
         arn = self.find_state_machine(name)

@@ -21,6 +21,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from .errors import UsageError
 from .moto_scale import apply_scale_patches
 from .procenv import subprocess_env
 
@@ -214,6 +215,19 @@ def write_env_file(path: str, env: dict[str, str]) -> None:
     os.replace(tmp, target)
 
 
+def check_port_free(port: int) -> None:
+    """A port already taken fails here, at once: the server's own thread would only print it and hang."""
+    import socket
+
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise UsageError(f"The emulator cannot listen on 127.0.0.1:{port}: {exc.strerror}.",
+                             [("i", "Another program (another emulator?) uses that port: choose another one, or "
+                                    "--port 0 for a free one.")]) from None
+
+
 def free_port() -> int:
     import socket
 
@@ -225,6 +239,7 @@ def free_port() -> int:
 def serve(port: int, env_file: str | None) -> int:
     """Run in the foreground until SIGTERM or Ctrl-C; port 0 picks a free port."""
     port = port or free_port()
+    check_port_free(port)
     # Jobs run `metaflow-r batch-task` and `Rscript`: make sure this interpreter's scripts come first.
     os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     import logging

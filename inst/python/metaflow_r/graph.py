@@ -5,15 +5,12 @@ compiler can trust the graph they are given.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 from .errors import GraphError
-from .spec import PARAMETER_TYPES, FlowSpec, StepSpec
-
-NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-# Names a step function reads from `self` itself; an artifact or parameter of that name would be shadowed.
-RESERVED_NAMES = frozenset({"input", "index", "foreach_stack", "name", "next", "run_id", "task_id", "step_name"})
+from .rules import (NAME_PATTERN, PARAMETER_TYPES, RESERVED_NAMES, RESERVED_PARAMETER_NAMES, check_decorator,
+                    reserved_why)
+from .spec import FlowSpec, StepSpec
 
 
 @dataclass
@@ -85,6 +82,11 @@ class FlowGraph:
 
     def _check_names(self) -> None:
         check_names(self.spec)
+        for decorator in self.spec.decorators:
+            check_decorator(decorator.name, decorator.attributes, "metaflow()")
+        for step in self.spec.steps:
+            for decorator in step.decorators:
+                check_decorator(decorator.name, decorator.attributes, f"step(\"{step.name}\")")
 
     def _check_edges(self) -> None:
         for required in ("start", "end"):
@@ -232,11 +234,9 @@ def check_names(spec: FlowSpec) -> None:
     for param in spec.parameters:
         if not NAME_PATTERN.fullmatch(param.name):
             raise GraphError(f"Parameter name {param.name!r} is not a valid name.")
-        if param.name in RESERVED_NAMES:
-            raise GraphError(
-                f"Parameter name {param.name!r} is reserved.",
-                [("i", f"Reserved names: {', '.join(sorted(RESERVED_NAMES))}. Choose another name.")],
-            )
+        if param.name in RESERVED_NAMES | RESERVED_PARAMETER_NAMES:
+            raise GraphError(f"Parameter name {param.name!r} is reserved.",
+                             [("i", reserved_why(param.name)), ("i", "Choose another name.")])
         if param.type not in PARAMETER_TYPES:
             raise GraphError(
                 f"Parameter {param.name!r} has type {param.type!r}.",

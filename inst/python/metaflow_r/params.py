@@ -1,6 +1,7 @@
 """A flow's parameters as command-line options, and the typed values a run starts with."""
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import click
@@ -8,7 +9,35 @@ import click
 from .errors import UsageError
 from .spec import FlowSpec, Parameter
 
-CLICK_TYPES = {"str": click.STRING, "int": click.INT, "float": click.FLOAT, "bool": click.BOOL}
+R_INT_MAX = 2**31 - 1  # R's integers are 32-bit, and -2^31 is its NA
+
+
+class FiniteFloat(click.ParamType):
+    """A float R and JSON both hold exactly: no NaN, no infinity, nothing that overflows to one."""
+
+    name = "float"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> float:
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
+class RInteger(click.ParamType):
+    """A whole number R can hold as an integer."""
+
+    name = "integer"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> int:
+        number = click.INT.convert(value, param, ctx)
+        if not -R_INT_MAX <= number <= R_INT_MAX:
+            self.fail(f"{value!r} is outside R's integer range (±{R_INT_MAX}); declare the parameter "
+                      "type = \"float\" for larger numbers.", param, ctx)
+        return number
+
+
+CLICK_TYPES = {"str": click.STRING, "int": RInteger(), "float": FiniteFloat(), "bool": click.BOOL}
 
 
 def parameter_options(spec: FlowSpec) -> list[click.Option]:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import re
 
 from .errors import UsageError
+from .rules import SCHEDULE_PRESETS
 from .spec import FlowSpec
-
-PRESETS = {"hourly": "0 * * * ? *", "daily": "0 0 * * ? *", "weekly": "0 0 ? * SUN *"}
 _MONTHS = "JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC"
 _DAYS = "SUN|MON|TUE|WED|THU|FRI|SAT"
 # field name, smallest value, largest value, names allowed, extra characters allowed
@@ -26,16 +25,11 @@ def schedule_expression(spec: FlowSpec) -> str | None:
     decorator = spec.decorator("schedule")
     if decorator is None:
         return None
+    # The graph checked that exactly one of them is set (rules.check_decorator).
     attrs = decorator.attributes
-    chosen = [name for name in ("hourly", "daily", "weekly") if attrs.get(name) is True]
     if attrs.get("cron"):
-        chosen.append("cron")
-    if len(chosen) != 1:
-        raise UsageError("decorator(\"schedule\") needs exactly one of hourly, daily, weekly or cron.",
-                         [("i", "For example decorator(\"schedule\", daily = TRUE).")])
-    if chosen[0] != "cron":
-        return f"cron({PRESETS[chosen[0]]})"
-    return f"cron({validate_cron(str(attrs['cron']))})"
+        return f"cron({validate_cron(str(attrs['cron']))})"
+    return next(f"cron({cron})" for name, cron in SCHEDULE_PRESETS.items() if attrs.get(name) is True)
 
 
 def validate_cron(expression: str) -> str:

@@ -10,6 +10,7 @@ import click
 
 from .compile import DEFAULT_MAX_NUM_SPLITS
 from .config import setting
+from .datastore import FlowDatastore, storage_for
 from .deploy import DeploySettings, Deployer, aws_error, plan_deployment
 from .errors import RunFailed, UsageError
 from .executions import execution_arn, report, wait_for
@@ -161,6 +162,18 @@ def step_functions_group(spec: FlowSpec | None, invocation_of) -> click.Group:
         invocation = invocation_of()
         deployer = Deployer(_session(), echo=click.echo)
         name = invocation.graph().spec.name
+        arn = deployer.find_state_machine(name)
+        running = deployer.running_executions(arn) if arn else []
+        if running:
+            # AWS ends a deleted state machine's executions at their next transition; ending them here makes
+            # that immediate, and their runs say why.
+            click.echo(f"Warning: {len(running)} run(s) of {name} still running will be stopped: "
+                       f"{', '.join(running)}.", err=True)
+            ds = FlowDatastore(storage_for("s3"), name)
+            for run_id in running:
+                deployer.stop_execution(execution_arn(arn, run_id), "The flow was deleted (step-functions delete).")
+                if ds.run_record(run_id) is not None:
+                    ds.finish_run(run_id, False, reason="stopped: the flow was deleted")
         if deployer.delete(name):
             click.echo(f"State machine {name} and its schedule were deleted.")
         else:

@@ -1,7 +1,11 @@
 """The graph as text a user reads: a step list, or mermaid for GitHub and Quarto."""
 from __future__ import annotations
 
+from .errors import UsageError
 from .graph import FlowGraph
+from .spec import parse_spec
+
+FORMATS = ("text", "mermaid")
 
 
 def describe(graph: FlowGraph) -> str:
@@ -29,9 +33,24 @@ def describe(graph: FlowGraph) -> str:
 
 
 def mermaid(graph: FlowGraph) -> str:
+    """A Mermaid flowchart. Node ids carry a prefix, since a bare ``end`` (like ``graph`` or ``style``) is a
+    Mermaid keyword; the labels are the step names."""
     lines = ["flowchart TD"]
+    lines.extend(f'    {_node_id(node.name)}["{node.name}"]' for node in graph)
     for node in graph:
         for target in node.next:
-            label = f"|foreach {node.spec.foreach}|" if node.is_foreach else ""
-            lines.append(f"    {node.name} -->{label} {target}")
+            label = f'|"foreach {node.spec.foreach}"|' if node.is_foreach else ""
+            lines.append(f"    {_node_id(node.name)} -->{label} {_node_id(target)}")
     return "\n".join(lines)
+
+
+def _node_id(step: str) -> str:
+    return f"step_{step}"
+
+
+def render(spec_json: str, format: str = "text") -> str:
+    """``show(flow, format =)`` in R: the flow's graph, validated, as text or mermaid."""
+    if format not in FORMATS:
+        raise UsageError(f"Unknown format {format!r}.", [("i", f"Use one of: {', '.join(FORMATS)}.")])
+    graph = FlowGraph(parse_spec(spec_json))
+    return mermaid(graph) if format == "mermaid" else describe(graph)

@@ -5,10 +5,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import protocol
 from .errors import GraphError
-
-PARAMETER_TYPES = ("str", "int", "float", "bool")
-DEFAULT_RETRIES = 3  # decorator("retry") and --with retry without times
+from .rules import DEFAULT_RETRIES
 
 
 @dataclass(frozen=True)
@@ -63,65 +62,32 @@ class FlowSpec:
     decorators: tuple[Decorator, ...] = ()
     script: str | None = None
 
-    def step(self, name: str) -> StepSpec:
-        return next(s for s in self.steps if s.name == name)
-
     def decorator(self, name: str) -> Decorator | None:
         return next((d for d in self.decorators if d.name == name), None)
 
 
-def _decorators(raw: Any) -> tuple[Decorator, ...]:
-    return tuple(Decorator(_text(d["name"], "a decorator name"), dict(d.get("attributes") or {})) for d in raw or [])
-
-
-def _text(value: Any, what: str, optional: bool = False) -> Any:
-    """A name must be a string (the checks and file paths that use it assume one)."""
-    if isinstance(value, str) or (optional and value is None):
-        return value
-    raise TypeError(f"{what} is {value!r}, not a string")
-
-
-def _as_list(value: Any) -> list:
-    if value is None:
-        return []
-    return list(value) if isinstance(value, (list, tuple)) else [value]
+def _decorators(raw: list[dict[str, Any]]) -> tuple[Decorator, ...]:
+    return tuple(Decorator(d["name"], dict(d["attributes"])) for d in raw)
 
 
 def parse_spec(text_or_dict: str | dict) -> FlowSpec:
-    """Build a FlowSpec from the JSON the R front end produces."""
+    """Build a FlowSpec from the spec document the R front end sends (protocol.py)."""
+    hint = ("i", "Build the flow with metaflow(), step() and parameter().")
     try:
         raw = json.loads(text_or_dict) if isinstance(text_or_dict, str) else text_or_dict
-        steps = tuple(
-            StepSpec(
-                name=_text(s["name"], "a step name"),
-                next=tuple(_text(n, "a next_step") for n in _as_list(s.get("next"))),
-                join=bool(s.get("join", False)),
-                foreach=_text(s.get("foreach") or None, "a foreach", optional=True),
-                decorators=_decorators(s.get("decorators")),
-            )
-            for s in raw.get("steps") or []
-        )
-        parameters = tuple(
-            Parameter(
-                name=_text(p["name"], "a parameter name"),
-                help=_text(p.get("help"), "a parameter help", optional=True),
-                default=p.get("default"),
-                type=p.get("type") or "str",
-                required=bool(p.get("required", False)),
-                is_flag=bool(p.get("is_flag", False)),
-                separator=_text(p.get("separator") or None, "a separator", optional=True),
-            )
-            for p in raw.get("parameters") or []
-        )
-        return FlowSpec(
-            name=_text(raw["name"], "the flow name"),
-            steps=steps,
-            parameters=parameters,
-            decorators=_decorators(raw.get("decorators")),
-            script=_text(raw.get("script"), "the script", optional=True),
-        )
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise GraphError(
-            "The flow description sent by R is malformed.",
-            [("x", f"{type(exc).__name__}: {exc}"), ("i", "Build the flow with metaflow(), step() and parameter().")],
-        ) from None
+    except ValueError as exc:
+        raise GraphError("The flow description sent by R is malformed.", [("x", f"It is not JSON: {exc}"),
+                                                                            hint]) from None
+    found = protocol.problems("spec", raw)
+    if found:
+        raise GraphError("The flow description sent by R is malformed.", [("x", line) for line in found[:5]] + [hint])
+    return FlowSpec(
+        name=raw["name"],
+        steps=tuple(StepSpec(name=s["name"], next=tuple(s["next"]), join=s["join"], foreach=s["foreach"],
+                             decorators=_decorators(s["decorators"])) for s in raw["steps"]),
+        parameters=tuple(Parameter(name=p["name"], help=p["help"], default=p["default"], type=p["type"],
+                                   required=p["required"], is_flag=p["is_flag"], separator=p["separator"])
+                         for p in raw["parameters"]),
+        decorators=_decorators(raw["decorators"]),
+        script=raw["script"],
+    )

@@ -5,11 +5,12 @@
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 from urllib.parse import urlparse
 
 from .errors import DatastoreError
@@ -18,19 +19,34 @@ _UMASK = os.umask(0o022)  # read it (only os.umask can) and put it back
 os.umask(_UMASK)
 
 
+def sha256_stream(stream: BinaryIO) -> str:
+    digest = hashlib.sha256()
+    with stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 class Storage(Protocol):
+    kind: str  # "local" or "s3", as storage_for() takes it
     root: str
 
     def exists(self, key: str) -> bool: ...
+    def size(self, key: str) -> int | None: ...  # None: no such key
+    def sha256(self, key: str) -> str | None: ...  # of what is stored now, read in full
     def read_bytes(self, key: str) -> bytes | None: ...
     def write_bytes(self, key: str, data: bytes) -> None: ...
     def write_file(self, key: str, path: str) -> None: ...
-    def local_path(self, key: str) -> str: ...  # immutable keys only: S3 keeps a download cache
+    def create(self, key: str, data: bytes) -> bool: ...  # only if the key does not exist yet; False if it does
+    def delete(self, key: str) -> None: ...
+    def local_path(self, key: str, sha: str | None = None) -> str: ...  # immutable keys: S3 caches downloads
     def list_children(self, prefix: str) -> list[str]: ...
 
 
 class LocalStorage:
     """Keys are paths below ``root``; a write goes to a temporary file renamed into place."""
+
+    kind = "local"
 
     def __init__(self, root: str | os.PathLike) -> None:
         self.root = str(Path(root).absolute())
@@ -41,11 +57,43 @@ class LocalStorage:
     def exists(self, key: str) -> bool:
         return self._path(key).exists()
 
+    def size(self, key: str) -> int | None:
+        try:
+            return self._path(key).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    def sha256(self, key: str) -> str | None:
+        try:
+            return sha256_stream(self._path(key).open("rb"))
+        except FileNotFoundError:
+            return None
+
     def read_bytes(self, key: str) -> bytes | None:
         try:
             return self._path(key).read_bytes()
         except FileNotFoundError:
             return None
+
+    def create(self, key: str, data: bytes) -> bool:
+        """Written whole beside the target, then linked into place: link() fails if the target exists, so
+        of two writers exactly one wins, and a reader never sees half a file."""
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                os.fchmod(handle.fileno(), 0o666 & ~_UMASK)
+                handle.write(data)
+            os.link(tmp, target)
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            os.unlink(tmp)
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
 
     def write_bytes(self, key: str, data: bytes) -> None:
         def write(tmp: str) -> None:
@@ -75,7 +123,7 @@ class LocalStorage:
                 pass
             raise
 
-    def local_path(self, key: str) -> str:
+    def local_path(self, key: str, sha: str | None = None) -> str:
         return str(self._path(key))
 
     def list_children(self, prefix: str) -> list[str]:
@@ -97,6 +145,8 @@ class LocalStorage:
 
 class S3Storage:
     """Keys are objects below ``s3://bucket/prefix``; reads of blobs are cached in a local directory."""
+
+    kind = "s3"
 
     def __init__(self, root: str, client=None, cache_dir: str | None = None) -> None:
         parsed = urlparse(root)
@@ -131,11 +181,41 @@ class S3Storage:
                 return False
             raise
 
+    def size(self, key: str) -> int | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            return self.client.head_object(Bucket=self.bucket, Key=self._key(key))["ContentLength"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+
+    def sha256(self, key: str) -> str | None:
+        try:
+            return sha256_stream(self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"])
+        except self.client.exceptions.NoSuchKey:
+            return None
+
     def read_bytes(self, key: str) -> bytes | None:
         try:
             return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
         except self.client.exceptions.NoSuchKey:
             return None
+
+    def create(self, key: str, data: bytes) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, IfNoneMatch="*")
+            return True
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
+                return False
+            raise
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
 
     def write_bytes(self, key: str, data: bytes) -> None:
         self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
@@ -143,12 +223,17 @@ class S3Storage:
     def write_file(self, key: str, path: str) -> None:
         self.client.upload_file(path, self.bucket, self._key(key))
 
-    def local_path(self, key: str) -> str:
+    def local_path(self, key: str, sha: str | None = None) -> str:
+        """A cached local copy; a download that does not hash to ``sha`` is refused, not cached."""
         target = Path(self.cache_dir, key)
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp = f"{target}.part-{os.getpid()}"
             self.client.download_file(self.bucket, self._key(key), tmp)
+            if sha is not None and sha256_stream(open(tmp, "rb")) != sha:
+                os.unlink(tmp)
+                raise DatastoreError(f"{self.root}/{key} does not hold what its name says: it is damaged.",
+                                     [("i", "Run the step that made it again (resume) to store it anew.")])
             os.replace(tmp, target)
         return str(target)
 

@@ -1,17 +1,18 @@
-"""One task's life around the R process: prepare its context, commit what it produced.
+"""A task attempt's data: the context it runs with, and the attempt record it leaves.
 
 The R side (``Rscript flow.R task --context FILE``) reads the context, runs the step function, and leaves its
-artifacts as RDS files plus ``outputs.json`` in the context's ``output_dir``. Nothing it writes is visible until
-``commit`` stores the blobs by content and writes the attempt record in one atomic write.
+artifacts as RDS files plus the outputs document in the context's ``output_dir`` (or, when the step fails,
+the task error document). Nothing it writes is visible until ``commit`` stores the blobs by content and
+writes the attempt record in one atomic write. The attempt engine (attempt.py) calls these.
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import protocol
 from .datastore import FlowDatastore
 from .errors import DatastoreError
 from .graph import FlowGraph
@@ -27,15 +28,37 @@ class TaskSpec:
     input_paths: list[str] = field(default_factory=list)  # "run/step/task" of each parent task
     split_index: int | None = None
     retry_count: int = 0
-    caught: str | None = None  # set on the fallback attempt decorator("catch") runs after a final failure
+    caught: dict[str, Any] | None = None  # the task error the fallback attempt of decorator("catch") records
 
     @property
     def pathspec(self) -> str:
         return f"{self.run_id}/{self.step}/{self.task_id}"
 
 
+@dataclass
+class Prepared:
+    """A task attempt ready to launch: its context, and what is known of the artifacts it starts with."""
+
+    context: dict[str, Any]
+    inherited_info: dict[str, dict[str, Any]]  # sha -> artifact_info, from the parents' records
+
+    @property
+    def output_dir(self) -> str:
+        return self.context["output_dir"]
+
+
 def _artifact_refs(ds: FlowDatastore, shas: dict[str, str]) -> dict[str, dict[str, str]]:
     return {name: {"sha": sha, "path": ds.blob_path(sha)} for name, sha in shas.items()}
+
+
+def _info_by_sha(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    for record in records:
+        info = record.get("artifact_info") or {}
+        for name, sha in record.get("artifacts", {}).items():
+            if name in info:
+                found[sha] = info[name]
+    return found
 
 
 def child_split_stack(graph: FlowGraph, parent_step: str, parent: dict[str, Any], parent_task_id: str,
@@ -56,7 +79,7 @@ def child_split_stack(graph: FlowGraph, parent_step: str, parent: dict[str, Any]
 
 
 def prepare(graph: FlowGraph, ds: FlowDatastore, task: TaskSpec, run_record: dict[str, Any],
-            output_dir: str, known: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+            output_dir: str, known: dict[str, dict[str, Any]] | None = None) -> Prepared:
     """The context the R task runs with: inherited artifacts, join inputs, foreach stack, parameters.
 
     ``known`` holds parents' records the caller already has (by pathspec); others are read."""
@@ -68,7 +91,7 @@ def prepare(graph: FlowGraph, ds: FlowDatastore, task: TaskSpec, run_record: dic
         "flow": ds.flow, "run_id": task.run_id, "step": task.step, "task_id": task.task_id,
         "retry_count": task.retry_count, "user": run_record.get("user"), "tags": run_record.get("tags", []),
         "namespace": run_record.get("namespace"),
-        "parameter_names": parameter_names, "foreach_var": node.spec.foreach, "join": None,
+        "parameter_names": parameter_names, "join": None,
         "artifacts": {}, "inputs": [], "split_stack": [], "parameters": None, "output_dir": output_dir,
         "catch": _catch_context(node.spec.decorator("catch"), task.caught),
         "environment": (node.spec.decorator("environment").attributes.get("vars") or {})
@@ -95,58 +118,57 @@ def prepare(graph: FlowGraph, ds: FlowDatastore, task: TaskSpec, run_record: dic
     for frame in context["split_stack"]:
         if frame["kind"] == "foreach":
             frame["var_path"] = ds.blob_path(frame["var_sha"])
-    return context
+    return Prepared(context, _info_by_sha([record for _, record in parents]))
 
 
-def _catch_context(decorator, caught: str | None) -> dict[str, Any] | None:
+def _catch_context(decorator, caught: dict[str, Any] | None) -> dict[str, Any] | None:
     if decorator is None or caught is None:
         return None
     return {"var": decorator.attributes.get("var"),
             "print_exception": decorator.attributes.get("print_exception", True), "error": caught}
 
 
-def caught_error(output: bytes, reason: str) -> str:
-    """The error a catch decorator records: the task's own R error message when it printed one."""
-    lines = output.decode("utf-8", errors="replace").splitlines()
-    starts = [i for i, line in enumerate(lines) if line.startswith("Error in step ")]
-    return "\n".join(lines[starts[-1]:])[:4000] if starts else f"The task failed: {reason}."
+def task_error(error_class: str, message: str) -> dict[str, Any]:
+    """A task error document for a failure R could not describe (a timeout, a crash, a lost worker)."""
+    return {"class": [error_class, "error", "condition"], "message": message, "call": None, "traceback": []}
 
 
-def write_context(context: dict[str, Any], path: str) -> None:
-    with open(path, "w", encoding="utf-8") as handle:
-        json.dump(context, handle)
-
-
-def commit(ds: FlowDatastore, task: TaskSpec, context: dict[str, Any], started_at: float) -> dict[str, Any]:
+def commit(ds: FlowDatastore, task: TaskSpec, prepared: Prepared, started_at: float,
+           batch_job_id: str | None = None) -> dict[str, Any]:
     """Store the artifacts the R task left in its output directory and make the attempt visible."""
-    output_dir = context["output_dir"]
-    try:
-        with open(os.path.join(output_dir, "outputs.json"), encoding="utf-8") as handle:
-            outputs = json.load(handle)
-    except (OSError, ValueError) as exc:
-        raise DatastoreError(f"Task {task.pathspec} left no readable outputs.json: {exc}") from None
+    output_dir = prepared.output_dir
+    outputs = protocol.read("outputs", os.path.join(output_dir, protocol.OUTPUTS_FILE))
     artifacts: dict[str, str] = {}
+    info: dict[str, dict[str, Any]] = {}
     for name, entry in outputs["artifacts"].items():
-        artifacts[name] = entry["sha"] if "sha" in entry else ds.save_blob_file(os.path.join(output_dir, entry["file"]))
-    record = _attempt_record(task, context, started_at, successful=True)
-    record.update(artifacts=artifacts, num_splits=outputs.get("num_splits"))
+        if "sha" in entry:
+            artifacts[name] = entry["sha"]
+            if entry["sha"] in prepared.inherited_info:
+                info[name] = prepared.inherited_info[entry["sha"]]
+            continue
+        path = os.path.join(output_dir, entry["file"])
+        artifacts[name] = ds.save_blob_file(path)
+        info[name] = {"type": entry["type"], "size": os.path.getsize(path), "preview": entry["preview"]}
+    record = _attempt_record(task, prepared, started_at, successful=True, batch_job_id=batch_job_id)
+    record.update(artifacts=artifacts, artifact_info=info, num_splits=outputs["num_splits"])
     ds.write_attempt(task.run_id, task.step, task.task_id, task.retry_count, record)
     return record
 
 
-def record_failure(ds: FlowDatastore, task: TaskSpec, context: dict[str, Any], started_at: float,
-                   error: str) -> dict[str, Any]:
-    record = _attempt_record(task, context, started_at, successful=False)
-    record.update(artifacts={}, error=error)
+def record_failure(ds: FlowDatastore, task: TaskSpec, prepared: Prepared, started_at: float, reason: str,
+                   exception: dict[str, Any] | None, batch_job_id: str | None = None) -> dict[str, Any]:
+    record = _attempt_record(task, prepared, started_at, successful=False, batch_job_id=batch_job_id)
+    record.update(artifacts={}, error=reason, exception=exception)
     ds.write_attempt(task.run_id, task.step, task.task_id, task.retry_count, record)
     return record
 
 
-def _attempt_record(task: TaskSpec, context: dict[str, Any], started_at: float, successful: bool) -> dict[str, Any]:
-    stack = [{k: v for k, v in frame.items() if k != "var_path"} for frame in context["split_stack"]]
+def _attempt_record(task: TaskSpec, prepared: Prepared, started_at: float, successful: bool,
+                    batch_job_id: str | None) -> dict[str, Any]:
+    stack = [{k: v for k, v in frame.items() if k != "var_path"} for frame in prepared.context["split_stack"]]
     record = {"successful": successful, "step": task.step, "task_id": task.task_id, "attempt": task.retry_count,
               "input_paths": task.input_paths, "split_stack": stack, "started_at": started_at,
               "finished_at": time.time()}
-    if context.get("batch_job_id"):
-        record["batch_job_id"] = context["batch_job_id"]
+    if batch_job_id:
+        record["batch_job_id"] = batch_job_id
     return record

@@ -1,0 +1,27 @@
+# The protocol between R and Python: document file names and the warm worker's exit marker, from the
+# file the backend reads too (inst/python/metaflow_r/data/protocol.json). Each document's JSON Schema is
+# beside it, in data/schemas/; Python checks every document against it.
+
+protocol <- function() {
+  if (is.null(the$protocol)) {
+    the$protocol <- jsonlite::fromJSON(backend_data_file("protocol.json"), simplifyVector = TRUE)
+  }
+  the$protocol
+}
+
+protocol_file <- function(document) protocol()$files[[document]]
+
+# A file shipped with the Python backend, shared by both languages.
+backend_data_file <- function(...) {
+  path <- system.file("python", "metaflow_r", "data", ..., package = "metaflow")
+  if (!nzchar(path)) {
+    abort(c("The {.pkg metaflow} installation is incomplete: {.file {file.path(...)}} is missing.",
+            "i" = "Reinstall the package with {.code make setup}."), "installation_error", call = NULL)
+  }
+  path
+}
+
+# A document for Python, as JSON: vectors of length one become scalars unless wrapped in I().
+write_document <- function(document, path) {
+  writeLines(jsonlite::toJSON(document, auto_unbox = TRUE, null = "null", digits = NA), path, useBytes = TRUE)
+}

@@ -1,0 +1,190 @@
+"""However a local run ends, it takes everything it started with it, says why, and can be resumed.
+
+Real `Rscript flow.R run` processes, stopped by the signals users send them: Ctrl-C (SIGINT), kill
+(SIGTERM), a closed terminal (SIGHUP) and kill -9 (SIGKILL). The step that is running never ends by
+itself and has started a background process of its own.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from conftest import eventually
+from metaflow_r.datastore import FlowDatastore
+from metaflow_r.reaper import RUNTIME_ENDED
+from metaflow_r.storage import LocalStorage
+
+pytestmark = pytest.mark.skipif(shutil.which("Rscript") is None, reason="needs R (make setup installs it)")
+
+STUCK = """library(metaflow)
+start <- function(self) self$x <- 1
+stuck <- function(self) {
+  if (file.exists("fixed")) return(invisible())
+  system("sleep 600 & echo $! > background.pid")
+  cat(Sys.getpid(), file = "task.pid")
+  cat("stuck for good\\n")
+  repeat Sys.sleep(1)
+}
+end <- function(self) cat("x is", self$x, "\\n")
+metaflow("StuckFlow") %>%
+  step(step = "start", r_function = start, next_step = "stuck") %>%
+  step(step = "stuck", r_function = stuck, next_step = "end") %>%
+  step(step = "end", r_function = end) %>%
+  run()
+"""
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie has ended; only its parent has not collected it yet
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+class StuckRun:
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        self.script = directory / "stuck.R"
+        self.script.write_text(STUCK)
+        self.tmp = directory / "tmp"
+        self.tmp.mkdir()
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "METAFLOW_"))}
+        self.env = {**env, "TMPDIR": str(self.tmp)}
+        self.ds = FlowDatastore(LocalStorage(directory / ".metaflow"), "StuckFlow")
+
+    def start(self) -> subprocess.Popen:
+        self.out = open(self.dir / "out.txt", "w")
+        process = subprocess.Popen(["Rscript", str(self.script), "run"], cwd=self.dir, env=self.env,
+                                   stdout=self.out, stderr=subprocess.STDOUT, start_new_session=True)
+        assert eventually(lambda: "stuck for good" in self.output(), 120), self.output()
+        assert eventually(lambda: (self.dir / "background.pid").exists())
+        return process
+
+    def output(self) -> str:
+        return (self.dir / "out.txt").read_text()
+
+    def pids(self) -> dict[str, int]:
+        worker = int(re.search(r"stuck/\d+ \(pid (\d+)\)", self.output()).group(1))
+        return {"worker": worker, "task": int((self.dir / "task.pid").read_text()),
+                "background": int((self.dir / "background.pid").read_text())}
+
+    def resume(self) -> subprocess.CompletedProcess:
+        (self.dir / "fixed").write_text("")
+        return subprocess.run(["Rscript", str(self.script), "resume"], cwd=self.dir, env=self.env,
+                              capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGHUP", "SIGKILL"])
+def test_a_terminated_run_takes_its_tasks_with_it_and_can_be_resumed(tmp_path, signal_name):
+    run = StuckRun(tmp_path)
+    process = run.start()
+    pids = run.pids()
+    process.send_signal(getattr(signal, signal_name))
+    process.wait(timeout=30)
+    for what, pid in pids.items():
+        assert eventually(lambda: not alive(pid)), f"the {what} ({pid}) outlived the run"
+    (run_id,) = run.ds.run_ids()
+    assert eventually(lambda: run.ds.run_status(run_id) is not None)
+    status = run.ds.run_status(run_id)
+    assert status["successful"] is False and status["reason"] == RUNTIME_ENDED
+    assert eventually(lambda: not list(run.tmp.glob("metaflow-r-*")))  # its scratch went too
+
+    resumed = run.resume()
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "Cloned from run" in resumed.stdout and "x is 1" in resumed.stdout
+
+
+def test_ctrl_c_stops_the_run_says_so_and_marks_it_interrupted(tmp_path):
+    run = StuckRun(tmp_path)
+    process = run.start()
+    pids = run.pids()
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=60) == 130
+    output = run.output()
+    assert "Task was stopped because the run was interrupted." in output
+    assert "was interrupted; its tasks were stopped" in output and "resume" in output
+    assert "another task failed" not in output and "Traceback" not in output
+    for what, pid in pids.items():
+        assert eventually(lambda: not alive(pid)), f"the {what} ({pid}) outlived the run"
+    (run_id,) = run.ds.run_ids()
+    status = run.ds.run_status(run_id)
+    assert status["successful"] is False and status["reason"] == "the run was interrupted"
+    assert run.resume().returncode == 0
+
+
+BACKGROUND = """library(metaflow)
+start <- function(self) {
+  system("sleep 600 & echo $! > background.pid")
+  job <- parallel::mcparallel(Sys.sleep(600))
+  cat(job$pid, file = "job.pid")
+}
+end <- function(self) cat("tempdir still there:", dir.exists(tempdir()), "\\n")
+metaflow("LeftoverFlow") %>%
+  step(step = "start", r_function = start, next_step = "end") %>%
+  step(step = "end", r_function = end) %>%
+  run()
+"""
+
+
+def test_what_a_step_leaves_running_ends_with_the_task(tmp_path):
+    script = tmp_path / "leftover.R"
+    script.write_text(BACKGROUND)
+    done = subprocess.run(["Rscript", str(script), "run", "--max-workers", "1"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for name in ("background.pid", "job.pid"):
+        pid = int((tmp_path / name).read_text())
+        assert eventually(lambda: not alive(pid), 10), f"{name}: {pid} outlived its task"
+
+
+QUITS = """library(metaflow)
+start <- function(self) self$items <- 1:3
+body <- function(self) if (self$input == 2) quit(status = 0) else self$ok <- TRUE
+join <- function(self, inputs) NULL
+metaflow("QuitFlow") %>%
+  step(step = "start", r_function = start, next_step = "body", foreach = "items") %>%
+  step(decorator("catch", var = "problem"), step = "body", r_function = body, next_step = "join") %>%
+  step(step = "join", r_function = join, next_step = "end", join = TRUE) %>%
+  step(step = "end", r_function = function(self) cat("tempdir there:", dir.exists(tempdir()), "\\n")) %>%
+  run()
+"""
+
+
+def test_quit_in_a_step_is_an_error_that_says_so_and_harms_no_other_task(tmp_path):
+    script = tmp_path / "quits.R"
+    script.write_text(QUITS)
+    done = subprocess.run(["Rscript", str(script), "run", "--max-workers", "1"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr  # decorator("catch") took the failure
+    assert "Error in step 'body': Step \"body\" called `quit(status = 0)`." in done.stdout
+    assert "exit status 1" in done.stdout and "tempdir there: TRUE" in done.stdout
+    ds = FlowDatastore(LocalStorage(tmp_path / ".metaflow"), "QuitFlow")
+    (run_id,) = ds.run_ids()
+    failures = [a for t in ds.task_ids(run_id, "body") for a in ds.attempts(run_id, "body", t)
+                if not a["successful"]]
+    assert [f["exception"]["class"][0] for f in failures] == ["metaflow_quit_error"]
+
+
+def test_stale_scratch_of_dead_runs_is_swept(tmp_path):
+    scratch = Path(tempfile.gettempdir()) / "metaflow-r-123-stale"
+    scratch.mkdir(exist_ok=True)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (scratch / ".owners").write_text(f"{dead.pid} {dead.pid}")
+    (scratch / "context.json").write_text(json.dumps({}))
+    script = tmp_path / "quits.R"
+    script.write_text(QUITS)
+    subprocess.run(["Rscript", str(script), "run"], cwd=tmp_path, capture_output=True, timeout=300)
+    assert not scratch.exists()
