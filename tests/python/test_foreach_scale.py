@@ -31,7 +31,8 @@ from metaflow_r.sfn_task import resolve_split_path
 from metaflow_r.spec import parse_spec
 
 STAND_IN = Path(__file__).with_name("stand_in_task.py")
-RECORD = 'echo "$METAFLOW_RUN_ID $METAFLOW_STEP $METAFLOW_SPLIT_PATH ${AWS_BATCH_JOB_ARRAY_INDEX:--}" >> "$STAND_IN_RECORD"'
+RECORD = ('echo "$METAFLOW_RUN_ID $METAFLOW_STEP $METAFLOW_SPLIT_PATH ${AWS_BATCH_JOB_ARRAY_INDEX:--}" '
+          '>> "$STAND_IN_RECORD"')
 MAX_WORKERS = 4
 
 
@@ -53,11 +54,12 @@ _count = itertools.count()
 
 
 def deploy(emulator, record: Path, spec: dict[str, Any], modes: dict[str, str], widths: dict[str, int],
-           max_workers: int = MAX_WORKERS, bounds: dict[str, int] | None = None, failing: str = "") -> Deployed:
+           max_workers: int = MAX_WORKERS, bounds: dict[str, int] | None = None, failing: str = "",
+           attempts: int = 1) -> Deployed:
     """The flow compiled with these constructs, its steps' jobs the stand-ins, as a new state machine.
 
     ``bounds``: --max-num-splits (default: the widths); ``failing``: a shell pattern of "<split path>/<array
-    index>" for which a body job exits 3 after recording itself."""
+    index>/<attempt>" for which a body job exits 3 after recording itself; ``attempts``: Batch's retryStrategy."""
     graph = FlowGraph(parse_spec(dict(spec)))
     batch, name = client(emulator, "batch"), f"{graph.spec.name}{next(_count)}"
     environment = [{"name": "STAND_IN_RECORD", "value": str(record)},
@@ -65,14 +67,16 @@ def deploy(emulator, record: Path, spec: dict[str, Any], modes: dict[str, str], 
                    {"name": "METAFLOW_SFN_DYNAMO_DB_TABLE", "value": emulator["METAFLOW_SFN_DYNAMO_DB_TABLE"]},
                    {"name": "METAFLOW_DATASTORE_SYSROOT_S3", "value": emulator["METAFLOW_DATASTORE_SYSROOT_S3"]}]
     definitions = {}
-    fail = f'; case "$METAFLOW_SPLIT_PATH/$AWS_BATCH_JOB_ARRAY_INDEX" in {failing}) exit 3;; esac' if failing else ""
+    item = "$METAFLOW_SPLIT_PATH/$AWS_BATCH_JOB_ARRAY_INDEX/$AWS_BATCH_JOB_ATTEMPT"
+    fail = f'; case "{item}" in {failing}) exit 3;; esac' if failing else ""
     for node in graph:
         command = f"{sys.executable} {STAND_IN} && {RECORD}" if node.is_foreach else RECORD + fail
         registered = batch.register_job_definition(
             jobDefinitionName=f"{name}-{node.name}", type="container",
             containerProperties={"image": "stand-in", "command": ["sh", "-c", command], "environment": environment,
                                  "resourceRequirements": [{"type": "VCPU", "value": "1"},
-                                                          {"type": "MEMORY", "value": "128"}]})
+                                                          {"type": "MEMORY", "value": "128"}]},
+            retryStrategy={"attempts": attempts})
         definitions[node.name] = registered["jobDefinitionName"]
     definition = compile_state_machine(graph, CompileSettings(
         job_queue=emulator["METAFLOW_BATCH_JOB_QUEUE"], job_definitions=definitions, code_url="s3://unused/code.tgz",
@@ -165,9 +169,9 @@ def test_the_quota_model_counts_what_the_emulator_records(emulator, record, case
 
 
 @pytest.mark.parametrize("mode, failing, failed_state", [
-    ("inline", "1/", "body"),
-    ("array", "+0/1", "body"),  # the second child of the array
-    ("distributed", "1/", "start-foreach"),  # a child execution: its Map Run fails, after the others ran
+    ("inline", "1//*", "body"),
+    ("array", "+0/1/*", "body"),  # the second child of the array
+    ("distributed", "1//*", "start-foreach"),  # a child execution: its Map Run fails, after the others ran
 ])
 def test_a_failed_item_fails_the_run_and_status_names_where(emulator, record, mode, failing, failed_state):
     deployed = deploy(emulator, record, FOREACH, {"start": mode}, {"start": 3}, failing=failing)
@@ -183,6 +187,16 @@ def test_a_failed_item_fails_the_run_and_status_names_where(emulator, record, mo
     assert where in raised.value.message
     ran = tasks_run(record, run_id)
     assert "join" not in ran and "body-1" in ran
+
+
+@pytest.mark.parametrize("mode, failing", [("array", "+0/1/1"), ("distributed", "1//1")])
+def test_batch_retries_an_item_within_each_construct(emulator, record, mode, failing):
+    """The retry decorator is Batch's retryStrategy: an array child or a child execution's job is retried alone."""
+    deployed = deploy(emulator, record, FOREACH, {"start": mode}, {"start": 3}, failing=failing, attempts=2)
+    status, _ = execute(emulator, deployed, f"retried-{mode}")
+    assert status == "SUCCEEDED"
+    ran = tasks_run(record, f"retried-{mode}")
+    assert sorted(ran) == sorted(expected_tasks(deployed.graph, {"start": 3}) + ["body-1"])  # body-1 twice
 
 
 def test_a_foreach_wider_than_planned_fails_at_its_own_step(emulator, record):
