@@ -5,7 +5,8 @@
 # make image  builds the Batch image from inst/container/Dockerfile (docker or podman), tagged by a hash of
 #             its inputs; a no-op when they have not changed (tools/batch_image.py).
 # make test   setup, then every pytest and testthat test (the report's tests drive Debian's chromium; the
-#             emulator's end-to-end tests build the image first and run their Batch jobs in it).
+#             emulator's end-to-end tests build the image first and run their Batch jobs in it;
+#             make test-slow: the few tests marked slow).
 # make bench  setup, then the benchmarks in bench/.
 
 SHELL := /bin/bash
@@ -22,7 +23,7 @@ PY_SOURCES := $(shell find inst/python -name '*.py' 2>/dev/null)
 # and debootstrap for a base image when no registry can be reached (tools/batch_image.py).
 CONTAINER_PACKAGES := podman buildah runc debootstrap uidmap slirp4netns fuse-overlayfs
 
-.PHONY: setup demo demo-sfn image test test-python test-r bench docs clean
+.PHONY: setup demo demo-sfn image test test-python test-r test-slow bench docs clean
 
 setup: $(STAMPS)/apt $(STAMPS)/venv $(STAMPS)/rpkg $(STAMPS)/node $(STAMPS)/containers
 
@@ -92,6 +93,10 @@ test: setup test-python test-r
 test-python:
 	$(VENV)/bin/python -m pytest -q tests/python
 
+# The tests marked slow (minutes each, e.g. a distributed Map of 3,000 items on the emulator).
+test-slow: setup
+	$(VENV)/bin/python -m pytest -q --slow -m slow tests/python
+
 test-r:
 	NOT_CRAN=true Rscript -e 'testthat::test_dir("tests/testthat", package = "metaflow", load_package = "installed", stop_on_failure = TRUE)'
 
@@ -99,6 +104,7 @@ bench: setup
 	Rscript bench/foreach_overhead.R
 	$(VENV)/bin/python bench/compile_large.py
 	bash bench/compare_metaflow.sh
+	$(VENV)/bin/python bench/sfn_scale.py
 
 # Regenerates man/ and NAMESPACE from the roxygen comments (needs Debian's r-cran-roxygen2).
 docs:

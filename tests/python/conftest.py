@@ -16,6 +16,23 @@ from typing import Any
 import pytest
 
 
+def pytest_addoption(parser):
+    parser.addoption("--slow", action="store_true", help="also run the tests marked slow (make test-slow)")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: minutes long; runs only with --slow")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--slow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --slow (make test-slow)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
 def step(name: str, next_steps: list[str] | str | None = None, *, join: bool = False, foreach: str | None = None,
          decorators: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """One step as flow_spec() writes it: next is always a list (empty for "end"), foreach null unless set."""
@@ -65,6 +82,12 @@ NESTED_FOREACH = make_spec("NestedForeachFlow", [
     step("join_numbers", "join_letters", join=True),
     step("join_letters", "end", join=True),
     step("end"),
+])
+
+# A foreach whose body branches: two steps between the foreach and its join.
+BRANCHING_BODY = make_spec("BranchingBodyFlow", [
+    step("start", "fan", foreach="xs"), step("fan", ["p", "q"]), step("p", "pq"), step("q", "pq"),
+    step("pq", "join", join=True), step("join", "end", join=True), step("end"),
 ])
 
 
@@ -244,19 +267,23 @@ def running_emulator(tmp_path_factory, *options: str, env: dict[str, str] | None
     env_file = home / "aws.env"
     (home / "tmp").mkdir()
     port = free_port()
-    # The Batch jobs it runs inherit its environment: their scratch directories land in the test's tmp.
-    process = subprocess.Popen([METAFLOW_R, "emulator", "--port", str(port), "--env-file", str(env_file), *options],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env={**os.environ, **(env or {}), "TMPDIR": str(home / "tmp")})
+    # Its output goes to a file, not a pipe nobody reads while tests run: a full pipe would block the server.
+    log = home / "emulator.log"
+    with open(log, "w") as output_file:
+        # The Batch jobs it runs inherit its environment: their scratch directories land in the test's tmp.
+        process = subprocess.Popen([METAFLOW_R, "emulator", "--port", str(port), "--env-file", str(env_file),
+                                    *options], stdout=output_file, stderr=subprocess.STDOUT, text=True,
+                                   env={**os.environ, **(env or {}), "TMPDIR": str(home / "tmp")})
     deadline = time.time() + 60
     while not env_file.exists():
-        assert process.poll() is None, process.stdout.read()
+        assert process.poll() is None, log.read_text()
         assert time.time() < deadline, "emulator not ready after 60 s"
         time.sleep(0.1)
     settings = dict(line[len("export "):].strip().split("=", 1) for line in env_file.read_text().splitlines())
     yield settings
     process.send_signal(signal.SIGTERM)
-    output, _ = process.communicate(timeout=60)
+    process.wait(timeout=60)
+    output = log.read_text()
     assert process.returncode == 0, output
     assert "AWS emulator stopped." in output
 

@@ -30,7 +30,7 @@ import pytest
 
 from conftest import SFN_BUCKET, SFN_SETTINGS, make_spec, param, step, write_flow_script
 from metaflow_r.cli import main
-from metaflow_r.compile import BATCH_RESOURCE, DYNAMODB_GET_ITEM
+from metaflow_r.compile import BATCH_RESOURCE, DYNAMODB_GET_ITEM, S3_GET_OBJECT, S3_PUT_OBJECT
 
 HERE = Path(__file__).parent
 POLICY_FILE = HERE / "iam_policies.json"
@@ -436,20 +436,45 @@ def test_a_large_artifact_upload_stays_within_the_job_role(aws_env, tmp_path):
 # -- the state machine's role, from the compiled definition ----------------------------------------------
 
 
-def _task_states(states):
+def _states(states):
     for name, state in states.items():
-        if state["Type"] == "Task":
-            yield name, state
+        yield name, state
         for branch in state.get("Branches", []):
-            yield from _task_states(branch["States"])
+            yield from _states(branch["States"])
         if "ItemProcessor" in state:
-            yield from _task_states(state["ItemProcessor"]["States"])
+            yield from _states(state["ItemProcessor"]["States"])
 
 
-def state_machine_needs(definition) -> list[Need]:
-    """What Step Functions does with the state machine's role, for each Task state's integration."""
+def _formatted(expression: str) -> str:
+    """A States.Format(...) key with every {} filled as an execution would (run r1, task ids of index 0)."""
+    template = re.match(r"States\.Format\('((?:[^'\\]|\\.)*)'", expression).group(1)
+    values = iter(["r1", "start-0", "start-0"])
+    return re.sub(r"\\(.)", r"\1", re.sub(r"(?<!\\)\{\}", lambda _: next(values), template))
+
+
+def state_machine_needs(definition, flow: str) -> list[Need]:
+    """What Step Functions does with the state machine's role, for each integration the definition uses."""
     found = []
-    for name, state in _task_states(definition["States"]):
+    for name, state in _states(definition["States"]):
+        if state["Type"] == "Map" and state["ItemProcessor"]["ProcessorConfig"]["Mode"] == "DISTRIBUTED":
+            # AWS's Step Functions guide, "IAM policies for using Distributed Map states": each item is a child
+            # execution of the same state machine, which Step Functions starts, follows and stops with this role.
+            found += [Need("states:StartExecution", _state_machine(flow))]
+            found += [Need(f"states:{a}", f"arn:aws:states:{REGION}:{ACCOUNT}:execution:{flow}/{name}:child-0")
+                      for a in ("DescribeExecution", "StopExecution")]
+            reader = state["ItemReader"]
+            assert reader["Resource"] == S3_GET_OBJECT
+            key = _formatted(reader["Parameters"]["Key.$"])
+            found.append(Need("s3:GetObject", f"arn:aws:s3:::{reader['Parameters']['Bucket']}/{key}"))
+            writer = state["ResultWriter"]
+            assert writer["Resource"] == S3_PUT_OBJECT
+            result = f"arn:aws:s3:::{writer['Parameters']['Bucket']}/{writer['Parameters']['Prefix']}/run/manifest.json"
+            # What a ResultWriter needs, as the AWS CDK grants it (ResultWriter.providePolicyStatements): results
+            # go up in parts, and Step Functions reads them back to write the manifest.
+            found += [Need(f"s3:{a}", result) for a in ("PutObject", "GetObject", "ListMultipartUploadParts",
+                                                         "AbortMultipartUpload")]
+        if state["Type"] != "Task":
+            continue
         p = state["Parameters"]
         if state["Resource"] == BATCH_RESOURCE:
             queue = p["JobQueue"] if p["JobQueue"].startswith("arn:") else \
@@ -469,21 +494,36 @@ def state_machine_needs(definition) -> list[Need]:
     return found
 
 
-@pytest.mark.parametrize("shape", ["linear", "branch", "foreach", "nested_foreach"])
-def test_the_state_machine_role_allows_what_its_definition_does(shape, sfn_env, tmp_path, request):
+# Every shape, each foreach construct: the policy allows all they need, and each action it allows is needed.
+SHAPES = [("linear", ()), ("branch", ()), ("foreach", ("inline",)), ("foreach", ("array",)),
+          ("foreach", ("distributed",)), ("nested_foreach", ()), ("nested_foreach", ("start=inline",))]
+
+
+def _plan(request, tmp_path, shape: str, modes: tuple[str, ...]):
     from metaflow_r.deploy import DeploySettings, plan_deployment
     from metaflow_r.graph import FlowGraph
     from metaflow_r.spec import parse_spec
 
     spec = request.getfixturevalue(f"{shape}_spec")
     spec["script"] = write_flow_script(tmp_path)
-    graph = FlowGraph(parse_spec(spec))
-    plan = plan_deployment(graph, spec, DeploySettings.from_environment(False), max_workers=10, with_retry=None,
-                           versions=VERSIONS)
-    found = state_machine_needs(plan.definition)
+    plan = plan_deployment(FlowGraph(parse_spec(spec)), spec, DeploySettings.from_environment(False), max_workers=10,
+                           with_retry=None, versions=VERSIONS, foreach_mode=modes, max_num_splits=("100",))
+    return plan, spec["name"]
+
+
+@pytest.mark.parametrize("shape, modes", SHAPES)
+def test_the_state_machine_role_allows_what_its_definition_does(shape, modes, sfn_env, tmp_path, request):
+    plan, flow = _plan(request, tmp_path, shape, modes)
+    found = state_machine_needs(plan.definition, flow)
     assert [n for n in found if not allows(policy("sfn"), n)] == []
-    if shape.endswith("foreach"):
-        assert {n.action for n in found} == allowed_actions("sfn")  # every allowed action is needed
+
+
+def test_every_action_the_state_machine_role_allows_is_needed(sfn_env, tmp_path, request):
+    used = set()
+    for shape, modes in SHAPES:
+        plan, flow = _plan(request, tmp_path, shape, modes)
+        used |= {n.action for n in state_machine_needs(plan.definition, flow)}
+    assert used == allowed_actions("sfn")
 
 
 def test_a_queue_given_by_name_is_covered_too(sfn_env, tmp_path, monkeypatch, linear_spec):
@@ -496,7 +536,7 @@ def test_a_queue_given_by_name_is_covered_too(sfn_env, tmp_path, monkeypatch, li
     linear_spec["script"] = write_flow_script(tmp_path)
     plan = plan_deployment(FlowGraph(parse_spec(linear_spec)), linear_spec, DeploySettings.from_environment(False),
                            max_workers=10, with_retry=None, versions=VERSIONS)
-    assert [n for n in state_machine_needs(plan.definition) if not allows(policy("sfn"), n)] == []
+    assert [n for n in state_machine_needs(plan.definition, linear_spec["name"]) if not allows(policy("sfn"), n)] == []
 
 
 # -- the evaluator and the policies are not vacuous ------------------------------------------------------

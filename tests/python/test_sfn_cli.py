@@ -63,15 +63,16 @@ def test_only_json_needs_no_settings_and_no_aws(capsys, flow, launch_dir, no_met
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     flow["decorators"] = [{"name": "schedule", "attributes": {"daily": True}}]
-    code, out, err = cli(capsys, ["step-functions", "create", "--only-json", "--max-workers", "5"], flow, launch_dir)
+    code, out, err = cli(capsys, ["step-functions", "create", "--only-json", "--max-workers", "5",
+                                  "--foreach-mode", "distributed"], flow, launch_dir)
     assert code == 0, err
     definition = json.loads(out)
     start = definition["States"]["start"]["Parameters"]
     assert start["JobQueue"] == "<METAFLOW_BATCH_JOB_QUEUE>"
     env = {e["Name"]: e.get("Value") for e in start["ContainerOverrides"]["Environment"]}
     assert env["METAFLOW_CODE_URL"].startswith("<METAFLOW_DATASTORE_SYSROOT_S3>/ParameterFlow/_code/")
-    assert "<METAFLOW_SFN_DYNAMO_DB_TABLE>" in out
     maps = [s for s in definition["States"].values() if s["Type"] == "Map"]
+    assert maps[0]["ItemReader"]["Parameters"]["Bucket"] == "<METAFLOW_DATASTORE_SYSROOT_S3>"
     assert [m["MaxConcurrency"] for m in maps] == [5]
 
 
@@ -166,6 +167,40 @@ def test_a_flow_name_too_long_for_aws_fails_before_any_aws_call(capsys, flow, la
     code, _, err = cli(capsys, ["step-functions", "create"], flow, launch_dir)
     assert code == 2 and "at most 80 characters" in err
     assert s3_keys() == [] and sfn().list_state_machines()["stateMachines"] == []
+
+
+def test_explain_prints_the_budget_beside_the_definition(capsys, flow, launch_dir, no_metaflow_settings):
+    code, out, err = cli(capsys, ["step-functions", "create", "--only-json", "--explain", "--max-num-splits",
+                                  "100000"], flow, launch_dir)
+    assert code == 0, err
+    assert json.loads(out)["StartAt"] == "metaflow-parameters"  # stdout stays the definition alone
+    assert "foreach start: 100,000 items as Batch array jobs" in err
+    # Ten array jobs of 10,000: two transitions each, beside the run's seven.
+    assert "state transitions: 27 ($0.00068 at $0.025 per 1,000" in err
+    assert "Batch: 100,003 tasks, 13 SubmitJob calls" in err
+    assert "not --max-workers" in err  # what an array job means for concurrency
+
+
+def test_create_without_explain_notes_what_the_constructs_mean(capsys, flow, launch_dir, moto_aws):
+    code, out, err = cli(capsys, ["step-functions", "create", "--foreach-mode", "inline", "--max-num-splits", "200"],
+                         flow, launch_dir)
+    assert code == 0, err
+    assert "Note: Foreach 'start' is an inline Map: at most 40 of its items run at once, not --max-workers 100." \
+        in out
+
+
+def test_a_plan_over_a_quota_is_refused_before_any_aws_call(capsys, flow, launch_dir, moto_aws):
+    code, out, err = cli(capsys, ["step-functions", "create", "--foreach-mode", "inline"], flow, launch_dir)
+    assert code == 2
+    assert "would record up to 100,033 history events; Step Functions fails an execution at 25,000" in err
+    assert "--foreach-mode" in err and "Traceback" not in err
+    assert s3_keys() == [] and machine_arn() is None
+
+
+def test_a_bad_foreach_option_is_one_clear_error(capsys, flow, launch_dir, no_metaflow_settings):
+    code, _, err = cli(capsys, ["step-functions", "create", "--only-json", "--foreach-mode", "body=array"], flow,
+                       launch_dir)
+    assert code == 2 and "'body' is not a foreach step of the flow" in err and "Its foreach steps: start" in err
 
 
 def test_an_aws_failure_exits_6_naming_the_call(capsys, flow, launch_dir, moto_aws):

@@ -26,7 +26,7 @@ from .launchers import SubprocessLauncher
 from .package import extract_package
 from .params import values_from_json
 from .procenv import subprocess_env
-from .sfn_task import publish_foreach_width, task_identity
+from .sfn_task import publish_foreach_width, resolve_split_path, task_identity
 from .spec import parse_spec
 from .storage import S3Storage
 
@@ -59,7 +59,7 @@ def _record_setup_failure(exc: Exception, storage: S3Storage | None) -> int:
     try:
         step, run_id, flow = _require("METAFLOW_STEP"), _require("METAFLOW_RUN_ID"), _require("METAFLOW_FLOW_NAME")
         ds = FlowDatastore(storage or S3Storage(_require("METAFLOW_DATASTORE_SYSROOT_S3")), flow)
-        split_path = os.environ.get("METAFLOW_SPLIT_PATH", "")
+        split_path = resolve_split_path(os.environ.get("METAFLOW_SPLIT_PATH", ""))  # an array child's too
         attempt = int(os.environ.get("AWS_BATCH_JOB_ATTEMPT", "1")) - 1
         spec = tasks.TaskSpec(run_id, step, task_id(step, split_path.split("-") if split_path else []),
                               retry_count=attempt)
@@ -110,7 +110,7 @@ def _run_in(workdir: str, rscript: str, storage: S3Storage | None, dynamodb) -> 
             ds.finish_run(run_id, False)
         return outcome.code
     if graph[step].is_foreach:
-        publish_foreach_width(dynamodb, f"{run_id}/{step}/{own_id}", outcome.record["num_splits"])
+        publish_foreach_width(dynamodb, f"{run_id}/{step}/{own_id}", outcome.record["num_splits"], storage=storage)
     if step == "end":
         ds.finish_run(run_id, True)
     return 0

@@ -16,14 +16,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .compile import BATCH_RESOURCE, CompileSettings, compile_state_machine
+from .compile import BATCH_RESOURCE, DEFAULT_MAX_NUM_SPLITS, CompileSettings, compile_state_machine
 from .config import current_user, setting
 from .errors import AwsError, ConfigurationError, MetaflowRError, UsageError
+from .foreach_modes import AUTO, choose, foreach_steps, one_step_body, parse_mode, parse_width, per_step
 from .graph import FlowGraph
 from .package import CodePackage, build_package
+from .quota import Budget, check, estimate, notes
 from .schedule import schedule_expression
 
-MAX_DEFINITION_BYTES = 1024 * 1024
 MAX_STATE_MACHINE_NAME = 80
 MAX_STATE_NAME = 80
 MAX_RULE_NAME = 64
@@ -87,6 +88,8 @@ class Plan:
     schedule: str | None
     settings: DeploySettings
     tags: dict[str, str] = field(default_factory=dict)
+    budget: Budget | None = None  # the quota model's worst case (quota.py)
+    notes: list[str] = field(default_factory=list)  # what the chosen foreach constructs mean for the user
 
 
 def check_name(kind: str, name: str, limit: int, pattern: str, allowed: str) -> None:
@@ -158,7 +161,9 @@ def _job_definition(graph: FlowGraph, step: str, settings: DeploySettings, with_
 
 def plan_deployment(graph: FlowGraph, raw_spec: dict[str, Any], settings: DeploySettings, *, max_workers: int,
                     with_retry: int | None, versions: dict[str, str], workflow_timeout: int | None = None,
-                    tags: dict[str, str] | None = None, package_suffixes: tuple[str, ...] = ()) -> Plan:
+                    tags: dict[str, str] | None = None, package_suffixes: tuple[str, ...] = (),
+                    foreach_mode: tuple[str, ...] = (), max_num_splits: tuple[str, ...] = ()) -> Plan:
+    """``foreach_mode`` and ``max_num_splits`` are create's options as typed: VALUE or STEP=VALUE."""
     spec = graph.spec
     name = spec.name
     check_name("state machine", name, MAX_STATE_MACHINE_NAME, r"[A-Za-z0-9_-]+", "letters, digits, - and _")
@@ -179,19 +184,30 @@ def plan_deployment(graph: FlowGraph, raw_spec: dict[str, Any], settings: Deploy
         definition = _job_definition(graph, node.name, settings, with_retry)
         job_definitions[definition["jobDefinitionName"]] = definition
         by_step[node.name] = definition["jobDefinitionName"]
-    compiled = compile_state_machine(graph, CompileSettings(
-        job_queue=settings.job_queue, job_definitions=by_step,
-        step_queues={n.name: q for n in graph if (q := batch_override(graph, n.name, "queue"))},
-        code_url=f"{settings.s3_root.rstrip('/')}/{package_key}", code_sha=package.sha,
-        dynamo_table=settings.dynamo_table, max_workers=max_workers, workflow_timeout=workflow_timeout))
+    widths = per_step(max_num_splits, "--max-num-splits", parse_width, DEFAULT_MAX_NUM_SPLITS, graph)
+    depths = {n.name: sum(graph[s].is_foreach for s in n.split_parents) for n in foreach_steps(graph)}
+    root = settings.s3_root if settings.s3_root.startswith("s3://") else f"s3://{settings.s3_root}"  # --only-json
+
+    def compiled_with(modes: dict[str, str]) -> dict[str, Any]:
+        return compile_state_machine(graph, CompileSettings(
+            job_queue=settings.job_queue, job_definitions=by_step,
+            step_queues={n.name: q for n in graph if (q := batch_override(graph, n.name, "queue"))},
+            code_url=f"{settings.s3_root.rstrip('/')}/{package_key}", code_sha=package.sha,
+            dynamo_table=settings.dynamo_table, max_workers=max_workers, workflow_timeout=workflow_timeout,
+            foreach_modes=modes, max_num_splits=widths, datastore_root=root))
+
+    requested = per_step(foreach_mode, "--foreach-mode", parse_mode, AUTO, graph)
+    modes = choose(graph, requested, widths, max_workers,
+                   lambda m: estimate(compiled_with(m), widths, m, max_workers, split_depths=depths))
+    compiled = compiled_with(modes)
     _check_state_names(compiled["States"])
     # Sent compact: whitespace would count against the 1 MB limit (the console re-indents it anyway).
     definition_json = json.dumps(compiled, separators=(",", ":"))
-    if len(definition_json.encode()) > MAX_DEFINITION_BYTES:
-        raise UsageError(f"The state machine definition is {len(definition_json.encode()):,} bytes; AWS allows "
-                         f"{MAX_DEFINITION_BYTES:,}.", [("i", "Split the flow into smaller flows.")])
+    budget = estimate(compiled, widths, modes, max_workers, definition_json, depths)
+    check(budget)
+    bodies = {n.name: one_step_body(graph, n) or "" for n in foreach_steps(graph)}
     return Plan(name, compiled, definition_json, package, package_key, job_definitions, schedule, settings,
-                dict(tags or {}))
+                dict(tags or {}), budget, notes(budget, bodies))
 
 
 def _check_state_names(states: dict[str, Any]) -> None:

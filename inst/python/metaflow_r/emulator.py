@@ -2,10 +2,11 @@
 state machines and whose Batch runs each job (emulator_batch.py): as a local process (the local R
 install stands in for the image), or in the job definition's image with ``--batch-runner container``.
 
-moto 5.2 needs two small workarounds, applied only to the versions known to need them:
+moto 5.2 needs small workarounds, applied only to the versions known to need them:
   * its Step Functions Batch integration passes ASL names (``JobName``) to Batch unchanged, so every
     batch task fails; we translate them with botocore's service model, as AWS does;
-  * an execution started without a name is named None; we name it, as AWS does.
+  * an execution started without a name is named None; we name it, as AWS does;
+  * wide foreaches (Map workers, DISTRIBUTED Map failures, Batch array jobs): see moto_scale.py.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from typing import Any
 
 from .emulator_batch import Launcher, LocalLauncher, make_launcher, run_job
 from .errors import UsageError
+from .moto_scale import apply_scale_patches
 
 PATCHED_MOTO = ("5.2.",)
 REGION = "us-east-1"
@@ -77,6 +79,7 @@ def patch_moto(launcher: Launcher | None = None) -> None:
             return original_start(self, state_machine_arn, name or str(uuid.uuid4()), execution_input, trace_header)
 
         StepFunctionsParserBackend.start_execution = start_execution
+        apply_scale_patches()  # wide foreaches: Map workers, Map Run failures, array jobs (moto_scale.py)
     BatchSimpleBackend._mark_job_as_finished = run_job
     BatchSimpleBackend._metaflow_r_patched = True
 

@@ -55,12 +55,13 @@ def _step_counts(sfn, arn: str, steps: set[str]) -> dict[str, tuple[int, int]]:
 
 
 def failed_step(sfn, arn: str) -> str | None:
-    """The state whose task failed first, from the execution's history."""
+    """The state whose task failed first (or whose distributed Map's children failed), from the execution's
+    history. The compiler names a step's states after the step: ``body``, ``body-one``, ``start-foreach``."""
     events: dict[int, dict[str, Any]] = {}
     for page in sfn.get_paginator("get_execution_history").paginate(executionArn=arn):
         events.update((e["id"], e) for e in page["events"])
     for event in sorted(events.values(), key=lambda e: e["id"]):
-        if event["type"] in ("TaskFailed", "TaskTimedOut", "TaskSubmitFailed", "TaskStartFailed"):
+        if event["type"] in ("TaskFailed", "TaskTimedOut", "TaskSubmitFailed", "TaskStartFailed", "MapRunFailed"):
             previous = events.get(event.get("previousEventId", 0))
             while previous is not None:
                 if previous["type"].endswith("StateEntered"):
@@ -80,10 +81,17 @@ def report(sfn, arn: str, flow: str, name: str, described: dict[str, Any], echo,
         raise RunFailed(f"Run {flow}/{name} is still {described['status']}.",
                         [("i", f"Check later with: {hint('step-functions', 'status', name)}")],
                         data={"flow": flow, "run_id": name})
-    step = failed_step(sfn, arn)
-    where = f" in step {step!r}" if step else ""
-    raise RunFailed(f"Run {flow}/{name} {described['status'].lower().replace('_', ' ')}{where}.",
-                    [("i", f"Its log: {hint('step-functions', 'logs', f'{name}/{step}')}" if step else
-                      f"Details: {described.get('error', '')} {described.get('cause', '')}"[:500])],
+    state = failed_step(sfn, arn)
+    step = state.split("-")[0] if state else None
+    if state and state.endswith("-foreach"):
+        where, detail = (f" in the foreach of step {step!r}: one of its items failed",
+                         "Each item ran as a child execution of its own: look for the failed one with the Step "
+                         "Functions console's Map Run view, or read the body's logs: "
+                         f"{hint('step-functions', 'logs', f'{name}/STEP')}.")
+    elif step:
+        where, detail = f" in step {step!r}", f"Its log: {hint('step-functions', 'logs', f'{name}/{step}')}"
+    else:
+        where, detail = "", f"Details: {described.get('error', '')} {described.get('cause', '')}"[:500]
+    raise RunFailed(f"Run {flow}/{name} {described['status'].lower().replace('_', ' ')}{where}.", [("i", detail)],
                     data={"flow": flow, "run_id": name, "step": step,
                           "pathspec": f"{flow}/{name}/{step}" if step else None})

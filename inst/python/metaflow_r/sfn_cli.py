@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from .compile import DEFAULT_MAX_NUM_SPLITS
 from .config import setting
 from .datastore import FlowDatastore, storage_for
 from .deploy import DeploySettings, Deployer, aws_error, plan_deployment
@@ -16,9 +17,10 @@ from .errors import RunFailed, UsageError
 from .executions import execution_arn, follow, report, wait_for
 from .package import CodePackage
 from .params import parameter_options, values_from_json
+from .quota import MAX_PARAMETERS_BYTES
+from .quota import explain as explain_budget
 from .spec import FlowSpec
 
-MAX_SUBMIT_PAYLOAD = 30 * 1024
 EXECUTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
 MAX_TAG_KEY, MAX_TAG_VALUE, MAX_TAGS = 128, 256, 50
 
@@ -42,8 +44,17 @@ def step_functions_group(spec: FlowSpec | None, invocation_of) -> click.Group:
     @click.option("--generate-new-token", is_flag=True, help="Start a new production namespace.")
     @click.option("--workflow-timeout", type=click.IntRange(min=1), default=None, help="Execution timeout (s).")
     @click.option("--tag", "tags", multiple=True, help="Tag the state machine, as key:value (repeatable).")
+    @click.option("--foreach-mode", multiple=True, metavar="[STEP=]MODE",
+                  help="How foreaches run: auto (default: chosen per foreach), inline, array or distributed; "
+                       "STEP=MODE for one foreach (repeatable).")
+    @click.option("--max-num-splits", multiple=True, metavar="[STEP=]N",
+                  help=f"Most items a foreach may have (default {DEFAULT_MAX_NUM_SPLITS:,}); quotas are checked for "
+                       "it and wider foreaches fail. STEP=N for one foreach (repeatable).")
+    @click.option("--explain", is_flag=True,
+                  help="Print the quota budget of one run (on stderr with --only-json).")
     def create(max_workers: int, only_json: bool, authorize: str | None, generate_new_token: bool,
-               workflow_timeout: int | None, tags: tuple[str, ...]) -> None:
+               workflow_timeout: int | None, tags: tuple[str, ...], foreach_mode: tuple[str, ...],
+               max_num_splits: tuple[str, ...], explain: bool) -> None:
         invocation = invocation_of()
         graph = invocation.graph()
         parsed_tags = _parse_tags(tags)
@@ -54,11 +65,17 @@ def step_functions_group(spec: FlowSpec | None, invocation_of) -> click.Group:
         plan = plan_deployment(graph, invocation.raw_spec, settings, max_workers=max_workers,
                                with_retry=invocation.with_retry(), versions=invocation.versions,
                                workflow_timeout=workflow_timeout, tags=parsed_tags,
-                               package_suffixes=invocation.package_suffixes)
+                               package_suffixes=invocation.package_suffixes, foreach_mode=foreach_mode,
+                               max_num_splits=max_num_splits)
         describe_package(plan.package, err=only_json)  # stdout holds only the JSON then
+        if explain:
+            click.echo(explain_budget(plan.budget, plan.notes), err=only_json)
         if only_json:
             click.echo(json.dumps(plan.definition, indent=1))
             return
+        if not explain:
+            for note in plan.notes:
+                click.echo(f"Note: {note}")
         deployer = Deployer(_session(), echo=click.echo)
         result = deployer.apply(plan, authorize, generate_new_token)
         invocation.result = {"kind": "deployment", "flow": plan.name, "state_machine_arn": result["state_machine_arn"],
@@ -78,9 +95,9 @@ def step_functions_group(spec: FlowSpec | None, invocation_of) -> click.Group:
         given = {name: value for name, value in values.items() if value is not None}
         typed = values_from_json(graph.spec, given)  # checks every value before anything starts
         parameters = json.dumps({k: v for k, v in typed.items() if k in given})
-        if len(parameters.encode()) > MAX_SUBMIT_PAYLOAD - 2048:
+        if len(parameters.encode()) > MAX_PARAMETERS_BYTES:
             raise UsageError(f"The parameters are {len(parameters.encode()):,} bytes; a Batch job accepts about "
-                             f"{MAX_SUBMIT_PAYLOAD - 2048:,}.", [("i", "Pass large inputs through S3 instead.")])
+                             f"{MAX_PARAMETERS_BYTES:,}.", [("i", "Pass large inputs through S3 instead.")])
         name = run_id or f"sfn-{uuid.uuid4().hex}"
         if not EXECUTION_NAME.fullmatch(name):
             raise UsageError(f"Run id {name!r} is not a valid execution name.",

@@ -1,0 +1,15 @@
+"""A foreach step's Batch job without R, for test_foreach_scale.py: it finds its task id the way a Batch task
+does (sfn_task.resolve_split_path) and publishes the foreach's items (sfn_task.publish_foreach_width) for the
+width the test chose (STAND_IN_WIDTHS, step -> width)."""
+from __future__ import annotations
+
+import json
+import os
+
+from metaflow_r.compile import task_id
+from metaflow_r.sfn_task import publish_foreach_width, resolve_split_path
+
+step, run_id = os.environ["METAFLOW_STEP"], os.environ["METAFLOW_RUN_ID"]
+path = resolve_split_path(os.environ.get("METAFLOW_SPLIT_PATH", ""))
+own = task_id(step, path.split("-") if path else [])
+publish_foreach_width(None, f"{run_id}/{step}/{own}", json.loads(os.environ["STAND_IN_WIDTHS"])[step])
