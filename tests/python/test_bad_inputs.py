@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import re
 import subprocess
@@ -384,14 +385,15 @@ BOOL_TEXT = {"", "0", "1", "f", "false", "n", "no", "off", "on", "t", "true", "y
 
 
 def wrong_text(kind: str, text: str) -> bool:
-    """Whether ``text`` is not a value of ``kind`` as the command line reads it."""
+    """Whether ``text`` is not a value of ``kind`` as the command line reads it, or one R cannot hold exactly:
+    an integer outside R's 32-bit range, a float that is not finite."""
     if kind == "bool":
         return text.strip().lower() not in BOOL_TEXT
     try:
-        (int if kind == "int" else float)(text)
-        return False
+        number = (int if kind == "int" else float)(text)
     except ValueError:
         return True
+    return abs(number) > 2**31 - 1 if kind == "int" else not math.isfinite(number)
 
 
 def wrong_json(kind: str, value) -> bool:

@@ -17,6 +17,8 @@ import pytest
 
 from conftest import (EXAMPLES, READS_DATA, artifacts_by_task, deploy_and_trigger, emulated_env, emulator_in_image,
                       rscript, s3_datastore)
+from metaflow_r.datastore import FlowDatastore
+from metaflow_r.storage import LocalStorage
 
 pytestmark = pytest.mark.skipif(shutil.which("Rscript") is None, reason="needs R (make setup installs it)")
 
