@@ -2,10 +2,10 @@
 
 moto's Step Functions engine (the emulator's) is a copy of LocalStack's; the npm package
 ``aws-local-stepfunctions`` implements the States Language on its own code. Each golden definition runs
-there (asl_run.mjs) with Batch and DynamoDB stubbed, foreaches wider than MaxConcurrency: it must reach
-its end with one Batch job per task the graph implies, each after its parents, Map states capped at
-MaxConcurrency and Parallel branches at once; a throttled submission is retried; a failed job fails
-the execution before anything after it runs.
+there (asl_run.mjs) with Batch, DynamoDB and S3 stubbed, foreaches wider than MaxConcurrency: it must
+reach its end with one Batch job (or array child) per task the graph implies, each after its parents, Map
+states capped at MaxConcurrency and Parallel branches at once; a throttled submission is retried; a
+failed job fails the execution before anything after it runs.
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from metaflow_r.compile import array_chunks
 from metaflow_r.graph import FlowGraph
 from test_compile import CASES, CODE_SHA, GOLDEN_DIR, MAX_WORKERS, graph_of
 
@@ -44,14 +45,16 @@ def expected_paths(graph: FlowGraph, step: str) -> list[str]:
 def scenarios(case: str) -> dict[str, dict[str, Any]]:
     graph = graph_of(CASES[case])
     widths = {node.name: WIDTH for node in graph if node.is_foreach}
+    published = {"datastore": "s3://mf-golden/metaflow", "widths": widths,
+                 "chunks": {step: array_chunks(WIDTH) for step in widths}}
     # The deepest step before "end" fails, in its last task.
     failing = max((s for s in graph.order if s not in ("start", "end")),
                   key=lambda s: len(graph[s].split_parents), default="start")
     return {
-        "succeeds": {"input": {"Parameters": PARAMETERS}, "widths": widths},
-        "defaults": {"input": {}, "widths": widths},
-        "throttled": {"input": {}, "widths": widths, "throttle": {"start": 2}},
-        "fails": {"input": {}, "widths": widths, "fail": {failing: expected_paths(graph, failing)[-1]}},
+        "succeeds": {"input": {"Parameters": PARAMETERS}, **published},
+        "defaults": {"input": {}, **published},
+        "throttled": {"input": {}, **published, "throttle": {"start": 2}},
+        "fails": {"input": {}, **published, "fail": {failing: expected_paths(graph, failing)[-1]}},
     }
 
 
@@ -72,13 +75,13 @@ def runs() -> dict[tuple[str, str], dict[str, Any]]:
 
 def check_ran_the_whole_graph(case: str, run: dict[str, Any]) -> None:
     graph = graph_of(CASES[case])
-    ran = sorted((job["step"], job["env"]["METAFLOW_SPLIT_PATH"]) for job in run["jobs"])
+    ran = sorted((job["step"], job["path"]) for job in run["jobs"])
     assert ran == sorted((step, path) for step in graph.order for path in expected_paths(graph, step))
     # Each task starts after every task of its parent steps on the same foreach path has finished.
     for job in run["jobs"]:
         for parent in graph[job["step"]].parents:
             for before in (j for j in run["jobs"] if j["step"] == parent):
-                mine, theirs = job["env"]["METAFLOW_SPLIT_PATH"], before["env"]["METAFLOW_SPLIT_PATH"]
+                mine, theirs = job["path"], before["path"]
                 if mine.startswith(theirs) or theirs.startswith(mine):
                     assert before["finished"] < job["started"], (job["step"], mine, parent, theirs)
 
@@ -108,19 +111,25 @@ def test_an_execution_without_parameters_gives_start_an_empty_object(runs, case)
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_map_states_run_at_most_max_concurrency_and_branches_run_together(runs, case):
     graph = graph_of(CASES[case])
-    peak = runs[(case, "succeeds")]["peak"]
+    run = runs[(case, "succeeds")]
+    peak = run["peak"]
+    in_array_jobs = {job["step"] for job in run["jobs"] if job["array"]}
     for step in graph.order:
         foreaches = foreach_steps(graph, step)
-        # Jobs of one step within one Map run: as many at once as the Map allows, never more.
-        expected = min(WIDTH, MAX_WORKERS) if foreaches else 1
+        # Jobs of one step within one Map run: as many at once as the Map allows, never more; the children
+        # of one array job are Batch's to schedule, all of them at once here.
+        expected = WIDTH if step in in_array_jobs else min(WIDTH, MAX_WORKERS) if foreaches else 1
         found = {key: count for key, count in peak.items() if key.split("|")[0] == step}
         assert found and set(found.values()) == {expected}, (step, found)
     branches = [node for node in graph if node.is_branch]
     for split in branches:
-        runs_of = runs[(case, "succeeds")]["jobs"]
-        heads = [j for j in runs_of if j["step"] in split.next]
-        # The branches' first steps overlap in time: a Parallel state starts them together.
-        assert max(j["started"] for j in heads) < min(j["finished"] for j in heads)
+        heads = [j for j in run["jobs"] if j["step"] in split.next]
+        # Within one foreach item, the branches' first steps overlap in time: a Parallel state starts them
+        # together.
+        for path in {j["path"] for j in heads}:
+            together = [j for j in heads if j["path"] == path]
+            assert len(together) == len(split.next)
+            assert max(j["started"] for j in together) < min(j["finished"] for j in together), (split.name, path)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -135,11 +144,10 @@ def test_a_failed_job_fails_the_execution_before_what_follows_it(runs, case):
     run = runs[(case, "fails")]
     assert run["status"] == "FAILED" and run["error"] == "States.TaskFailed", run
     failing, path = next(iter(scenarios(case)["fails"]["fail"].items()))
-    assert (failing, path) in [(j["step"], j["env"]["METAFLOW_SPLIT_PATH"]) for j in run["jobs"]]
+    assert (failing, path) in [(j["step"], j["path"]) for j in run["jobs"]]
     graph = graph_of(CASES[case])
     after = graph.descendants(failing) - {failing}
     # No task that needs the failed one runs (tasks of other foreach items may: they do not need it).
-    needs_it = [(j["step"], j["env"]["METAFLOW_SPLIT_PATH"]) for j in run["jobs"] if j["step"] in after
-                and path.startswith(j["env"]["METAFLOW_SPLIT_PATH"])]
+    needs_it = [(j["step"], j["path"]) for j in run["jobs"] if j["step"] in after and path.startswith(j["path"])]
     assert needs_it == []
     assert "end" not in [j["step"] for j in run["jobs"]]
