@@ -183,7 +183,8 @@ def run_job(self: Any, include_start_attempt: bool, job: Any) -> None:
     for attempt in range(1, attempts + 1):
         job.job_started_at = datetime.datetime.now()
         job._start_attempt()
-        run = JobRun(f"metaflow-r-{job.job_id}-{attempt}", container.get("image", ""), command,
+        # An array child's id is "<parent>:<index>"; a container name may not hold ":".
+        run = JobRun(f"metaflow-r-{job.job_id.replace(':', '-')}-{attempt}", container.get("image", ""), command,
                      {**environment, "AWS_BATCH_JOB_ATTEMPT": str(attempt)})
         code, timed_out = run_attempt(launcher, run, timeout, log)
         job.exit_code = code
