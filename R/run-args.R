@@ -13,9 +13,7 @@ args_from_call <- function(params, flow, step_functions = NULL, max_workers = NU
   if (!is.null(metadata) && !identical(metadata, "local")) {
     cli::cli_inform(c("i" = "{.arg metadata} = {.val {metadata}} is not used: run metadata lives in the datastore."))
   }
-  if (isTRUE(batch)) {
-    cli::cli_inform(c("i" = "{.arg batch} is not used: to run on AWS Batch, use {.code run(step_functions = \"create\")}."))
-  }
+  if (isTRUE(batch)) with <- c(with, "batch")  # Metaflow R's run(batch = TRUE): each step a Batch job
   global <- c(unlist(lapply(with, function(w) c("--with", w))),
               if (!is.null(datastore)) c("--datastore", datastore))
   if (isTRUE(help)) return(c(global, "--help"))

@@ -14,7 +14,8 @@
 #' @param ... Parameter values, e.g. `alpha = 0.5`, checked against the flow's [parameter()]s.
 #' @param step_functions `"create"` or `"trigger"` to deploy or start the flow on AWS Step Functions.
 #' @param max_workers The most tasks run at once (default 16 locally).
-#' @param with Decorators applied to every step, e.g. `"retry"`.
+#' @param with Decorators applied to every step, e.g. `"retry"`, or `"batch"` to run each step as an AWS
+#'   Batch job (sized with Metaflow's syntax: `"batch:cpu=2,memory=8192"`).
 #' @param resume A step name: resume the latest run from that step (`TRUE` for its failed step).
 #' @param show If `TRUE`, print the graph instead of running.
 #' @param help If `TRUE`, print the command-line help.
@@ -22,7 +23,9 @@
 #' @param package_suffixes Suffixes of files beside the script to put in the code package that
 #'   `step_functions = "create"` uploads, e.g. `c(".R", ".csv")` or Metaflow's `".R,.csv"` (`.R` files
 #'   always go in). The command line's `--package-suffixes=.R,.csv` adds to them.
-#' @param metadata,batch Accepted for compatibility with Metaflow R scripts.
+#' @param metadata Accepted for compatibility with Metaflow R scripts.
+#' @param batch `TRUE` runs each step as an AWS Batch job, as Metaflow R's `run(batch = TRUE)`: the same
+#'   as `with = "batch"`. The run stays local (its graph walk, retries, resume), its artifacts are in S3.
 #' @param tags Tags added to the run.
 #' @param wait With `step_functions = "trigger"`: follow the run until it ends, printing how each step
 #'   stands, and return it as a [run_client] (a failed run is a `metaflow_run_failed` error).

@@ -337,6 +337,13 @@ def emulator_in_image(tmp_path_factory, image: str | None):
                                 env=batch_image.engine_env(container_engine()))
 
 
+@pytest.fixture(scope="session")
+def image_emulator(batch_image_tag, tmp_path_factory):
+    """One emulator for the session's end-to-end modules, every Batch job in the image (local processes, said
+    loudly, where no container engine answers); each module uses flows of its own."""
+    yield from emulator_in_image(tmp_path_factory, batch_image_tag)
+
+
 def emulated_env(emulator: dict[str, str]) -> dict[str, str]:
     """The caller's environment with every AWS_/METAFLOW_ setting replaced by the emulator's."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "METAFLOW_"))}

@@ -176,7 +176,7 @@ def test_with_bogus_decorator(capsys, linear_spec, launch_dir):
     code, out, err = cli(capsys, ["--with", "bogus", "run"], with_script(linear_spec, launch_dir), launch_dir)
     assert code == 2
     assert "--with 'bogus' is not supported." in err
-    assert "Use --with retry or --with retry:times=N." in err
+    assert "Use --with retry, --with retry:times=N, or --with batch" in err
     assert "Traceback" not in out + err
     assert not (launch_dir / ".metaflow").exists()
 
@@ -186,6 +186,36 @@ def test_with_retry_bad_attribute(capsys, linear_spec, launch_dir, entry):
     code, _, err = cli(capsys, ["--with", entry, "run"], with_script(linear_spec, launch_dir), launch_dir)
     assert code == 2
     assert f"--with '{entry}': cannot read" in err
+    assert not (launch_dir / ".metaflow").exists()
+
+
+def test_with_batch_names_every_missing_setting_before_anything_runs(capsys, linear_spec, launch_dir):
+    code, out, err = cli(capsys, ["run", "--with", "batch"], with_script(linear_spec, launch_dir), launch_dir)
+    assert code == 5
+    assert "Running steps on AWS Batch (--with batch) needs settings that are missing:" in err
+    for name in ("METAFLOW_DATASTORE_SYSROOT_S3", "METAFLOW_BATCH_JOB_QUEUE", "METAFLOW_ECS_S3_ACCESS_IAM_ROLE",
+                 "METAFLOW_BATCH_CONTAINER_IMAGE"):
+        assert name in err
+    # A local run on Batch has no state machine: Step Functions' own settings are not asked for.
+    assert "SFN_IAM_ROLE" not in err and "DYNAMO_DB" not in err
+    assert "Traceback" not in out + err and not (launch_dir / ".metaflow").exists()
+
+
+def test_with_batch_refuses_a_local_datastore(capsys, linear_spec, launch_dir):
+    code, _, err = cli(capsys, ["--datastore", "local", "--with", "batch", "run"],
+                       with_script(linear_spec, launch_dir), launch_dir)
+    assert code == 2
+    assert "--with batch stores the run in S3; --datastore local cannot hold it." in err
+    assert not (launch_dir / ".metaflow").exists()
+
+
+@pytest.mark.parametrize("entry, says", [
+    ("batch:cpu=lots", "cpu must be"), ("batch:gpus=1", "batch takes"), ("batch:cpu", "cannot read 'cpu'"),
+    ("batch:memory=-5", "memory must be")])
+def test_with_batch_bad_attribute(capsys, linear_spec, launch_dir, entry, says):
+    code, _, err = cli(capsys, ["run", "--with", entry], with_script(linear_spec, launch_dir), launch_dir)
+    assert code == 2
+    assert f"--with '{entry}'" in err and says in err
     assert not (launch_dir / ".metaflow").exists()
 
 

@@ -28,7 +28,7 @@ with mock_aws(config={"batch": {"use_docker": False}}):
     batch.create_compute_environment(computeEnvironmentName="env-1", type="UNMANAGED", serviceRole=role)
     batch.create_job_queue(jobQueueName="queue-1", priority=1, state="ENABLED",
                            computeEnvironmentOrder=[{"order": 1, "computeEnvironment": "env-1"}])
-    results = {}
+    submitted = {}
     for name, (script, attempts, timeout) in json.loads(sys.argv[1]).items():
         batch.register_job_definition(
             jobDefinitionName=name, type="container", retryStrategy={"attempts": attempts},
@@ -39,13 +39,23 @@ with mock_aws(config={"batch": {"use_docker": False}}):
         started = time.monotonic()
         job_id = batch.submit_job(jobName="j", jobQueue="queue-1", jobDefinition=name, containerOverrides={
             "environment": [{"name": "OVERRIDDEN", "value": "override"}]})["jobId"]
-        seconds = time.monotonic() - started
-        job = batch.describe_jobs(jobs=[job_id])["jobs"][0]
-        events = boto3.client("logs").get_log_events(logGroupName="/aws/batch/job",
-                                                     logStreamName=job["container"]["logStreamName"])["events"]
-        results[name] = {"status": job["status"], "reason": job.get("statusReason"), "seconds": seconds,
-                         "exit_codes": [a["container"].get("exitCode") for a in job["attempts"]],
-                         "lines": [e["message"] for e in events]}
+        submitted[name] = (job_id, started, time.monotonic() - started,
+                           batch.describe_jobs(jobs=[job_id])["jobs"][0]["status"])
+    batch.terminate_job(jobId=submitted["terminated"][0], reason="Stopped by the test.")
+    results = {}
+    while len(results) < len(submitted):  # SubmitJob returned at once: wait for each job's end
+        for name, (job_id, started, submit_seconds, first_status) in submitted.items():
+            job = batch.describe_jobs(jobs=[job_id])["jobs"][0]
+            if name in results or job["status"] not in ("SUCCEEDED", "FAILED"):
+                continue
+            events = boto3.client("logs").get_log_events(logGroupName="/aws/batch/job",
+                                                         logStreamName=job["container"]["logStreamName"])["events"]
+            results[name] = {"status": job["status"], "reason": job.get("statusReason"),
+                             "seconds": time.monotonic() - started, "submit_seconds": submit_seconds,
+                             "first_status": first_status,
+                             "exit_codes": [a["container"].get("exitCode") for a in job["attempts"]],
+                             "lines": [e["message"] for e in events]}
+        time.sleep(0.1)
     print(json.dumps(results))
 """
 
@@ -59,6 +69,7 @@ JOBS = {
     "too-slow": ("sleep 60", 3, 1),
     "ignores-sigterm": ("trap '' TERM; sleep 60", 3, 1),
     "cannot-start": ("exec /nonexistent/program", 1, 0),
+    "terminated": ("echo started; sleep 60", 3, 0),  # TerminateJob right after SubmitJob
 }
 
 
@@ -75,6 +86,18 @@ def test_a_job_sees_definition_overrides_and_batch_variables_and_its_lines_are_l
     job = jobs["environment"]
     assert job["status"] == "SUCCEEDED" and job["exit_codes"] == [0]
     assert job["lines"] == ["definition override 1 queue-1 env-1", "on stderr"]
+
+
+def test_submit_job_returns_at_once_and_the_job_runs_in_the_background(jobs):
+    job = jobs["too-slow"]
+    assert job["submit_seconds"] < 1 and job["first_status"] in ("SUBMITTED", "RUNNING")
+    assert job["seconds"] > 1  # it ran on after SubmitJob returned, until its timeout
+
+
+def test_a_terminated_job_is_stopped_fails_with_the_reason_given_and_is_not_retried(jobs):
+    job = jobs["terminated"]
+    assert job["status"] == "FAILED" and job["reason"] == "Stopped by the test."
+    assert job["seconds"] < 30 and len(job["exit_codes"]) <= 1
 
 
 def test_a_failing_job_is_retried_as_its_retry_strategy_says_then_fails_with_its_exit_status(jobs):

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import (EXAMPLES, READS_DATA, artifacts_by_task, deploy_and_trigger, emulated_env, emulator_in_image,
+from conftest import (EXAMPLES, READS_DATA, artifacts_by_task, deploy_and_trigger, emulated_env,
                       rscript, s3_datastore)
 from metaflow_r.datastore import FlowDatastore
 from metaflow_r.storage import LocalStorage
@@ -24,8 +24,8 @@ pytestmark = pytest.mark.skipif(shutil.which("Rscript") is None, reason="needs R
 
 
 @pytest.fixture(scope="module")
-def emulator(batch_image_tag, tmp_path_factory):
-    yield from emulator_in_image(tmp_path_factory, batch_image_tag)
+def emulator(image_emulator):
+    return image_emulator
 
 
 @pytest.mark.parametrize("example, flow", [

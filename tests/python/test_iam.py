@@ -1,8 +1,9 @@
 """The least IAM policies of tests/python/iam_policies.json (mirrored in docs/iam.md) are enough, and no more.
 
 Every AWS call the deployer's commands make (create, trigger, list-runs, status, logs, delete, through
-``metaflow_r.cli.main`` against moto in-process) and every call a Batch task makes (``run_batch_task`` with a
-stand-in for Rscript) is recorded from botocore's own events, turned into the IAM action(s) and resource ARN
+``metaflow_r.cli.main`` against moto in-process), every call of a local run whose steps are Batch jobs
+(``run --with batch`` and ``resume --with batch``, its jobs run in-process) and every call a Batch task makes
+(``run_batch_task`` with a stand-in for Rscript) is recorded from botocore's own events, turned into the IAM action(s) and resource ARN
 AWS authorises it against, and checked against the role's policy with a small evaluator (Allow, Deny,
 wildcards, StringEquals/StringLike conditions). The state machine's and the schedule's roles are checked
 against what the compiled definition and the schedule target need. Each policy must also use every action it
@@ -134,6 +135,8 @@ def needs(call: Call) -> list[Need]:
             return [Need("s3:PutObject", _s3_object(p))]
         if op == "AbortMultipartUpload":
             return [Need("s3:AbortMultipartUpload", _s3_object(p))]
+        if op == "DeleteObject":
+            return [Need("s3:DeleteObject", _s3_object(p))]
         if op in ("ListObjectsV2", "ListObjects"):
             return [Need("s3:ListBucket", f"arn:aws:s3:::{p['Bucket']}", (("s3:prefix", p.get("Prefix", "")),))]
     if call.service == "stepfunctions":
@@ -163,6 +166,13 @@ def needs(call: Call) -> list[Need]:
     if call.service == "batch":
         if op in ("DescribeJobDefinitions", "DescribeJobs"):
             return [Need(f"batch:{op}", "*")]
+        if op == "SubmitJob":
+            queue = p["jobQueue"] if p["jobQueue"].startswith("arn:") else \
+                f"arn:aws:batch:{REGION}:{ACCOUNT}:job-queue/{p['jobQueue']}"
+            return [Need("batch:SubmitJob", f"arn:aws:batch:{REGION}:{ACCOUNT}:job-definition/{p['jobDefinition']}"),
+                    Need("batch:SubmitJob", queue)]
+        if op == "TerminateJob":
+            return [Need("batch:TerminateJob", f"arn:aws:batch:{REGION}:{ACCOUNT}:job/{p['jobId']}")]
         if op == "RegisterJobDefinition":
             found = [Need("batch:RegisterJobDefinition",
                           f"arn:aws:batch:{REGION}:{ACCOUNT}:job-definition/{p['jobDefinitionName']}")]
@@ -222,7 +232,9 @@ def load_policies(values=VALUES) -> dict[str, Any]:
 
 
 def policy(role: str):
-    return load_policies()[role]["policy"]
+    """A role's policy; "a+b" is the policies of roles a and b attached together."""
+    roles = load_policies()
+    return {"Statement": [s for name in role.split("+") for s in roles[name]["policy"]["Statement"]]}
 
 
 def allowed_actions(role: str) -> set[str]:
@@ -290,13 +302,8 @@ def fake_rscript(directory: Path) -> str:
     return str(path)
 
 
-def provision_batch_and_logs() -> tuple[str, str]:
-    """What an administrator set up (outside the policies under test): the DynamoDB table, a Batch queue,
-    one finished job and its CloudWatch log stream, so `logs` has something to read."""
-    boto3.client("dynamodb", region_name=REGION).create_table(
-        TableName=SFN_SETTINGS["METAFLOW_SFN_DYNAMO_DB_TABLE"], BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[{"AttributeName": "pathspec", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "pathspec", "KeyType": "HASH"}])
+def provision_queue():
+    """The Batch queue an administrator set up; returns a Batch client."""
     iam = boto3.client("iam", region_name=REGION)
     iam.create_role(RoleName="batch-service", AssumeRolePolicyDocument="{}")
     batch = boto3.client("batch", region_name=REGION)
@@ -304,6 +311,17 @@ def provision_batch_and_logs() -> tuple[str, str]:
                                      serviceRole=f"arn:aws:iam::{ACCOUNT}:role/batch-service")
     batch.create_job_queue(jobQueueName=VALUES["{{JobQueue}}"], state="ENABLED", priority=1,
                            computeEnvironmentOrder=[{"order": 1, "computeEnvironment": "iam-test"}])
+    return batch
+
+
+def provision_batch_and_logs() -> tuple[str, str]:
+    """What an administrator set up (outside the policies under test): the DynamoDB table, a Batch queue,
+    one finished job and its CloudWatch log stream, so `logs` has something to read."""
+    boto3.client("dynamodb", region_name=REGION).create_table(
+        TableName=SFN_SETTINGS["METAFLOW_SFN_DYNAMO_DB_TABLE"], BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "pathspec", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "pathspec", "KeyType": "HASH"}])
+    batch = provision_queue()
     definition = batch.describe_job_definitions(status="ACTIVE")["jobDefinitions"][0]["jobDefinitionName"]
     job = batch.submit_job(jobName="iam-test", jobQueue=VALUES["{{JobQueue}}"], jobDefinition=definition)["jobId"]
     stream = batch.describe_jobs(jobs=[job])["jobs"][0]["container"]["logStreamName"]
@@ -396,6 +414,73 @@ def test_the_least_policies_allow_every_call_of_a_whole_deployment(capsys, flow,
     for target in targets:
         assert allows(policy("events"), Need("states:StartExecution", target["Arn"]))
     check_least("events", [Call("stepfunctions", "StartExecution", {"stateMachineArn": t["Arn"]}) for t in targets])
+
+
+def jobs_run_in_process(monkeypatch, rscript: str, calls: list[Call], job_calls: list[Call],
+                        behaviour: dict[tuple[str, str], str]) -> None:
+    """Each submitted Batch job runs at once, in this process, as ``metaflow-r batch-task`` would in the image,
+    its AWS calls moved from ``calls`` to ``job_calls``; it writes one CloudWatch line. ``behaviour`` makes
+    the job of (step, split index) "fail" without running, or "hang" (stay RUNNING, for TerminateJob)."""
+    from moto.batch_simple.models import BatchSimpleBackend
+
+    from metaflow_r.batch_task import run_batch_task
+
+    def finish(self, include_start_attempt, job):
+        self.backend._jobs[job.job_id] = job
+        job.log_stream_name = job._stream_name
+        env = {e["name"]: e["value"] for e in job._get_container_property("environment", [])}
+        self.logs_backend.ensure_log_group(job._log_group)
+        self.logs_backend.ensure_log_stream(job._log_group, job._stream_name)
+        self.logs_backend.put_log_events(job._log_group, job._stream_name,
+                                         [{"timestamp": int(time.time() * 1000), "message": "from the job"}])
+        job._start_attempt()
+        how = behaviour.get((env["METAFLOW_STEP"], env["METAFLOW_SPLIT_INDEX"]))
+        if how == "hang":
+            job.status = "RUNNING"
+            return
+        code = 1
+        if how != "fail":
+            before = len(calls)
+            with monkeypatch.context() as patch:
+                for name, value in env.items():
+                    patch.setenv(name, value)
+                code = run_batch_task(rscript=rscript)
+            job_calls.extend(calls[before:])
+            del calls[before:]
+        job.exit_code = code
+        job._mark_stopped(success=code == 0)
+
+    monkeypatch.setattr(BatchSimpleBackend, "_mark_job_as_finished", finish)
+
+
+def test_a_run_with_batch_needs_the_deployer_and_batch_runner_policies_and_its_jobs_the_job_role(
+        capsys, flow, launch_dir, moto_aws, monkeypatch, tmp_path):
+    from metaflow_r import batch_launcher
+
+    monkeypatch.setattr(batch_launcher, "DESCRIBE_SECONDS", 0.05)
+    provision_queue()
+    runner = "deployer+batch_runner"
+    job: list[Call] = []
+    behaviour: dict[tuple[str, str], str] = {}
+    ok = lambda argv: cli(capsys, argv, flow, launch_dir)  # noqa: E731
+    with recording() as local:
+        jobs_run_in_process(monkeypatch, fake_rscript(tmp_path), local, job, behaviour)
+        code, out = ok(["run", "--with", "batch", "--max-workers", "2"])
+        assert code == 0 and "Done!" in out and "from the job" in out, out
+        behaviour.update({("body", "0"): "hang", ("body", "1"): "fail"})  # a failure stops the other job
+        code, out = ok(["run", "--with", "batch", "--max-workers", "2"])
+        assert code == 1 and "its Batch job ended without recording the attempt" in out, out
+        behaviour.clear()
+        code, out = ok(["resume", "--with", "batch"])  # clones start, runs the rest
+        assert code == 0 and "Cloned from run" in out, out
+    operations = {c.operation for c in local}
+    for expected in ("SubmitJob", "DescribeJobs", "GetLogEvents", "TerminateJob", "RegisterJobDefinition",
+                     "PutObject", "DeleteObject", "ListObjectsV2"):
+        assert expected in operations, f"the runs never called {expected}: the test lost coverage"
+    assert refused(runner, local) == []
+    check_least("batch_runner", local)
+    assert refused("deployer", local) != []  # the deployer's policy alone does not run steps on Batch
+    assert {c.service for c in job} == {"s3"} and refused("batch_job", job) == []
 
 
 def test_every_client_is_recorded_whoever_creates_it(aws_env):
@@ -558,6 +643,9 @@ def test_a_queue_given_by_name_is_covered_too(sfn_env, tmp_path, monkeypatch, li
     ("batch_job", Need("dynamodb:GetItem", f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/other")),
     ("sfn", Need("batch:SubmitJob", f"arn:aws:batch:{REGION}:{ACCOUNT}:job-queue/someone-elses-queue")),
     ("sfn", Need("events:PutRule", _rule("IamFlow"))),
+    # Running steps on Batch adds what a run writes, not the code or the production token's record.
+    ("batch_runner", Need("s3:DeleteObject", f"arn:aws:s3:::{VALUES['{{S3Root}}']}/IamFlow/r1/_run.json")),
+    ("batch_runner", Need("batch:SubmitJob", f"arn:aws:batch:{REGION}:{ACCOUNT}:job-queue/someone-elses-queue")),
     ("events", Need("states:StopExecution", _state_machine("IamFlow"))),
 ])
 def test_the_policies_refuse_what_no_role_needs(role, need):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import NO_ENGINE, emulated_env, emulator_in_image, s3_datastore
+from conftest import NO_ENGINE, emulated_env, s3_datastore
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -24,10 +24,10 @@ pytestmark = pytest.mark.skipif(shutil.which("Rscript") is None, reason="needs R
 
 
 @pytest.fixture(scope="module")
-def emulator(batch_image_tag, tmp_path_factory):
+def emulator(batch_image_tag, image_emulator):
     if batch_image_tag is None:
         pytest.skip(NO_ENGINE)
-    yield from emulator_in_image(tmp_path_factory, batch_image_tag)
+    return image_emulator
 
 
 def test_the_production_check_passes_with_its_jobs_in_the_image(emulator, tmp_path):

@@ -18,10 +18,10 @@ def feed(console: RunConsole, step: str, width: int) -> None:
         console.queued(step)
     for i in range(width):
         console.started(step)
-        console.task_line(f"1/{step}/{i}", 99, step, "status", "Task is starting.")
-        console.task_line(f"1/{step}/{i}", 99, step, "stdout", f"output of task {i}")
+        console.task_line(f"1/{step}/{i}", "pid 99", step, "status", "Task is starting.")
+        console.task_line(f"1/{step}/{i}", "pid 99", step, "stdout", f"output of task {i}")
         console.ended(step, done=True)
-        console.task_line(f"1/{step}/{i}", 99, step, "status", "Task finished successfully.")
+        console.task_line(f"1/{step}/{i}", "pid 99", step, "status", "Task finished successfully.")
 
 
 def test_elsewhere_every_line_stays_and_the_counter_is_a_line_per_tenth():
@@ -39,7 +39,7 @@ def test_on_a_terminal_the_counter_is_redrawn_in_place_instead_of_the_routine_li
     out = io.StringIO()
     console = RunConsole({"body"}, out, live=True)
     feed(console, "body", 12)
-    console.task_line("1/end/13", 99, "end", "status", "Task is starting.")  # not a counted step: kept
+    console.task_line("1/end/13", "pid 99", "end", "status", "Task is starting.")  # not a counted step: kept
     console.close()
     text = out.getvalue()
     assert text.count("Task is starting") == 1 and "[1/end/13 (pid 99)] Task is starting." in text

@@ -45,9 +45,14 @@ test_that("unnamed, unknown and ill-typed values are refused where they are writ
   expect_error(args_of(list(xs = c("a", "b,c")), flow), "holds its separator")
 })
 
-test_that("Metaflow R's metadata and batch arguments are accepted with a note", {
+test_that("Metaflow R's metadata argument is accepted with a note", {
   expect_message(args_of(list(), metadata = "service"), "not used")
-  expect_message(args_of(list(), batch = TRUE), "step_functions")
+})
+
+test_that("batch = TRUE runs each step on AWS Batch, as with = \"batch\" does", {
+  expect_identical(args_of(list(), batch = TRUE), c("--with", "batch", "run"))
+  expect_identical(args_of(list(), with = "retry", batch = TRUE), c("--with", "retry", "--with", "batch", "run"))
+  expect_identical(args_of(list(), with = "batch:cpu=2"), c("--with", "batch:cpu=2", "run"))
 })
 
 test_that("numbers keep every digit on the way to the command line", {

@@ -9,6 +9,13 @@
 
 The callers only schedule: the local runtime (runtime.py) walks the graph and keeps the join barrier;
 the Batch entry (batch_task.py) runs the one attempt its job is for. Neither knows how an attempt runs.
+
+Where an attempt is prepared and committed is the engine's mode:
+    "here"  the task runs beside the engine, which prepares its context and commits what it leaves (a
+            local task; the task inside a Batch job)
+    "job"   the attempt is a Batch job of a local run (``run --with batch``) that runs this same engine in
+            "here" mode and commits to S3 itself; this engine only launches it, passes its log lines on, and
+            reads back the record it committed (or, if the job left none, records why), then decides.
 """
 from __future__ import annotations
 
@@ -27,6 +34,7 @@ from .graph import FlowGraph
 from .launchers import Exited, Launcher, Output, Started
 
 Decision = Literal["succeeded", "retry", "catch", "failed"]
+Mode = Literal["here", "job"]
 # echo(attempt, kind, text): kind is "stdout" or "stderr" for the task's own lines, "status" for the engine's.
 Echo = Callable[["Attempt", str, str], None]
 
@@ -34,11 +42,11 @@ Echo = Callable[["Attempt", str, str], None]
 @dataclass(eq=False)
 class Attempt:
     spec: tasks.TaskSpec
-    prepared: tasks.Prepared
+    prepared: tasks.Prepared | None  # None in "job" mode: the job prepares its own context
     workdir: str
     started_at: float
     timeout: float | None
-    pid: int = 0
+    where: str = ""  # what runs it, for the console: "pid 1234", "job 4f2a9c1e"
     running_since: float | None = None  # when R began the task: its timeout counts from here
     timed_out: bool = False
     log_error: str | None = None  # why the attempt's output could not be kept, e.g. a full disk
@@ -66,7 +74,8 @@ class Outcome:
 
 class AttemptEngine:
     def __init__(self, graph: FlowGraph, ds: FlowDatastore, run_record: dict[str, Any], launcher: Launcher, *,
-                 retries: Mapping[str, int], echo: Echo, scratch: str, batch_job_id: str | None = None) -> None:
+                 retries: Mapping[str, int], echo: Echo, scratch: str, batch_job_id: str | None = None,
+                 mode: Mode = "here") -> None:
         self.graph = graph
         self.ds = ds
         self.run_record = run_record
@@ -75,6 +84,7 @@ class AttemptEngine:
         self.echo = echo
         self.scratch = scratch
         self.batch_job_id = batch_job_id
+        self.mode = mode
         self.running: list[Attempt] = []
 
     # -- the attempt's life ----------------------------------------------------------------------
@@ -82,13 +92,16 @@ class AttemptEngine:
     def start(self, spec: tasks.TaskSpec, known: dict[str, dict[str, Any]] | None = None) -> Attempt:
         """Prepare and launch one attempt; ``known`` holds parents' records the caller already has."""
         workdir = tempfile.mkdtemp(prefix=f"{spec.step}-{spec.task_id}-{spec.retry_count}-", dir=self.scratch)
-        prepared = tasks.prepare(self.graph, self.ds, spec, self.run_record, workdir, known=known)
-        context_file = os.path.join(workdir, protocol.CONTEXT_FILE)
-        protocol.write("context", prepared.context, context_file)
+        prepared = context_file = None
+        if self.mode == "here":
+            prepared = tasks.prepare(self.graph, self.ds, spec, self.run_record, workdir, known=known)
+            context_file = os.path.join(workdir, protocol.CONTEXT_FILE)
+            protocol.write("context", prepared.context, context_file)
         attempt = Attempt(spec, prepared, workdir, time.time(), self.graph[spec.step].spec.timeout_seconds())
-        attempt.logs = {stream: open(os.path.join(workdir, f"{stream}.log"), "wb") for stream in ("stdout", "stderr")}
+        if self.mode == "here":
+            attempt.logs = {s: open(os.path.join(workdir, f"{s}.log"), "wb") for s in ("stdout", "stderr")}
         try:
-            attempt.pid = self.launcher.launch(attempt, context_file)
+            attempt.where = self.launcher.launch(attempt, context_file)
         except BaseException:
             self._discard(attempt)
             raise
@@ -106,7 +119,8 @@ class AttemptEngine:
             elif isinstance(event, Started):
                 event.attempt.running_since = time.time()
             elif isinstance(event, Exited):
-                outcomes.append(self._end(event.attempt, event.code))
+                end = self._end if self.mode == "here" else self._read_back
+                outcomes.append(end(event.attempt, event.code, event.why))
         now = time.time()
         for attempt in self.running:
             if attempt.deadline and now > attempt.deadline and not attempt.timed_out:
@@ -131,7 +145,7 @@ class AttemptEngine:
         self.running.clear()
 
     def _output(self, attempt: Attempt, stream: str, line: bytes) -> None:
-        if attempt.log_error is None:
+        if attempt.log_error is None and stream in attempt.logs:
             try:
                 attempt.logs[stream].write(line + b"\n")
             except OSError as exc:
@@ -140,9 +154,10 @@ class AttemptEngine:
 
     # -- ending --------------------------------------------------------------------------------------
 
-    def _end(self, attempt: Attempt, code: int) -> Outcome:
+    def _end(self, attempt: Attempt, code: int, why: str | None = None) -> Outcome:
         self.running.remove(attempt)
         spec = attempt.spec
+        assert attempt.prepared is not None
         try:
             reason = self._save_logs(attempt) or attempt.log_error
             if code == 0 and reason is None:
@@ -167,6 +182,33 @@ class AttemptEngine:
         finally:
             self._discard(attempt)
 
+    def _read_back(self, attempt: Attempt, code: int, why: str | None) -> Outcome:
+        """A Batch job's attempt ("job" mode): its record as the job committed it. A job that left none (its
+        image could not be pulled, it was stopped, it died) gets a failure record saying how it ended."""
+        self.running.remove(attempt)
+        spec = attempt.spec
+        try:
+            record = self.ds.readable(self.ds.attempt_record, spec.run_id, spec.step, spec.task_id, spec.retry_count)
+            if record is None:
+                ended = why or f"exit status {code}"
+                reason = f"its Batch job ended without recording the attempt ({ended})"
+                error = tasks.task_error("metaflow_batch_job_error", f"The Batch job of step '{spec.step}' ended "
+                                                                     f"without running the task: {ended}.")
+                try:
+                    record = tasks.record_failure(self.ds, spec, tasks.Prepared({"split_stack": []}, {}),
+                                                  attempt.started_at, reason, error)
+                except (OSError, DatastoreError) as exc:
+                    self.echo(attempt, "status", f"Its failure could not be recorded: {exc}")
+                    record = {"error": reason, "exception": error}
+            if record.get("successful"):
+                self.echo(attempt, "status", "Task finished successfully.")
+                return Outcome(attempt, "succeeded", record, 0)
+            error = record.get("exception") or tasks.task_error("metaflow_task_failure", "The task failed.")
+            return self._decide(attempt, record, code or 1, record.get("error") or f"exit status {code or 1}",
+                                error)
+        finally:
+            self._discard(attempt)
+
     def _decide(self, attempt: Attempt, record: dict[str, Any], code: int, reason: str,
                 error: dict[str, Any]) -> Outcome:
         spec = attempt.spec
@@ -186,6 +228,7 @@ class AttemptEngine:
         if attempt.timed_out:
             return tasks.task_error("metaflow_timeout", f"Step '{attempt.spec.step}' timed out after "
                                                          f"{attempt.timeout:g} s.")
+        assert attempt.prepared is not None
         path = os.path.join(attempt.prepared.output_dir, protocol.TASK_ERROR_FILE)
         if os.path.exists(path):
             try:

@@ -1,10 +1,14 @@
-"""The Batch job's entry point (``metaflow-r batch-task``): one task of a Step Functions execution.
+"""The Batch job's entry point (``metaflow-r batch-task``): one task attempt, against the S3 datastore.
 
-Everything comes from the environment the state machine and the job definition set: which step, the
-execution (run id), the foreach indices (split path), the code package. The task finds its own id and
-its parents' from those alone (sfn_task.py); the attempt engine (attempt.py) then runs it exactly as a
-local task runs, against the S3 datastore, as a plain ``Rscript flow.R task`` process. A failed attempt
-exits non-zero so that Batch's own retry strategy runs the next one.
+Everything comes from the environment the job definition and the submitter set, in one of two ways:
+  * a Step Functions execution gives the step, the execution (run id), the foreach indices (split path)
+    and the code package; the task finds its own id and its parents' from those alone (sfn_task.py). A
+    failed attempt exits non-zero so that Batch's own retry strategy runs the next one; the fallback of
+    decorator("catch") runs in the same job.
+  * a local run (``run --with batch``) tells the job its whole attempt (batch_identity.py); the job runs
+    exactly that attempt and exits, and the local runtime decides what comes next.
+Either way the attempt engine (attempt.py) runs the task exactly as a local task runs, as a plain
+``Rscript flow.R task`` process, and commits it to S3.
 """
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ import traceback
 
 from . import task as tasks
 from .attempt import Attempt, AttemptEngine
+from .batch_identity import told_attempt
 from .compile import task_id
 from .datastore import FlowDatastore
 from .errors import ConfigurationError, MetaflowRError
@@ -52,20 +57,17 @@ def run_batch_task(rscript: str = "Rscript", storage: S3Storage | None = None, d
 def _record_setup_failure(exc: Exception, storage: S3Storage | None) -> int:
     """A job that failed before its task could start (no code package, a broken image, S3 refusing) leaves
     a failed attempt record naming the error, so the Client API and resume see why: the task's id follows
-    from the step and split path alone, even when the flow's graph could not be read."""
+    from the job's environment alone, even when the flow's graph could not be read."""
     code = exc.exit_code if isinstance(exc, MetaflowRError) else 1
     text = str(exc) if isinstance(exc, MetaflowRError) else "".join(traceback.format_exception(exc)).rstrip()
     print(f"The task could not start: {text}", file=sys.stderr, flush=True)
     try:
-        step, run_id, flow = _require("METAFLOW_STEP"), _require("METAFLOW_RUN_ID"), _require("METAFLOW_FLOW_NAME")
+        flow = _require("METAFLOW_FLOW_NAME")
         ds = FlowDatastore(storage or S3Storage(_require("METAFLOW_DATASTORE_SYSROOT_S3")), flow)
-        split_path = resolve_split_path(os.environ.get("METAFLOW_SPLIT_PATH", ""))  # an array child's too
-        attempt = int(os.environ.get("AWS_BATCH_JOB_ATTEMPT", "1")) - 1
-        spec = tasks.TaskSpec(run_id, step, task_id(step, split_path.split("-") if split_path else []),
-                              retry_count=attempt)
+        spec = told_attempt() or _sfn_attempt(None, None)
         error = tasks.task_error("metaflow_task_setup_error", f"The task could not start: "
                                                               f"{type(exc).__name__}: {exc}"[:4000])
-        ds.write_log(run_id, step, spec.task_id, attempt, "stderr", (text + "\n").encode())
+        ds.write_log(spec.run_id, spec.step, spec.task_id, spec.retry_count, "stderr", (text + "\n").encode())
         tasks.record_failure(ds, spec, tasks.Prepared({"split_stack": []}, {}), time.time(),
                              f"the task could not start: {type(exc).__name__}", error,
                              os.environ.get("AWS_BATCH_JOB_ID"))
@@ -74,11 +76,21 @@ def _record_setup_failure(exc: Exception, storage: S3Storage | None) -> int:
     return code or 1
 
 
-def _run_in(workdir: str, rscript: str, storage: S3Storage | None, dynamodb) -> int:
-    step = _require("METAFLOW_STEP")
-    run_id = _require("METAFLOW_RUN_ID")
-    split_path = os.environ.get("METAFLOW_SPLIT_PATH", "")
+def _sfn_attempt(graph: FlowGraph | None, ds: FlowDatastore | None) -> tasks.TaskSpec:
+    """The attempt of a Step Functions task, from its step, split path and Batch attempt; without a graph
+    (it could not be read), the task's id alone."""
+    step, run_id = _require("METAFLOW_STEP"), _require("METAFLOW_RUN_ID")
+    split_path = resolve_split_path(os.environ.get("METAFLOW_SPLIT_PATH", ""))  # an array child's too
     attempt = int(os.environ.get("AWS_BATCH_JOB_ATTEMPT", "1")) - 1
+    if graph is None or ds is None:
+        return tasks.TaskSpec(run_id, step, task_id(step, split_path.split("-") if split_path else []),
+                              retry_count=attempt)
+    own_id, inputs, split_index = task_identity(graph, ds, run_id, step, split_path)
+    return tasks.TaskSpec(run_id, step, own_id, inputs, split_index, attempt)
+
+
+def _run_in(workdir: str, rscript: str, storage: S3Storage | None, dynamodb) -> int:
+    told = told_attempt()
     storage = storage or S3Storage(_require("METAFLOW_DATASTORE_SYSROOT_S3"))
     code_key = _require("METAFLOW_CODE_URL")[len(storage.root) + 1:]
     manifest = extract_package(storage.read_bytes(code_key) or b"", _require("METAFLOW_CODE_SHA"), workdir)
@@ -86,6 +98,13 @@ def _run_in(workdir: str, rscript: str, storage: S3Storage | None, dynamodb) -> 
     script = os.path.join(workdir, manifest["script"])
     graph = FlowGraph(parse_spec({**raw_spec, "script": script}))
     ds = FlowDatastore(storage, graph.spec.name)
+    if told is not None:
+        if ds.run_record(told.run_id) is None:
+            raise ConfigurationError(f"Run {graph.spec.name}/{told.run_id} has no record in {storage.root}.",
+                                     [("i", "The job was submitted by a local run (--with batch) that "
+                                            "stores its runs elsewhere.")])
+        return _run_told(graph, ds, told, rscript, script, workdir)
+    step, run_id = _require("METAFLOW_STEP"), _require("METAFLOW_RUN_ID")
     if step == "start" and ds.run_record(run_id) is None:
         deployment = ds.deployment() or {}
         given = json.loads(os.environ.get("METAFLOW_PARAMETERS") or "{}")
@@ -93,8 +112,7 @@ def _run_in(workdir: str, rscript: str, storage: S3Storage | None, dynamodb) -> 
         ds.new_run([namespace, "runtime:step-functions"], values_from_json(graph.spec, given),
                    deployment.get("owner", "production"), run_id=run_id,
                    extra={"namespace": namespace, "execution": run_id, "spec": raw_spec})
-    own_id, inputs, split_index = task_identity(graph, ds, run_id, step, split_path)
-    spec = tasks.TaskSpec(run_id, step, own_id, inputs, split_index, attempt)
+    spec = _sfn_attempt(graph, ds)
     attempts = int(os.environ.get("METAFLOW_BATCH_ATTEMPTS", "1"))
     launcher = SubprocessLauncher(rscript, script, workdir, subprocess_env())
     engine = AttemptEngine(graph, ds, ds.run_record(run_id) or {}, launcher, retries={step: attempts - 1},
@@ -110,10 +128,29 @@ def _run_in(workdir: str, rscript: str, storage: S3Storage | None, dynamodb) -> 
             ds.finish_run(run_id, False)
         return outcome.code
     if graph[step].is_foreach:
-        publish_foreach_width(dynamodb, f"{run_id}/{step}/{own_id}", outcome.record["num_splits"], storage=storage)
+        publish_foreach_width(dynamodb, f"{run_id}/{step}/{spec.task_id}", outcome.record["num_splits"], storage=storage)
     if step == "end":
         ds.finish_run(run_id, True)
     return 0
+
+
+def _run_told(graph: FlowGraph, ds: FlowDatastore, spec: tasks.TaskSpec, rscript: str, script: str,
+              workdir: str) -> int:
+    """Exactly the attempt a local run told the job: no retry, no fallback, the run's end left to the runtime,
+    which prints its own account of the attempt (so the engine's lines are not echoed here)."""
+    launcher = SubprocessLauncher(rscript, script, workdir, subprocess_env())
+    engine = AttemptEngine(graph, ds, ds.run_record(spec.run_id) or {}, launcher, retries={},
+                           echo=_echo_task_only, scratch=workdir, batch_job_id=os.environ.get("AWS_BATCH_JOB_ID"))
+    try:
+        outcome = engine.run(spec)
+    finally:
+        launcher.close()
+    return 0 if outcome.decision == "succeeded" else outcome.code
+
+
+def _echo_task_only(attempt: Attempt, kind: str, text: str) -> None:
+    if kind != "status":
+        _echo(attempt, kind, text)
 
 
 def _echo(attempt: Attempt, kind: str, text: str) -> None:

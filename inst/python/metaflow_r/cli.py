@@ -20,17 +20,19 @@ from . import locate
 from . import show as show_module
 from .config import current_user, default_datastore
 from .datastore import FlowDatastore, find_local_root, storage_for
-from .deploy import aws_error
+from .deploy import BatchJobs, aws_error
 from .errors import MetaflowRError, RunFailed, RunInterrupted, UsageError
 from .graph import FlowGraph, check_names
 from .params import parameter_options, parameter_values
 from .report import write_report
-from .runtime import Clone, LocalRuntime
+from .runtime import Clone, LocalRuntime, RemoteLauncher
 from .sfn_cli import step_functions_group
-from .rules import DEFAULT_RETRIES
 from .spec import FlowSpec, parse_spec
+from .with_decorators import WithDecorators, parse_with
 
 DEFAULT_MAX_WORKERS = 16
+WITH_HELP = ("Add a decorator to every step: --with retry (or retry:times=2), --with batch (or "
+             "batch:cpu=2,memory=8192) to run each step as an AWS Batch job.")
 # The commands run() takes in R, as a user writes them there.
 R_COMMANDS = {("run",): "run()", ("resume",): "run(resume = TRUE)",
               ("step-functions", "create"): 'run(step_functions = "create")',
@@ -61,9 +63,13 @@ class Invocation:
         script = Path(self.spec.script).name if self.spec and self.spec.script else "flow.R"
         return f"Rscript {script} {' '.join(command)}"
 
+    def withs(self) -> WithDecorators:
+        """What --with gives every step: retries, and Batch (with its attributes)."""
+        return parse_with(self.with_decorators)
+
     def with_retry(self) -> int | None:
         """Retries --with retry[:times=N] gives every step without its own retry decorator."""
-        return parse_with(self.with_decorators)
+        return self.withs().retry
 
     def graph(self) -> FlowGraph:
         if self.spec is None:
@@ -84,8 +90,7 @@ def _invocation() -> Invocation:
 
 def build_cli(spec: FlowSpec | None) -> click.Group:
     @click.group(help=f"Flow {spec.name}." if spec else "The metaflow R backend.")
-    @click.option("--with", "with_decorators", multiple=True, metavar="DECORATOR",
-                  help="Add a decorator to every step, e.g. --with retry or --with retry:times=2.")
+    @click.option("--with", "with_decorators", multiple=True, metavar="DECORATOR", help=WITH_HELP)
     @click.option("--datastore", type=click.Choice(["local", "s3"]), default=None,
                   help="Where artifacts are stored (default: METAFLOW_DEFAULT_DATASTORE or local).")
     @click.option("--datastore-root", default=None, help="Override the datastore's root directory or s3:// URL.")
@@ -117,6 +122,7 @@ def build_cli(spec: FlowSpec | None) -> click.Group:
                      help="Run at most this many tasks at once."),
         click.Option(["--tag", "tags"], multiple=True, help="Tag the run (repeatable).", show_default=False),
         click.Option(["--run-id-file"], default=None, help="Write the run id to this file as soon as it is known."),
+        click.Option(["--with", "with_decorators"], multiple=True, metavar="DECORATOR", help=WITH_HELP),
     ]
 
     def run_command(**options: Any) -> None:
@@ -178,23 +184,7 @@ def build_cli(spec: FlowSpec | None) -> click.Group:
     return group
 
 
-def parse_with(with_decorators: list[str]) -> int | None:
-    forced = None
-    for entry in with_decorators:
-        name, _, attrs = entry.partition(":")
-        if name != "retry":
-            raise UsageError(f"--with {entry!r} is not supported.", [("i", "Use --with retry or --with retry:times=N.")])
-        forced = DEFAULT_RETRIES
-        for pair in filter(None, attrs.split(",")):
-            key, _, value = pair.partition("=")
-            if key != "times" or not value.isdigit():
-                raise UsageError(f"--with {entry!r}: cannot read {pair!r}.", [("i", "Write --with retry:times=2.")])
-            forced = int(value)
-    return forced
-
-
-def _retries(graph: FlowGraph, with_decorators: list[str]) -> dict[str, int]:
-    forced = parse_with(with_decorators)
+def _retries(graph: FlowGraph, forced: int | None) -> dict[str, int]:
     return {node.name: node.spec.retries(forced) for node in graph}
 
 
@@ -204,13 +194,17 @@ def _launch(invocation: Invocation, options: dict[str, Any], origin: tuple[str |
     if not spec.script:
         raise UsageError("The flow's script is unknown: tasks run it.",
                          [("i", "Save the flow in a file, then source() it in R, or run Rscript flow.R run.")])
-    retries = _retries(graph, invocation.with_decorators)
+    invocation.with_decorators += options.get("with_decorators", ())  # `run --with batch`, as Metaflow's tutorials
+    withs = invocation.withs()
+    retries = _retries(graph, withs.retry)
+    jobs = _plan_batch_jobs(invocation, graph, withs.batch) if withs.batch is not None else None
     ds = invocation.flow_datastore()
     clone = None
     if origin is None:
         params = parameter_values(spec, {p.name: options.get(p.name) for p in spec.parameters})
     else:
         clone, params = _resume_plan(graph, ds, *origin)
+    remote = _batch_launcher(jobs, graph) if jobs is not None else None
     user = current_user()
     namespace = f"user:{user}"
     run_id = ds.new_run([namespace, *options.get("tags", ())], params, user,
@@ -233,7 +227,7 @@ def _launch(invocation: Invocation, options: dict[str, Any], origin: tuple[str |
     click.echo(f"Workflow starting (run-id {run_id}), {graph.spec.name} in {namespace}:")
     runtime = LocalRuntime(graph, ds, run_id, run_record, script=spec.script, launch_dir=invocation.launch_dir,
                            rscript=invocation.rscript, max_workers=options["max_workers"], retries=retries,
-                           clone=clone)
+                           clone=clone, remote=remote)
     where = f"{ds.storage.root}/{spec.name}/{run_id}"
     try:
         succeeded = runtime.execute()
@@ -256,6 +250,34 @@ def _launch(invocation: Invocation, options: dict[str, Any], origin: tuple[str |
     invocation.result = {"kind": "run", "flow": spec.name, "run_id": run_id}
     click.echo(f"Done! Run {spec.name}/{run_id} succeeded; its data is in {where}")
     click.echo(report)
+
+
+def _plan_batch_jobs(invocation: Invocation, graph: FlowGraph, with_batch: dict[str, Any]) -> BatchJobs:
+    """For ``--with batch``: every setting checked, the code package built and the job definitions named, as
+    step-functions create does, without AWS; the run's datastore becomes the S3 one."""
+    from .deploy import DeploySettings, plan_batch_jobs
+
+    if invocation.datastore_given and invocation.datastore != "s3":
+        raise UsageError(f"--with batch stores the run in S3; --datastore {invocation.datastore} cannot hold it.",
+                         [("i", "Leave out --datastore, or write --datastore s3.")])
+    settings = DeploySettings.for_batch_runs()
+    jobs = plan_batch_jobs(graph, invocation.raw_spec, settings, versions=invocation.versions,
+                           package_suffixes=invocation.package_suffixes, with_batch=with_batch, batch_retries=False)
+    invocation.datastore, invocation.datastore_root = "s3", settings.s3_root
+    return jobs
+
+
+def _batch_launcher(jobs: BatchJobs, graph: FlowGraph) -> RemoteLauncher:
+    """The code package uploaded and the job definitions registered (each only if missing), then a launcher
+    submitting each attempt as a job."""
+    from .batch_launcher import BatchLauncher
+    from .deploy import Deployer, aws_session
+    from .sfn_cli import describe_package
+
+    describe_package(jobs.package)
+    session = aws_session()
+    Deployer(session, echo=click.echo).prepare_batch_jobs(jobs)
+    return lambda watch: BatchLauncher(session, jobs, graph.spec.name, watch)
 
 
 def _report_line(ds: FlowDatastore, run_id: str, graph: FlowGraph) -> str:

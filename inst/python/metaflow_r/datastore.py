@@ -168,9 +168,13 @@ class FlowDatastore:
         """Committed attempt records, newest first; a damaged one is skipped and noted in ``damaged``."""
         names = self.storage.list_children(f"{self.flow}/{run_id}/{step}/{task_id}")
         for attempt in sorted((int(n) for n in names if n.isdigit()), reverse=True):
-            record = self.readable(self._read_json, f"{self.attempt_prefix(run_id, step, task_id, attempt)}/DONE.json")
+            record = self.readable(self.attempt_record, run_id, step, task_id, attempt)
             if record is not None:
                 yield record
+
+    def attempt_record(self, run_id: str, step: str, task_id: str, attempt: int) -> dict[str, Any] | None:
+        """One attempt's committed record, or None if it has none (yet)."""
+        return self._read_json(f"{self.attempt_prefix(run_id, step, task_id, attempt)}/DONE.json")
 
     def task_record(self, run_id: str, step: str, task_id: str) -> dict[str, Any] | None:
         """The latest committed attempt of a task, or None if none committed."""

@@ -42,6 +42,8 @@ REQUIRED_SETTINGS = {
     "dynamo_table": "SFN_DYNAMO_DB_TABLE",
     "image": "BATCH_CONTAINER_IMAGE",
 }
+# What `run --with batch` needs: no state machine, so neither its role nor its DynamoDB table.
+STEP_FUNCTIONS_ONLY = ("sfn_role", "dynamo_table")
 EVENTS_ROLE = "EVENTS_SFN_ACCESS_IAM_ROLE"
 
 
@@ -50,8 +52,8 @@ class DeploySettings:
     s3_root: str
     job_queue: str
     batch_role: str
-    sfn_role: str
-    dynamo_table: str
+    sfn_role: str | None
+    dynamo_table: str | None
     image: str
     events_role: str | None = None
     region: str | None = None  # given to jobs, whose boto3 clients need one
@@ -59,20 +61,45 @@ class DeploySettings:
     @classmethod
     def from_environment(cls, need_events_role: bool, placeholders: bool = False) -> "DeploySettings":
         """Every missing setting is named in one error (or, for --only-json, shown as a placeholder)."""
-        values = {field_name: setting(name) for field_name, name in REQUIRED_SETTINGS.items()}
+        return cls._read(REQUIRED_SETTINGS, need_events_role, placeholders, "Step Functions needs")
+
+    @classmethod
+    def for_batch_runs(cls) -> "DeploySettings":
+        """What a local run whose steps run on AWS Batch (--with batch) needs, every missing one named."""
+        required = {k: v for k, v in REQUIRED_SETTINGS.items() if k not in STEP_FUNCTIONS_ONLY}
+        return cls._read(required, False, False, "Running steps on AWS Batch (--with batch) needs")
+
+    @classmethod
+    def _read(cls, required: dict[str, str], need_events_role: bool, placeholders: bool,
+              who: str) -> "DeploySettings":
+        values: dict[str, str | None] = {field_name: setting(name) for field_name, name in REQUIRED_SETTINGS.items()}
         values["events_role"] = setting(EVENTS_ROLE)
-        missing = [f"METAFLOW_{name}" for field_name, name in REQUIRED_SETTINGS.items() if not values[field_name]]
+        missing = [f"METAFLOW_{name}" for field_name, name in required.items() if not values[field_name]]
         if need_events_role and not values["events_role"]:
             missing.append(f"METAFLOW_{EVENTS_ROLE}")
         if missing and not placeholders:
             raise ConfigurationError(
-                f"Step Functions needs settings that are missing: {', '.join(missing)}.",
+                f"{who} settings that are missing: {', '.join(missing)}.",
                 [("i", "Set them as environment variables or in ~/.metaflowconfig/config.json."),
                  ("i", "Offline, `metaflow-r emulator` writes all of them to an env file.")])
-        for field_name, name in [*REQUIRED_SETTINGS.items(), ("events_role", EVENTS_ROLE)]:
-            values[field_name] = values[field_name] or f"<METAFLOW_{name}>"
+        if placeholders:
+            for field_name, name in [*REQUIRED_SETTINGS.items(), ("events_role", EVENTS_ROLE)]:
+                values[field_name] = values[field_name] or f"<METAFLOW_{name}>"
         values["region"] = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
         return cls(**values)
+
+
+@dataclass
+class BatchJobs:
+    """What every Batch job of a flow needs: the code package, and each step's job definition and queue."""
+
+    package: CodePackage
+    package_key: str
+    code_url: str
+    job_definitions: dict[str, dict[str, Any]]  # name -> register_job_definition arguments
+    by_step: dict[str, str]  # step -> job definition name
+    queues: dict[str, str]  # step -> job queue
+    settings: DeploySettings
 
 
 @dataclass
@@ -82,14 +109,20 @@ class Plan:
     name: str
     definition: dict[str, Any]
     definition_json: str
-    package: CodePackage
-    package_key: str
-    job_definitions: dict[str, dict[str, Any]]  # name -> register_job_definition arguments
+    jobs: BatchJobs
     schedule: str | None
     settings: DeploySettings
     tags: dict[str, str] = field(default_factory=dict)
     budget: Budget | None = None  # the quota model's worst case (quota.py)
     notes: list[str] = field(default_factory=list)  # what the chosen foreach constructs mean for the user
+
+    @property
+    def package(self) -> CodePackage:
+        return self.jobs.package
+
+    @property
+    def job_definitions(self) -> dict[str, dict[str, Any]]:
+        return self.jobs.job_definitions
 
 
 def check_name(kind: str, name: str, limit: int, pattern: str, allowed: str) -> None:
@@ -99,17 +132,21 @@ def check_name(kind: str, name: str, limit: int, pattern: str, allowed: str) -> 
                           ("i", "Rename the flow in metaflow(\"...\").")])
 
 
-def batch_override(graph: FlowGraph, step: str, name: str) -> str | None:
-    """A step's decorator("batch", image =, queue =, iam_role =) value, which wins over the settings."""
+def batch_override(graph: FlowGraph, step: str, name: str, with_batch: dict[str, Any] | None = None) -> str | None:
+    """A step's decorator("batch", image =, queue =, iam_role =) value, which wins over --with batch's, which
+    wins over the settings."""
     decorator = graph[step].spec.decorator("batch")
     value = decorator.attributes.get(name) if decorator is not None else None
+    value = value or (with_batch or {}).get(name)
     return str(value) if value else None
 
 
-def _resources(graph: FlowGraph, step: str) -> tuple[str, str, str | None]:
-    """The Batch job's size; the graph checked each value's kind (rules.json: cpu and memory > 0)."""
+def _resources(graph: FlowGraph, step: str, with_batch: dict[str, Any] | None) -> tuple[str, str, str | None]:
+    """The Batch job's size: --with batch's, then the step's resources and batch decorators, attribute by
+    attribute; the graph checked each value's kind (rules.json: cpu and memory > 0)."""
     node = graph[step]
-    cpu, memory, gpu = DEFAULT_CPU, DEFAULT_MEMORY_MB, None
+    base = with_batch or {}
+    cpu, memory, gpu = base.get("cpu", DEFAULT_CPU), base.get("memory", DEFAULT_MEMORY_MB), base.get("gpu")
     for name in ("resources", "batch"):
         decorator = node.spec.decorator(name)
         if decorator is not None:
@@ -125,24 +162,25 @@ def retry_attempts(graph: FlowGraph, step: str, with_retry: int | None) -> int:
     return max(1, min(10, graph[step].spec.retries(with_retry) + 1))
 
 
-def _job_definition(graph: FlowGraph, step: str, settings: DeploySettings, with_retry: int | None) -> dict[str, Any]:
-    cpu, memory, gpu = _resources(graph, step)
-    attempts = retry_attempts(graph, step, with_retry)
+def _job_definition(graph: FlowGraph, step: str, settings: DeploySettings, attempts: int,
+                    with_batch: dict[str, Any] | None) -> dict[str, Any]:
+    cpu, memory, gpu = _resources(graph, step, with_batch)
     requirements = [{"type": "VCPU", "value": cpu}, {"type": "MEMORY", "value": memory}]
     if gpu:
         requirements.append({"type": "GPU", "value": gpu})
     body: dict[str, Any] = {
         "type": "container",
         "containerProperties": {
-            "image": batch_override(graph, step, "image") or settings.image,
+            "image": batch_override(graph, step, "image", with_batch) or settings.image,
             "command": TASK_COMMAND,
-            "jobRoleArn": batch_override(graph, step, "iam_role") or settings.batch_role,
+            "jobRoleArn": batch_override(graph, step, "iam_role", with_batch) or settings.batch_role,
             "resourceRequirements": requirements,
             "environment": [
                 {"name": "METAFLOW_FLOW_NAME", "value": graph.spec.name},
                 {"name": "METAFLOW_DEFAULT_DATASTORE", "value": "s3"},
                 {"name": "METAFLOW_DATASTORE_SYSROOT_S3", "value": settings.s3_root},
-                {"name": "METAFLOW_SFN_DYNAMO_DB_TABLE", "value": settings.dynamo_table},
+                *([{"name": "METAFLOW_SFN_DYNAMO_DB_TABLE", "value": settings.dynamo_table}]
+                  if settings.dynamo_table else []),
                 {"name": "METAFLOW_BATCH_ATTEMPTS", "value": str(attempts)},
                 *([{"name": "AWS_DEFAULT_REGION", "value": settings.region}] if settings.region else []),
             ],
@@ -159,17 +197,12 @@ def _job_definition(graph: FlowGraph, step: str, settings: DeploySettings, with_
     return {"jobDefinitionName": name, **body}
 
 
-def plan_deployment(graph: FlowGraph, raw_spec: dict[str, Any], settings: DeploySettings, *, max_workers: int,
-                    with_retry: int | None, versions: dict[str, str], workflow_timeout: int | None = None,
-                    tags: dict[str, str] | None = None, package_suffixes: tuple[str, ...] = (),
-                    foreach_mode: tuple[str, ...] = (), max_num_splits: tuple[str, ...] = ()) -> Plan:
-    """``foreach_mode`` and ``max_num_splits`` are create's options as typed: VALUE or STEP=VALUE."""
+def plan_batch_jobs(graph: FlowGraph, raw_spec: dict[str, Any], settings: DeploySettings, *,
+                    versions: dict[str, str], package_suffixes: tuple[str, ...] = (), with_retry: int | None = None,
+                    with_batch: dict[str, Any] | None = None, batch_retries: bool = True) -> BatchJobs:
+    """The code package and job definitions, computed without AWS. ``batch_retries``: Batch's retryStrategy
+    retries a failed task (Step Functions); without it each job is one attempt and its caller decides."""
     spec = graph.spec
-    name = spec.name
-    check_name("state machine", name, MAX_STATE_MACHINE_NAME, r"[A-Za-z0-9_-]+", "letters, digits, - and _")
-    schedule = schedule_expression(spec)
-    if schedule:
-        check_name("EventBridge rule", name, MAX_RULE_NAME, r"[.\-_A-Za-z0-9]+", "letters, digits, ., - and _")
     if not spec.script:
         raise UsageError("The flow's script is unknown: it is deployed with the flow.",
                          [("i", "Save the flow in a file, then source() it in R, or run Rscript flow.R "
@@ -177,24 +210,44 @@ def plan_deployment(graph: FlowGraph, raw_spec: dict[str, Any], settings: Deploy
     # run(package_suffixes =) arrives in the spec, --package-suffixes on the command line: both count.
     suffixes = (*(raw_spec.get("package_suffixes") or ()), *package_suffixes)
     package = build_package(spec.script, raw_spec, versions, suffixes)
-    package_key = f"{name}/_code/{package.sha}.tgz"
+    package_key = f"{spec.name}/_code/{package.sha}.tgz"
     job_definitions: dict[str, dict[str, Any]] = {}
     by_step: dict[str, str] = {}
     for node in graph:
-        definition = _job_definition(graph, node.name, settings, with_retry)
+        attempts = retry_attempts(graph, node.name, with_retry) if batch_retries else 1
+        definition = _job_definition(graph, node.name, settings, attempts, with_batch)
         job_definitions[definition["jobDefinitionName"]] = definition
         by_step[node.name] = definition["jobDefinitionName"]
+    queues = {n.name: batch_override(graph, n.name, "queue", with_batch) or settings.job_queue for n in graph}
+    return BatchJobs(package, package_key, f"{settings.s3_root.rstrip('/')}/{package_key}", job_definitions,
+                     by_step, queues, settings)
+
+
+def plan_deployment(graph: FlowGraph, raw_spec: dict[str, Any], settings: DeploySettings, *, max_workers: int,
+                    with_retry: int | None, versions: dict[str, str], workflow_timeout: int | None = None,
+                    tags: dict[str, str] | None = None, package_suffixes: tuple[str, ...] = (),
+                    with_batch: dict[str, Any] | None = None, foreach_mode: tuple[str, ...] = (),
+                    max_num_splits: tuple[str, ...] = ()) -> Plan:
+    """``foreach_mode`` and ``max_num_splits`` are create's options as typed: VALUE or STEP=VALUE."""
+    spec = graph.spec
+    name = spec.name
+    check_name("state machine", name, MAX_STATE_MACHINE_NAME, r"[A-Za-z0-9_-]+", "letters, digits, - and _")
+    schedule = schedule_expression(spec)
+    if schedule:
+        check_name("EventBridge rule", name, MAX_RULE_NAME, r"[.\-_A-Za-z0-9]+", "letters, digits, ., - and _")
+    jobs = plan_batch_jobs(graph, raw_spec, settings, versions=versions, package_suffixes=package_suffixes,
+                           with_retry=with_retry, with_batch=with_batch)
     widths = per_step(max_num_splits, "--max-num-splits", parse_width, DEFAULT_MAX_NUM_SPLITS, graph)
     depths = {n.name: sum(graph[s].is_foreach for s in n.split_parents) for n in foreach_steps(graph)}
     root = settings.s3_root if settings.s3_root.startswith("s3://") else f"s3://{settings.s3_root}"  # --only-json
 
     def compiled_with(modes: dict[str, str]) -> dict[str, Any]:
         return compile_state_machine(graph, CompileSettings(
-            job_queue=settings.job_queue, job_definitions=by_step,
-            step_queues={n.name: q for n in graph if (q := batch_override(graph, n.name, "queue"))},
-            code_url=f"{settings.s3_root.rstrip('/')}/{package_key}", code_sha=package.sha,
-            dynamo_table=settings.dynamo_table, max_workers=max_workers, workflow_timeout=workflow_timeout,
-            foreach_modes=modes, max_num_splits=widths, datastore_root=root))
+            job_queue=settings.job_queue, job_definitions=jobs.by_step,
+            step_queues={step: q for step, q in jobs.queues.items() if q != settings.job_queue},
+            code_url=jobs.code_url, code_sha=jobs.package.sha, dynamo_table=settings.dynamo_table or "",
+            max_workers=max_workers, workflow_timeout=workflow_timeout, foreach_modes=modes,
+            max_num_splits=widths, datastore_root=root))
 
     requested = per_step(foreach_mode, "--foreach-mode", parse_mode, AUTO, graph)
     modes = choose(graph, requested, widths, max_workers,
@@ -206,8 +259,8 @@ def plan_deployment(graph: FlowGraph, raw_spec: dict[str, Any], settings: Deploy
     budget = estimate(compiled, widths, modes, max_workers, definition_json, depths)
     check(budget)
     bodies = {n.name: one_step_body(graph, n) or "" for n in foreach_steps(graph)}
-    return Plan(name, compiled, definition_json, package, package_key, job_definitions, schedule, settings,
-                dict(tags or {}), budget, notes(budget, bodies))
+    return Plan(name, compiled, definition_json, jobs, schedule, settings, dict(tags or {}), budget,
+                notes(budget, bodies))
 
 
 def _check_state_names(states: dict[str, Any]) -> None:
@@ -222,6 +275,13 @@ def _check_state_names(states: dict[str, Any]) -> None:
             _check_state_names(branch["States"])
         if "ItemProcessor" in state:
             _check_state_names(state["ItemProcessor"]["States"])
+
+
+def aws_session():
+    """A boto3 session in METAFLOW_AWS_REGION, else in boto3's own region (AWS_REGION, AWS_DEFAULT_REGION)."""
+    import boto3
+
+    return boto3.session.Session(region_name=setting("AWS_REGION") or None)
 
 
 MUTATING_PREFIXES = ("Create", "Update", "Put", "Register", "Delete", "Remove", "Start", "Tag", "Untag")
@@ -242,8 +302,7 @@ class Deployer:
     def apply(self, plan: Plan, authorize: str | None, generate_new_token: bool) -> dict[str, Any]:
         bucket, prefix = _split_s3(plan.settings.s3_root)
         deployment = self._claim(plan, bucket, prefix, authorize, generate_new_token)
-        self._upload_package(plan, bucket, prefix)
-        self._register_job_definitions(plan)
+        self.prepare_batch_jobs(plan.jobs)
         arn = self._state_machine(plan, deployment)
         self._schedule(plan, arn)
         return {"state_machine_arn": arn, **deployment}
@@ -272,15 +331,15 @@ class Deployer:
         self.echo(f"A new production token was generated; runs are in namespace {record['namespace']}.")
         return record
 
-    def _upload_package(self, plan: Plan, bucket: str, prefix: str) -> None:
-        key = _join(prefix, plan.package_key)
-        if self._exists(bucket, key):
-            return
-        self.call("uploading the code package", self.s3.put_object, Bucket=bucket, Key=key, Body=plan.package.data)
-        self.echo(f"Code package uploaded: {len(plan.package.files)} file(s), sha {plan.package.sha[:12]}.")
-
-    def _register_job_definitions(self, plan: Plan) -> None:
-        for name, body in plan.job_definitions.items():
+    def prepare_batch_jobs(self, jobs: BatchJobs) -> None:
+        """Upload the code package and register the job definitions, each only if it is not there yet."""
+        bucket, prefix = _split_s3(jobs.settings.s3_root)
+        key = _join(prefix, jobs.package_key)
+        if not self._exists(bucket, key):
+            self.call("uploading the code package", self.s3.put_object, Bucket=bucket, Key=key,
+                      Body=jobs.package.data)
+            self.echo(f"Code package uploaded: {len(jobs.package.files)} file(s), sha {jobs.package.sha[:12]}.")
+        for name, body in jobs.job_definitions.items():
             found = self.call("looking up Batch job definitions", self.batch.describe_job_definitions,
                                jobDefinitionName=name, status="ACTIVE")["jobDefinitions"]
             if not found:

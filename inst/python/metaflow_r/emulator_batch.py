@@ -1,10 +1,12 @@
 """The emulator's AWS Batch: each submitted job runs as AWS Batch would run it.
 
-The bookkeeping is Batch's: the job's environment (job definition, then the state machine's
+The bookkeeping is Batch's: SubmitJob returns at once and the job runs in the background (RUNNING, then
+SUCCEEDED or FAILED, as DescribeJobs shows), the job's environment (job definition, then the submitter's
 ContainerOverrides, then AWS_BATCH_JOB_ID / AWS_BATCH_JOB_ATTEMPT / AWS_BATCH_JQ_NAME /
 AWS_BATCH_CE_NAME), ``retryStrategy.attempts``, ``attemptDurationSeconds`` (SIGTERM, then SIGKILL after
-a grace period, and a timed-out job is not retried), the container's exit status, and every line the
-job writes to stdout or stderr as a CloudWatch log event as it is written.
+a grace period, and a timed-out job is not retried), TerminateJob (the same stop, the job FAILED with the
+reason given, no retry), the container's exit status, and every line the job writes to stdout or stderr
+as a CloudWatch log event as it is written.
 
 Only how the command starts differs between the two runners:
   * ``local``: the job definition's command as a local process, in the emulator's own environment
@@ -119,8 +121,9 @@ def make_launcher(runner: str, settings: dict[str, str]) -> Launcher:
 
 
 def run_attempt(launcher: Launcher, run: JobRun, timeout: float | None, log: Callable[[str], None],
-                grace: float | None = None) -> tuple[int, bool]:
-    """Run one attempt, passing each output line to ``log``; returns (exit status, timed out)."""
+                grace: float | None = None, terminated: Callable[[], bool] = lambda: False) -> tuple[int, bool]:
+    """Run one attempt, passing each output line to ``log``; returns (exit status, timed out). The attempt
+    is stopped at its timeout, or as soon as ``terminated()`` (TerminateJob)."""
     grace = STOP_GRACE_SECONDS if grace is None else grace
     try:
         process = launcher.start(run)
@@ -128,12 +131,20 @@ def run_attempt(launcher: Launcher, run: JobRun, timeout: float | None, log: Cal
         log(f"CannotStartContainerError: {run.command}: {exc}")
         return 127, False
     timed_out = threading.Event()
+    ended = threading.Event()
 
     def expire() -> None:
         timed_out.set()
         log(f"{TIMEOUT_REASON} ({timeout:g} s): stopping the job.")
         launcher.stop(run, process, grace)
 
+    def watch_for_termination() -> None:
+        while not ended.wait(0.2):
+            if terminated():
+                launcher.stop(run, process, grace)
+                return
+
+    threading.Thread(target=watch_for_termination, daemon=True).start()
     timer = threading.Timer(timeout, expire) if timeout else None
     if timer:
         timer.daemon = True
@@ -146,6 +157,7 @@ def run_attempt(launcher: Launcher, run: JobRun, timeout: float | None, log: Cal
                 log(line)
         code = process.wait()
     finally:
+        ended.set()
         if timer:
             timer.cancel()
     if timed_out.is_set():
@@ -154,10 +166,8 @@ def run_attempt(launcher: Launcher, run: JobRun, timeout: float | None, log: Cal
 
 
 def run_job(self: Any, include_start_attempt: bool, job: Any) -> None:
-    """Replaces moto's BatchSimpleBackend._mark_job_as_finished (which runs nothing): runs ``job``
-    attempt by attempt with ``self._metaflow_r_launcher``, recording what Batch records."""
-    from moto.core.utils import unix_time_millis
-
+    """Replaces moto's BatchSimpleBackend._mark_job_as_finished (which runs nothing): starts ``job`` in the
+    background, as Batch does, to run attempt by attempt with ``self._metaflow_r_launcher``."""
     self.backend._jobs[job.job_id] = job
     job.log_stream_name = job._stream_name
     if not include_start_attempt:  # an array parent: its children do the work
@@ -165,37 +175,52 @@ def run_job(self: Any, include_start_attempt: bool, job: Any) -> None:
         job._mark_stopped(success=True)
         return
     launcher: Launcher = type(self)._metaflow_r_launcher  # moto forwards instance lookups elsewhere
-    container = job.job_definition.container_properties or {}
-    command = job._add_parameters_to_command(job._get_container_property("command", []))
-    # Definition, then overrides, then AWS_BATCH_JOB_ID: moto merges them in that order (call it once).
-    environment = {e["name"]: e["value"] for e in job._get_container_property("environment", [])}
-    environment.update(AWS_BATCH_JQ_NAME=job.job_queue.name,
-                       AWS_BATCH_CE_NAME=job.job_queue.env_order_json[0]["computeEnvironment"].split("/")[-1])
-    attempts = max(1, min(10, int((job.job_definition.retry_strategy or {}).get("attempts", 1) or 1)))
-    timeout = (job.timeout or job.job_definition.timeout or {}).get("attemptDurationSeconds")
-    self.logs_backend.ensure_log_group(job._log_group)
-    self.logs_backend.ensure_log_stream(job._log_group, job._stream_name)
+    threading.Thread(target=_run_attempts, args=(self, job, launcher), name=f"batch-job-{job.job_id}",
+                     daemon=True).start()
 
-    def log(line: str) -> None:
-        self.logs_backend.put_log_events(job._log_group, job._stream_name,
-                                         [{"timestamp": int(unix_time_millis()), "message": line}])
 
-    for attempt in range(1, attempts + 1):
-        job.job_started_at = datetime.datetime.now()
-        job._start_attempt()
-        # An array child's id is "<parent>:<index>"; a container name may not hold ":".
-        run = JobRun(f"metaflow-r-{job.job_id.replace(':', '-')}-{attempt}", container.get("image", ""), command,
-                     {**environment, "AWS_BATCH_JOB_ATTEMPT": str(attempt)})
-        code, timed_out = run_attempt(launcher, run, timeout, log)
-        job.exit_code = code
-        job.latest_attempt["container"]["exitCode"] = code
-        job.latest_attempt["statusReason"] = TIMEOUT_REASON if timed_out else EXIT_REASON
-        if code == 0 or timed_out:  # a timed-out job is not retried
-            break
-        if attempt < attempts:
-            job.job_stopped_at = datetime.datetime.now()
-            job._stop_attempt()
-    if job.exit_code != 0:
-        job.job_stopped_reason = job.latest_attempt["statusReason"]
-    job._mark_stopped(success=job.exit_code == 0)
+def _run_attempts(self: Any, job: Any, launcher: Launcher) -> None:
+    """Each attempt in turn, recording what Batch records; whatever goes wrong here fails the job, saying why."""
+    from moto.core.utils import unix_time_millis
 
+    try:
+        container = job.job_definition.container_properties or {}
+        command = job._add_parameters_to_command(job._get_container_property("command", []))
+        # Definition, then overrides, then AWS_BATCH_JOB_ID: moto merges them in that order (call it once).
+        environment = {e["name"]: e["value"] for e in job._get_container_property("environment", [])}
+        environment.update(AWS_BATCH_JQ_NAME=job.job_queue.name,
+                           AWS_BATCH_CE_NAME=job.job_queue.env_order_json[0]["computeEnvironment"].split("/")[-1])
+        attempts = max(1, min(10, int((job.job_definition.retry_strategy or {}).get("attempts", 1) or 1)))
+        timeout = (job.timeout or job.job_definition.timeout or {}).get("attemptDurationSeconds")
+        self.logs_backend.ensure_log_group(job._log_group)
+        self.logs_backend.ensure_log_stream(job._log_group, job._stream_name)
+
+        def log(line: str) -> None:
+            self.logs_backend.put_log_events(job._log_group, job._stream_name,
+                                             [{"timestamp": int(unix_time_millis()), "message": line}])
+
+        for attempt in range(1, attempts + 1):
+            if job.stop:  # terminated before this attempt started
+                break
+            job.job_started_at = datetime.datetime.now()
+            job._start_attempt()
+            job.status = "RUNNING"
+            # An array child's id is "<parent>:<index>"; a container name may not hold ":".
+            run = JobRun(f"metaflow-r-{job.job_id.replace(':', '-')}-{attempt}", container.get("image", ""), command,
+                         {**environment, "AWS_BATCH_JOB_ATTEMPT": str(attempt)})
+            code, timed_out = run_attempt(launcher, run, timeout, log, terminated=lambda: job.stop)
+            job.exit_code = code
+            job.latest_attempt["container"]["exitCode"] = code
+            job.latest_attempt["statusReason"] = (job.job_stopped_reason if job.stop else
+                                                  TIMEOUT_REASON if timed_out else EXIT_REASON)
+            if code == 0 or timed_out or job.stop:  # neither a timed-out nor a terminated job is retried
+                break
+            if attempt < attempts:
+                job.job_stopped_at = datetime.datetime.now()
+                job._stop_attempt()
+        if job.exit_code != 0:
+            job.job_stopped_reason = job.job_stopped_reason or (job.latest_attempt or {}).get("statusReason")
+        job._mark_stopped(success=job.exit_code == 0 and not job.stop)
+    except Exception as exc:  # noqa: BLE001 - a job never stays RUNNING for a fault of the emulator's own
+        job.job_stopped_reason = f"The emulator could not run the job: {type(exc).__name__}: {exc}"
+        job._mark_stopped(success=False)

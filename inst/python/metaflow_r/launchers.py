@@ -1,6 +1,7 @@
 """How a task attempt's R process starts: forked from a warm worker (local runs) or as a process of its
 own (a Batch job). Both report the same events to the attempt engine (attempt.py): that the task began
-running in R, its output line by line and stream by stream, and its exit status.
+running in R, its output line by line and stream by stream, and its exit status. (A local run whose
+steps are Batch jobs has a third launcher, batch_launcher.py, reporting the same events of a job.)
 
 A warm worker is ``Rscript flow.R worker``: an R process that loaded the package and sourced the flow
 once. It is handed a task by the path of the task's context file on its stdin; it forks, the child runs
@@ -52,6 +53,7 @@ class Output:
 class Exited:
     attempt: Any
     code: int
+    why: str | None = None  # how it ended, when the exit status alone does not say (a Batch job's reason)
 
 
 Event = Union[Started, Output, Exited]
@@ -64,7 +66,9 @@ def _task_line(attempt: Any, stream: str, line: bytes) -> Event:
 
 
 class Launcher(Protocol):
-    def launch(self, attempt: Any, context_file: str) -> int: ...  # returns the pid to show in log lines
+    # Starts the attempt; returns what runs it, for the console ("pid 1234"). ``context_file`` is None for
+    # a launcher whose attempts prepare their own context (a Batch job of a local run).
+    def launch(self, attempt: Any, context_file: str | None) -> str: ...
     def poll(self, timeout: float) -> list[Event]: ...
     def kill(self, attempt: Any) -> None: ...
     def close(self) -> None: ...
@@ -201,13 +205,14 @@ class SubprocessLauncher:
         self.pipes = _Pipes()
         self.processes: dict[int, tuple[subprocess.Popen, Any]] = {}
 
-    def launch(self, attempt: Any, context_file: str) -> int:
+    def launch(self, attempt: Any, context_file: str | None) -> str:
+        assert context_file is not None
         process = subprocess.Popen([*self.command, context_file], cwd=self.cwd, env=self.env,
                                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                    start_new_session=True)
         self.processes[process.pid] = (process, attempt)
         self.pipes.watch(process, process.pid)
-        return process.pid
+        return f"pid {process.pid}"
 
     def poll(self, timeout: float) -> list[Event]:
         events: list[Event] = []
@@ -295,11 +300,12 @@ class WorkerLauncher:
         self.pipes = _Pipes()
         self.workers: dict[int, Worker] = {}
 
-    def launch(self, attempt: Any, context_file: str) -> int:
+    def launch(self, attempt: Any, context_file: str | None) -> str:
+        assert context_file is not None
         while True:
             worker = next((w for w in self.workers.values() if w.idle), None) or self._start_worker()
             if worker.assign(attempt, context_file):
-                return worker.pid
+                return f"pid {worker.pid}"
             _kill_group(worker.process)  # it died while idle: take another
 
     def _start_worker(self) -> Worker:

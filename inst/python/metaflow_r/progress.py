@@ -48,10 +48,11 @@ class RunConsole:
         self._redraw(force=True)
         self.stream.flush()
 
-    def task_line(self, pathspec: str, pid: int, step: str, kind: str, text: str) -> None:
+    def task_line(self, pathspec: str, where: str, step: str, kind: str, text: str) -> None:
+        """One line of a task, prefixed with its pathspec and what runs it ("pid 1234", "job 4f2a9c1e")."""
         if self.live and step in self.counted and kind == "status" and text.startswith(_ROUTINE):
             return
-        self.line(f"[{pathspec} (pid {pid})] {text}")
+        self.line(f"[{pathspec} ({where})] {text}")
 
     # -- counts ------------------------------------------------------------------------------------
 

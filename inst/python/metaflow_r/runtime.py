@@ -3,7 +3,8 @@
 It owns only what is particular to a local run: which tasks become ready as others finish, the join
 barrier, the bound on concurrent tasks, and resume's reuse of an earlier run's tasks. How each attempt
 runs, ends and is retried is the attempt engine's (attempt.py), the same as on Batch; here attempts run
-in forks of warm R workers.
+in forks of warm R workers, or, given a launcher of remote attempts (``run --with batch``: the caller
+passes batch_launcher.py's, so this module imports no AWS code), as Batch jobs that commit themselves.
 """
 from __future__ import annotations
 
@@ -13,19 +14,21 @@ import tempfile
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from . import task as tasks
 from .attempt import Attempt, AttemptEngine, Outcome
 from .datastore import FlowDatastore
 from .errors import DatastoreError
 from .graph import FlowGraph
-from .launchers import WorkerLauncher
+from .launchers import Launcher, WorkerLauncher
 from .procenv import subprocess_env
 from .progress import RunConsole
 from .reaper import Reaper
 
 SCRATCH_PREFIX = "metaflow-r-"
+# Makes the launcher of attempts that run elsewhere and commit themselves, given the reaper's watch.
+RemoteLauncher = Callable[[Callable[[str, Any], None]], Launcher]
 OWNERS = ".owners"  # in a run's scratch directory: the pids of its runtime and its reaper
 
 
@@ -64,7 +67,7 @@ class LocalRuntime:
     def __init__(self, graph: FlowGraph, ds: FlowDatastore, run_id: str, run_record: dict[str, Any], *,
                  script: str, launch_dir: str, rscript: str, max_workers: int = 16,
                  retries: dict[str, int] | None = None, clone: Clone | None = None,
-                 console: RunConsole | None = None) -> None:
+                 console: RunConsole | None = None, remote: RemoteLauncher | None = None) -> None:
         self.graph = graph
         self.ds = ds
         self.run_id = run_id
@@ -81,9 +84,10 @@ class LocalRuntime:
         env = subprocess_env()
         self.reaper = Reaper.start(ds.storage.kind, ds.storage.root, ds.flow, run_id, self.scratch, env)
         Path(self.scratch, OWNERS).write_text(f"{os.getpid()} {self.reaper.process.pid}")
-        self.launcher = WorkerLauncher(rscript, script, launch_dir, env, watch=self._watch)
+        self.launcher = remote(self._watch) if remote else WorkerLauncher(rscript, script, launch_dir, env,
+                                                                           watch=self._watch)
         self.engine = AttemptEngine(graph, ds, run_record, self.launcher, retries=retries or {},
-                                    echo=self._say, scratch=self.scratch)
+                                    echo=self._say, scratch=self.scratch, mode="job" if remote else "here")
         self.origin_tasks = self._origin_tasks() if clone else {}
 
     # -- public --------------------------------------------------------------------------------
@@ -125,8 +129,10 @@ class LocalRuntime:
         finally:
             self.reaper.done()
 
-    def _watch(self, event: str, pid: int) -> None:
-        (self.reaper.group_started if event == "started" else self.reaper.group_ended)(pid)
+    def _watch(self, event: str, what: Any) -> None:
+        """A launcher's news for the reaper: a worker's process group, or a Batch job."""
+        {"started": self.reaper.group_started, "ended": self.reaper.group_ended,
+         "submitted": self.reaper.job_submitted, "finished": self.reaper.job_finished}[event](what)
 
     # -- scheduling ------------------------------------------------------------------------------
 
@@ -175,7 +181,7 @@ class LocalRuntime:
             self._enqueue(join, [arrived[i] for i in order], None)
 
     def _say(self, attempt: Attempt, kind: str, text: str) -> None:
-        self.console.task_line(attempt.spec.pathspec, attempt.pid, attempt.spec.step, kind, text)
+        self.console.task_line(attempt.spec.pathspec, attempt.where, attempt.spec.step, kind, text)
 
     # -- resume ----------------------------------------------------------------------------------
 

@@ -10,9 +10,8 @@ from typing import Any
 import click
 
 from .compile import DEFAULT_MAX_NUM_SPLITS
-from .config import setting
 from .datastore import FlowDatastore, storage_for
-from .deploy import DeploySettings, Deployer, aws_error, plan_deployment
+from .deploy import DeploySettings, Deployer, aws_error, aws_session, plan_deployment
 from .errors import RunFailed, UsageError
 from .executions import execution_arn, follow, report, wait_for
 from .package import CodePackage
@@ -23,12 +22,6 @@ from .spec import FlowSpec
 
 EXECUTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
 MAX_TAG_KEY, MAX_TAG_VALUE, MAX_TAGS = 128, 256, 50
-
-
-def _session():
-    import boto3
-
-    return boto3.session.Session(region_name=setting("AWS_REGION") or None)
 
 
 def step_functions_group(spec: FlowSpec | None, invocation_of) -> click.Group:
@@ -63,7 +56,8 @@ def step_functions_group(spec: FlowSpec | None, invocation_of) -> click.Group:
         needs_events = schedule_expression(graph.spec) is not None
         settings = DeploySettings.from_environment(needs_events, placeholders=only_json)
         plan = plan_deployment(graph, invocation.raw_spec, settings, max_workers=max_workers,
-                               with_retry=invocation.with_retry(), versions=invocation.versions,
+                               with_retry=invocation.with_retry(), with_batch=invocation.withs().batch,
+                               versions=invocation.versions,
                                workflow_timeout=workflow_timeout, tags=parsed_tags,
                                package_suffixes=invocation.package_suffixes, foreach_mode=foreach_mode,
                                max_num_splits=max_num_splits)
@@ -76,7 +70,7 @@ def step_functions_group(spec: FlowSpec | None, invocation_of) -> click.Group:
         if not explain:
             for note in plan.notes:
                 click.echo(f"Note: {note}")
-        deployer = Deployer(_session(), echo=click.echo)
+        deployer = Deployer(aws_session(), echo=click.echo)
         result = deployer.apply(plan, authorize, generate_new_token)
         invocation.result = {"kind": "deployment", "flow": plan.name, "state_machine_arn": result["state_machine_arn"],
                              "namespace": result["namespace"], "schedule": plan.schedule}
@@ -102,7 +96,7 @@ def step_functions_group(spec: FlowSpec | None, invocation_of) -> click.Group:
         if not EXECUTION_NAME.fullmatch(name):
             raise UsageError(f"Run id {name!r} is not a valid execution name.",
                              [("i", "Use 1-80 letters, digits, - and _.")])
-        deployer = Deployer(_session(), echo=click.echo)
+        deployer = Deployer(aws_session(), echo=click.echo)
         arn = deployer.find_state_machine(graph.spec.name)
         if arn is None:
             raise UsageError(f"Flow {graph.spec.name} is not deployed.",
@@ -169,7 +163,7 @@ def step_functions_group(spec: FlowSpec | None, invocation_of) -> click.Group:
     @group.command(help="Remove the state machine and its schedule.")
     def delete() -> None:
         invocation = invocation_of()
-        deployer = Deployer(_session(), echo=click.echo)
+        deployer = Deployer(aws_session(), echo=click.echo)
         name = invocation.graph().spec.name
         arn = deployer.find_state_machine(name)
         running = deployer.running_executions(arn) if arn else []
@@ -193,7 +187,7 @@ def step_functions_group(spec: FlowSpec | None, invocation_of) -> click.Group:
     def logs(pathspec: str) -> None:
         from .logs import print_task_logs
 
-        print_task_logs(invocation_of(), _session(), pathspec)
+        print_task_logs(invocation_of(), aws_session(), pathspec)
 
     return group
 
@@ -238,7 +232,7 @@ def _parse_tags(tags: tuple[str, ...]) -> dict[str, str]:
 
 
 def _deployed(invocation) -> tuple[Deployer, str]:
-    deployer = Deployer(_session(), echo=click.echo)
+    deployer = Deployer(aws_session(), echo=click.echo)
     name = invocation.graph().spec.name
     arn = deployer.find_state_machine(name)
     if arn is None:
