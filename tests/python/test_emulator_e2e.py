@@ -185,6 +185,21 @@ def test_a_second_emulator_on_a_busy_port_fails_at_once_saying_so(emulator):
     assert f"The emulator cannot listen on 127.0.0.1:{port}: Address already in use." in done.stderr
 
 
+def test_an_emulator_without_its_image_refuses_to_start_and_says_how_to_build_it(tmp_path):
+    from conftest import METAFLOW_R, NO_ENGINE
+    from metaflow_r.containers import container_engine
+
+    if container_engine() is None:
+        pytest.skip(NO_ENGINE)
+    env_file = tmp_path / "aws.env"
+    done = subprocess.run([METAFLOW_R, "emulator", "--port", "0", "--env-file", str(env_file), "--batch-runner",
+                           "container", "--image", "metaflow-r:no-such-tag"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 5, done.stdout + done.stderr
+    assert "The image metaflow-r:no-such-tag is not in" in done.stderr and "make image" in done.stderr
+    assert "Traceback" not in done.stderr and not env_file.exists()
+
+
 FIXABLE = """library(metaflow)
 start <- function(self) self$n <- 41
 check <- function(self) {

@@ -117,6 +117,17 @@ def make_launcher(runner: str, settings: dict[str, str]) -> Launcher:
     if subprocess.run([engine, "image", "inspect", image], capture_output=True).returncode != 0:
         raise ConfigurationError(f"The image {image} is not in {engine}'s local images.",
                                  [("i", "Build it with `make image` in the repository, or name one with --image.")])
+    # A container that cannot start fails every job with only an exit status (126 for podman's "cannot set
+    # rlimit"): say so once, now, with the engine's own words.
+    probe = subprocess.run([engine, "run", "--rm", "--network", "host", image, "true"], capture_output=True,
+                           text=True, timeout=300)
+    if probe.returncode != 0:
+        said = (probe.stderr.strip().splitlines() or [f"exit status {probe.returncode}"])[-1]
+        raise ConfigurationError(f"{engine} cannot run a container of {image}: {said}",
+                                 [("i", "Where podman cannot set resource limits (rlimit, cgroups), export "
+                                        "CONTAINERS_CONF=tools/podman-containers.conf from the repository "
+                                        "(runc, capped limits), as `make image` and the tests do."),
+                                  ("i", "Or run jobs as local processes: --batch-runner local.")])
     return ContainerLauncher(engine, settings)
 
 
@@ -175,6 +186,10 @@ def run_job(self: Any, include_start_attempt: bool, job: Any) -> None:
         job._mark_stopped(success=True)
         return
     launcher: Launcher = type(self)._metaflow_r_launcher  # moto forwards instance lookups elsewhere
+    if (job.array_properties or {}).get("index") is not None:
+        # An array child runs where its array schedules it (moto_scale.py's pool), which waits for its end.
+        _run_attempts(self, job, launcher)
+        return
     threading.Thread(target=_run_attempts, args=(self, job, launcher), name=f"batch-job-{job.job_id}",
                      daemon=True).start()
 
