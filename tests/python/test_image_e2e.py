@@ -10,6 +10,7 @@ never silently. README.md ("Tests in the image") says how to run it.
 """
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -43,7 +44,7 @@ def test_the_production_check_passes_with_its_jobs_in_the_image(emulator, tmp_pa
     assert "a line on stderr reaches the log too" in out  # CloudWatch has stderr as well as stdout
     assert "total = 25" in out and "Production check passed" in out
     ds = s3_datastore(emulator, "ProductionCheckFlow")
-    (run_id,) = ds.run_ids()
+    run_id = re.search(r"Production check passed: run (\S+) of ProductionCheckFlow", out).group(1)
     # Batch's own retry ran each foreach task's second attempt (AWS_BATCH_JOB_ATTEMPT=2).
     for task_id in ds.task_ids(run_id, "square"):
         assert [a["successful"] for a in ds.attempts(run_id, "square", task_id)] == [True, False]
