@@ -88,10 +88,13 @@ demo: setup
 demo-sfn: setup
 	examples/demo-sfn.sh
 
-test: setup test-python test-r
+# The two suites run side by side, the Python one on a worker per core (a test module stays on one
+# worker, so its emulator is started once); each suite's output is shown as it ends.
+test: setup
+	@$(MAKE) --no-print-directory -j2 --output-sync=target test-python test-r
 
 test-python:
-	$(VENV)/bin/python -m pytest -q tests/python
+	$(VENV)/bin/python -m pytest -q -n auto --dist loadfile tests/python
 
 # The tests marked slow (minutes each, e.g. a distributed Map of 3,000 items on the emulator).
 test-slow: setup

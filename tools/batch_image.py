@@ -15,6 +15,7 @@ host's apt, pip and CA settings copied in so the build's apt-get and pip work as
 from __future__ import annotations
 
 import argparse
+import fcntl
 import fnmatch
 import hashlib
 import os
@@ -187,15 +188,19 @@ def ensure_base(engine: str) -> None:
 def build() -> str:
     engine = require_engine()
     tag = image_tag()
-    if has_image(engine, tag):
-        print(f"{tag} is up to date.", flush=True)
+    # Builds of one tag wait for each other (parallel test workers, two `make image`): the second finds
+    # the image the first built instead of building it again beside it.
+    with open(Path(tempfile.gettempdir()) / f"metaflow-r-image-{tag.split(':')[1]}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if has_image(engine, tag):
+            print(f"{tag} is up to date.", flush=True)
+            return tag
+        ensure_base(engine)
+        started = time.time()
+        run([engine, "build", "-f", str(DOCKERFILE), "-t", tag, "-t", f"{REPOSITORY}:latest", str(ROOT)],
+            env=engine_env(engine))
+        print(f"{tag} built with {engine} in {time.time() - started:.0f} s.", flush=True)
         return tag
-    ensure_base(engine)
-    started = time.time()
-    run([engine, "build", "-f", str(DOCKERFILE), "-t", tag, "-t", f"{REPOSITORY}:latest", str(ROOT)],
-        env=engine_env(engine))
-    print(f"{tag} built with {engine} in {time.time() - started:.0f} s.", flush=True)
-    return tag
 
 
 def main() -> int:
