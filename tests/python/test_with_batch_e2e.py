@@ -115,6 +115,7 @@ def test_a_killed_run_takes_its_batch_jobs_with_it(emulator, tmp_path):
         time.sleep(0.5)
     process.kill()
     process.wait()
+    killed_at = time.time()
     run_id = run_id_of(log.read_text())
     ds = s3_datastore(emulator, "SleepyBatchFlow")
     batch = boto3.client("batch", endpoint_url=emulator["AWS_ENDPOINT_URL"], region_name=emulator["AWS_REGION"],
@@ -130,3 +131,9 @@ def test_a_killed_run_takes_its_batch_jobs_with_it(emulator, tmp_path):
         time.sleep(0.5)
     assert status["successful"] is False and "interrupted" in status["reason"]
     assert len(jobs) == 1 and "the local run that submitted it ended" in jobs[0]["statusReason"]
+    # The job heard SIGTERM (as its container's PID 1) and recorded the attempt, with what it had printed.
+    (task_id,) = ds.task_ids(run_id, "nap")
+    stopped = ds.attempt_record(run_id, "nap", task_id, 0)
+    assert stopped["successful"] is False and stopped["exception"]["class"][0] == "metaflow_job_stopped"
+    assert "napping" in ds.read_log(run_id, "nap", task_id, 0, "stdout")
+    assert time.time() - killed_at < 25  # not the 30 s grace before SIGKILL

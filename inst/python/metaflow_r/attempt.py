@@ -49,6 +49,7 @@ class Attempt:
     where: str = ""  # what runs it, for the console: "pid 1234", "job 4f2a9c1e"
     running_since: float | None = None  # when R began the task: its timeout counts from here
     timed_out: bool = False
+    stopped: str | None = None  # why it was stopped from outside (its Batch job got SIGTERM)
     log_error: str | None = None  # why the attempt's output could not be kept, e.g. a full disk
     logs: dict[str, Any] = field(default_factory=dict)  # stream -> open file in workdir
 
@@ -136,6 +137,16 @@ class AttemptEngine:
                 if outcome.attempt is attempt:
                     return outcome
 
+    def stop_recording(self, why: str) -> list[Outcome]:
+        """Kill every attempt still running and record each as failed, its logs so far kept: a Batch job that
+        AWS stops (its timeout, TerminateJob, a reclaimed instance) still says why in the datastore."""
+        outcomes = []
+        for attempt in list(self.running):
+            self.launcher.kill(attempt)
+            attempt.stopped = why
+            outcomes.append(self._end(attempt, 143))  # 128 + SIGTERM, as a shell reports it
+        return outcomes
+
     def stop_all(self, why: str) -> None:
         """Kill every attempt still running; none of them leaves a record."""
         for attempt in self.running:
@@ -170,7 +181,8 @@ class AttemptEngine:
                     return Outcome(attempt, "succeeded", record, 0)
             code = code or 1
             if reason is None:
-                reason = (f"timed out after {attempt.timeout:g} s" if attempt.timed_out else f"exit status {code}")
+                reason = attempt.stopped or (f"timed out after {attempt.timeout:g} s" if attempt.timed_out
+                                             else f"exit status {code}")
             error = self._task_error(attempt, reason)
             try:
                 record = tasks.record_failure(self.ds, spec, attempt.prepared, attempt.started_at, reason, error,
@@ -225,6 +237,9 @@ class AttemptEngine:
 
     def _task_error(self, attempt: Attempt, reason: str) -> dict[str, Any]:
         """Why the attempt failed: R's own task error document when it wrote one."""
+        if attempt.stopped:
+            return tasks.task_error("metaflow_job_stopped", f"Step '{attempt.spec.step}' was stopped: "
+                                                            f"{attempt.stopped}.")
         if attempt.timed_out:
             return tasks.task_error("metaflow_timeout", f"Step '{attempt.spec.step}' timed out after "
                                                          f"{attempt.timeout:g} s.")

@@ -15,13 +15,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
 import traceback
 
 from . import task as tasks
-from .attempt import Attempt, AttemptEngine
+from .attempt import Attempt, AttemptEngine, Outcome
 from .batch_identity import told_attempt
 from .compile import task_id
 from .datastore import FlowDatastore
@@ -44,14 +46,43 @@ def _require(name: str) -> str:
     return value
 
 
+STOPPED = "AWS Batch stopped its job (SIGTERM: the job's timeout, TerminateJob, or its instance reclaimed)"
+
+
+class JobStopped(BaseException):
+    """SIGTERM reached the job. As the container's PID 1 it would otherwise be ignored until SIGKILL, 30 s
+    later, and the attempt would leave no record."""
+
+
+def _stopped_by_batch(signum, frame) -> None:
+    raise JobStopped()
+
+
 def run_batch_task(rscript: str = "Rscript", storage: S3Storage | None = None, dynamodb=None) -> int:
     workdir = tempfile.mkdtemp(prefix="metaflow-r-task-")
+    in_main = threading.current_thread() is threading.main_thread()  # in-process callers (tests) may not be
+    previous = signal.signal(signal.SIGTERM, _stopped_by_batch) if in_main else None
     try:
         return _run_in(workdir, rscript, storage, dynamodb)
+    except JobStopped:
+        print(f"The task did not start: {STOPPED}.", file=sys.stderr, flush=True)
+        return 128 + signal.SIGTERM
     except Exception as exc:  # noqa: BLE001 - whatever stopped the task before it ran is recorded
         return _record_setup_failure(exc, storage)
     finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _attempt(engine: AttemptEngine, spec: tasks.TaskSpec) -> tuple[Outcome, bool]:
+    """``engine.run(spec)``, and whether Batch stopped the job meanwhile: then the attempt is recorded as
+    stopped, its logs so far kept."""
+    try:
+        return engine.run(spec), False
+    except JobStopped:
+        (outcome,) = engine.stop_recording(STOPPED)
+        return outcome, True
 
 
 def _record_setup_failure(exc: Exception, storage: S3Storage | None) -> int:
@@ -118,13 +149,14 @@ def _run_in(workdir: str, rscript: str, storage: S3Storage | None, dynamodb) -> 
     engine = AttemptEngine(graph, ds, ds.run_record(run_id) or {}, launcher, retries={step: attempts - 1},
                            echo=_echo, scratch=workdir, batch_job_id=os.environ.get("AWS_BATCH_JOB_ID"))
     try:
-        outcome = engine.run(spec)
-        if outcome.decision == "catch":  # the last attempt failed: record the error, and the run goes on
-            outcome = engine.run(outcome.next)
+        outcome, stopped = _attempt(engine, spec)
+        if outcome.decision == "catch" and not stopped:  # the last attempt failed: record it, the run goes on
+            outcome, stopped = _attempt(engine, outcome.next)
     finally:
         launcher.close()
     if outcome.decision != "succeeded":
-        if outcome.decision == "failed":
+        # A stopped job's fallback cannot run: the execution fails. A retry is Batch's to make (or not).
+        if outcome.decision == "failed" or (stopped and outcome.decision == "catch"):
             ds.finish_run(run_id, False)
         return outcome.code
     if graph[step].is_foreach:
@@ -142,7 +174,7 @@ def _run_told(graph: FlowGraph, ds: FlowDatastore, spec: tasks.TaskSpec, rscript
     engine = AttemptEngine(graph, ds, ds.run_record(spec.run_id) or {}, launcher, retries={},
                            echo=_echo_task_only, scratch=workdir, batch_job_id=os.environ.get("AWS_BATCH_JOB_ID"))
     try:
-        outcome = engine.run(spec)
+        outcome, _ = _attempt(engine, spec)
     finally:
         launcher.close()
     return 0 if outcome.decision == "succeeded" else outcome.code
