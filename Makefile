@@ -88,13 +88,14 @@ demo: setup
 demo-sfn: setup
 	examples/demo-sfn.sh
 
-# The two suites run side by side, the Python one on a worker per core (a test module stays on one
-# worker, so its emulator is started once); each suite's output is shown as it ends.
+# The two suites run side by side, the Python one on a worker per core (idle workers take tests queued
+# for busy ones; a module's fixtures, e.g. its emulator, start once per worker that runs its tests);
+# each suite's output is shown as it ends.
 test: setup
 	@$(MAKE) --no-print-directory -j2 --output-sync=target test-python test-r
 
 test-python:
-	$(VENV)/bin/python -m pytest -q -n auto --dist loadfile tests/python
+	$(VENV)/bin/python -m pytest -q -n auto --dist worksteal tests/python
 
 # The tests marked slow (minutes each, e.g. a distributed Map of 3,000 items on the emulator).
 test-slow: setup
