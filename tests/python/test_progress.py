@@ -88,3 +88,22 @@ def test_a_real_run_on_a_terminal_and_in_a_pipe(tmp_path):
     assert re.search(r"\r\x1b\[K  body: 30/30 done", shown)
     assert len(re.findall(r"/body/\d+ \(pid \d+\)\] Task is starting", shown)) == 0  # the counter stands for them
     assert shown.count("Task is starting.") == 3  # start, join, end
+
+
+class InterruptedConsole(io.StringIO):
+    """R's console as reticulate hands it to Python: Ctrl-C while R prints fails the write."""
+
+    def write(self, text: str) -> int:
+        raise RuntimeError("(Unknown exception occurred)")
+
+
+def test_ctrl_c_while_r_prints_a_line_is_an_interrupt_not_a_failure_of_the_run():
+    console = RunConsole({"body"}, InterruptedConsole(), live=False)
+    with pytest.raises(KeyboardInterrupt):
+        console.task_line("1/start/1", "pid 99", "start", "stdout", "hello")
+
+
+def test_a_console_that_cannot_encode_a_line_is_not_mistaken_for_an_interrupt():
+    console = RunConsole(set(), io.TextIOWrapper(io.BytesIO(), encoding="ascii"), live=False)
+    with pytest.raises(UnicodeEncodeError):
+        console.task_line("1/start/1", "pid 99", "start", "stdout", "caf\u00e9")

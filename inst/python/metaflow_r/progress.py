@@ -44,9 +44,9 @@ class RunConsole:
 
     def line(self, text: str) -> None:
         self._clear()
-        self.stream.write(text + "\n")
+        self._write(text + "\n")
         self._redraw(force=True)
-        self.stream.flush()
+        self._write("")
 
     def task_line(self, pathspec: str, where: str, step: str, kind: str, text: str) -> None:
         """One line of a task, prefixed with its pathspec and what runs it ("pid 1234", "job 4f2a9c1e")."""
@@ -75,7 +75,7 @@ class RunConsole:
 
     def close(self) -> None:
         self._clear()
-        self.stream.flush()
+        self._write("")
 
     def _text(self, step: str) -> str:
         c = self.counts[step]
@@ -99,11 +99,20 @@ class RunConsole:
             return
         self.drawn_at = now
         text = "  " + " | ".join(self._text(step) for step in self.counts)
-        self.stream.write("\r\033[K" + text)
+        self._write("\r\033[K" + text)
         self.status_shown = text
-        self.stream.flush()
 
     def _clear(self) -> None:
         if self.status_shown:
-            self.stream.write("\r\033[K")
+            self._write("\r\033[K")
             self.status_shown = ""
+
+    def _write(self, text: str) -> None:
+        """Write and flush. In an R session sys.stdout is R's console (reticulate remaps it): Ctrl-C while R
+        prints aborts the write with a RuntimeError, which is the user's interrupt, not a fault of the run."""
+        try:
+            if text:
+                self.stream.write(text)
+            self.stream.flush()
+        except RuntimeError as exc:
+            raise KeyboardInterrupt from exc
