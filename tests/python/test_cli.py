@@ -281,3 +281,37 @@ def test_the_datastore_root_comes_from_the_environment(capsys, linear_spec, laun
     monkeypatch.delenv("METAFLOW_DATASTORE_SYSROOT_LOCAL")
     code, _, err = cli(capsys, ["resume", "nostep"], with_script(linear_spec, launch_dir), launch_dir)
     assert code == 2 and "The flow has no step 'nostep'" in err
+
+
+# -- Ctrl-C ----------------------------------------------------------------------------------------
+
+
+class CtrlCWhenWritten:
+    """A console where the user presses Ctrl-C as soon as something is printed."""
+
+    def __init__(self, after: str = "") -> None:
+        self.after, self.text = after, ""
+
+    def write(self, text: str) -> int:
+        if self.after in self.text + text:
+            self.after = "\0never"  # one Ctrl-C
+            raise KeyboardInterrupt
+        self.text += text
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_ctrl_c_outside_a_run_exits_130_and_says_so(capsys, linear_spec, launch_dir, monkeypatch):
+    monkeypatch.setattr("sys.stdout", CtrlCWhenWritten())
+    code, _, err = cli(capsys, ["show"], linear_spec, launch_dir)
+    assert (code, err.strip()) == (130, "Interrupted.")
+
+
+def test_ctrl_c_while_an_error_is_reported_still_exits_130_without_a_traceback(capsys, launch_dir, monkeypatch):
+    stderr = CtrlCWhenWritten(after="Error:")
+    monkeypatch.setattr("sys.stderr", stderr)
+    code = main(["resume"], as_json(with_script(make_spec("F", [step("start", "end"), step("end")]), launch_dir)),
+                {"launch_dir": str(launch_dir), "rscript": "Rscript"})
+    assert code == 130 and "Traceback" not in stderr.text

@@ -111,7 +111,7 @@ def test_ctrl_c_stops_the_run_says_so_and_marks_it_interrupted(tmp_path):
     process = run.start()
     pids = run.pids()
     process.send_signal(signal.SIGINT)
-    assert process.wait(timeout=60) == 130
+    assert process.wait(timeout=60) == 130, run.output()
     output = run.output()
     assert "Task was stopped because the run was interrupted." in output
     assert "was interrupted; its tasks were stopped" in output and "resume" in output

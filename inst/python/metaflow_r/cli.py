@@ -31,6 +31,7 @@ from .spec import FlowSpec, parse_spec
 from .with_decorators import WithDecorators, parse_with
 
 DEFAULT_MAX_WORKERS = 16
+INTERRUPTED_EXIT = RunInterrupted.exit_code
 WITH_HELP = ("Add a decorator to every step: --with retry (or retry:times=2), --with batch (or "
              "batch:cpu=2,memory=8192) to run each step as an AWS Batch job.")
 # The commands run() takes in R, as a user writes them there.
@@ -357,9 +358,21 @@ def main(argv: list[str], spec_json: str | None = None, info: dict[str, Any] | N
     an error is not printed but kept in ``last_outcome()``, for R to signal as a condition."""
     global _last
     info = info or {}
-    r_session = bool(info.get("r_session"))
-    invocation = None
     _last = Outcome()
+    try:
+        return _main(argv, spec_json, info, r_session=bool(info.get("r_session")))
+    except KeyboardInterrupt:
+        # Ctrl-C anywhere but in a run (which says what it stopped), or one Ctrl-C delivered twice: R hands it
+        # to Python from a poll that can fire again under load, while the first is being reported.
+        if _last.error is None and not info.get("r_session"):
+            click.echo("Interrupted.", err=True)
+        return INTERRUPTED_EXIT
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+
+
+def _main(argv: list[str], spec_json: str | None, info: dict[str, Any], r_session: bool) -> int:
     try:
         try:
             spec = parse_spec(spec_json) if spec_json else None
@@ -382,7 +395,9 @@ def main(argv: list[str], spec_json: str | None = None, info: dict[str, Any] | N
                 exc.show()
                 return exc.exit_code
             raise UsageError(exc.format_message(), [("i", "run(help = TRUE) lists the options.")]) from None
-        except click.exceptions.Abort:
+        except click.exceptions.Abort as exc:
+            if isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt):
+                raise KeyboardInterrupt from None  # click's word for Ctrl-C
             click.echo("Aborted.", err=True)
             return 1
         except Exception as exc:
@@ -393,14 +408,10 @@ def main(argv: list[str], spec_json: str | None = None, info: dict[str, Any] | N
             raise aws_error("an AWS request", exc) from None
     except MetaflowRError as exc:
         sys.stdout.flush()
-        if r_session:
-            _last.error = exc
-        else:
+        _last.error = exc
+        if not r_session:
             click.echo(f"Error: {exc}", err=True)
         return exc.exit_code
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
 
 
 def console_main() -> None:
