@@ -36,7 +36,10 @@ def generated_spec(steps: int) -> dict:
         i += 1
     spec_steps[-1]["next"] = ["end"]
     spec_steps.append({"name": "end", "next": []})
-    return {"name": "LargeFlow", "steps": spec_steps}
+    # Every field the spec schema requires (as flow_spec() writes them).
+    steps_out = [{"join": False, "foreach": None, "decorators": [], **s} for s in spec_steps]
+    return {"name": "LargeFlow", "script": None, "parameters": [], "decorators": [], "steps": steps_out,
+            "package_suffixes": []}
 
 
 def main() -> None:
@@ -48,7 +51,8 @@ def main() -> None:
         graph = FlowGraph(parse_spec(raw))
         definition = compile_state_machine(graph, CompileSettings(
             job_queue="queue", job_definitions={s["name"]: "job-definition" for s in raw["steps"]},
-            code_url="s3://bucket/code.tgz", code_sha="0" * 64, dynamo_table="table"))
+            code_url="s3://bucket/code.tgz", code_sha="0" * 64, dynamo_table="table",
+            datastore_root="s3://bucket/metaflow"))
         size = len(json.dumps(definition, separators=(",", ":")))
         timings.append(time.perf_counter() - started)
     print(f"{len(raw['steps'])}-step flow: validate + compile median {statistics.median(timings) * 1000:.1f} ms "
