@@ -7,7 +7,8 @@
 // Each request: {definition, name, input, datastore: "s3://bucket/prefix", widths: {foreach step: width},
 // chunks: {foreach step: [{offset, size}]}, fail: {step: split_path}, throttle: {step: times}}.
 // Each result: {status, error, output, jobs: [{step, env, path, array, started, finished}],
-// peak: {"<step>|<parent split path>": most jobs of that step in flight at once}}.
+// peak: {"<step>|<parent split path>": most jobs of that step in flight at once}, s3: {url: body}}.
+// A request's s3 ({url: body}) is there before the execution starts (a status a task already wrote).
 //
 // A foreach job publishes its items as sfn_task.py does: a DynamoDB item (cardinality and array chunks)
 // and the S3 JSON a distributed Map reads. An array job of size n stands for its n children, each with
@@ -29,6 +30,7 @@ const { StateMachine } = await import(process.argv[2]);
 const BATCH = "arn:aws:states:::batch:submitJob.sync";
 const DYNAMODB = "arn:aws:states:::dynamodb:getItem";
 const S3_GET = "arn:aws:states:::s3:getObject";
+const S3_SDK_PUT = "arn:aws:states:::aws-sdk:s3:putObject";
 const READ_ITEMS = "$.__items_read";
 const sleep = (ms) => new Promise((done) => setTimeout(done, ms));
 
@@ -75,7 +77,7 @@ async function run(request) {
   const definition = { ...request.definition, States: readItemsFirst(structuredClone(request.definition.States)) };
   const jobs = [];
   const dynamodb = {};
-  const s3 = {};
+  const s3 = { ...(request.s3 ?? {}) };
   const inFlight = {};
   const peak = {};
   let clock = 0;
@@ -94,6 +96,15 @@ async function run(request) {
         const body = s3[`s3://${params.Bucket}/${params.Key}`];
         if (body === undefined) throw namedError("S3.NoSuchKey", `no object s3://${params.Bucket}/${params.Key}`);
         return JSON.parse(body);
+      };
+    } else if (state.Resource === S3_SDK_PUT) {
+      handlers[stateName] = async (params) => {
+        const url = `s3://${params.Bucket}/${params.Key}`;
+        if (params.IfNoneMatch === "*" && s3[url] !== undefined) {
+          throw namedError("S3.S3Exception", "At least one of the pre-conditions you specified did not hold (412)");
+        }
+        s3[url] = params.Body;
+        return { ETag: `"${url.length}"` };
       };
     } else if (state.Resource === BATCH) {
       handlers[stateName] = async (params) => {
@@ -147,14 +158,16 @@ async function run(request) {
   const machine = new StateMachine(definition);
   const execution = machine.run(input, {
     overrides: { taskResourceLocalHandlers: handlers, retryIntervalOverrides },
-    context: { Execution: { Name: name, Input: input, StartTime: new Date(0).toISOString() } },
+    // The interpreter keeps no clock of its own for the context object: a fixed time stands for both.
+    context: { Execution: { Name: name, Input: input, StartTime: new Date(0).toISOString() },
+               State: { EnteredTime: new Date(0).toISOString() } },
   });
   try {
     const output = await execution.result;
-    return { status: "SUCCEEDED", output, jobs, peak };
+    return { status: "SUCCEEDED", output, jobs, peak, s3 };
   } catch (error) {
     const reason = error.cause ?? error; // the execution's error wraps the state's
-    return { status: "FAILED", error: reason.name, cause: reason.message, jobs, peak };
+    return { status: "FAILED", error: reason.name, cause: reason.message, jobs, peak, s3 };
   }
 }
 

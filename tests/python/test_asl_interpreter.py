@@ -55,7 +55,16 @@ def scenarios(case: str) -> dict[str, dict[str, Any]]:
         "defaults": {"input": {}, **published},
         "throttled": {"input": {}, **published, "throttle": {"start": 2}},
         "fails": {"input": {}, **published, "fail": {failing: expected_paths(graph, failing)[-1]}},
+        "fails_recorded": {"input": {}, **published, "fail": {failing: expected_paths(graph, failing)[-1]},
+                           "s3": {status_url(case, "fails_recorded"): TASK_STATUS}},
     }
+
+
+TASK_STATUS = '{"successful": false, "reason": "written by the failing task"}'
+
+
+def status_url(case: str, scenario: str) -> str:
+    return f"s3://mf-golden/metaflow/{graph_of(CASES[case]).spec.name}/{case}-{scenario}/_status.json"
 
 
 @pytest.fixture(scope="module")
@@ -151,3 +160,15 @@ def test_a_failed_job_fails_the_execution_before_what_follows_it(runs, case):
     needs_it = [(j["step"], j["path"]) for j in run["jobs"] if j["step"] in after and path.startswith(j["path"])]
     assert needs_it == []
     assert "end" not in [j["step"] for j in run["jobs"]]
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_a_failed_execution_ends_its_run_unless_a_task_already_did(runs, case):
+    # No task recorded why (its job was killed with its container): the state machine stores the status.
+    status = json.loads(runs[(case, "fails")]["s3"][status_url(case, "fails")])
+    assert status["successful"] is False and "(States.TaskFailed)" in status["reason"]
+    assert status["finished_at"] == "1970-01-01T00:00:00.000Z"  # $$.State.EnteredTime (the stub's clock)
+    # The failing task wrote it: its reason stands, and the execution still fails with the task's error.
+    recorded = runs[(case, "fails_recorded")]
+    assert recorded["s3"][status_url(case, "fails_recorded")] == TASK_STATUS
+    assert (recorded["status"], recorded["error"]) == ("FAILED", "States.TaskFailed")

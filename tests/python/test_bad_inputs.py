@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 
 from conftest import BRANCH, FOREACH, LINEAR, NESTED_FOREACH, make_spec, param, step, write_flow_script
 from metaflow_r.cli import main
-from metaflow_r.compile import CompileSettings, compile_state_machine
+from metaflow_r.compile import BATCH_RESOURCE, CompileSettings, compile_state_machine
 from metaflow_r.errors import GraphError, UsageError
 from metaflow_r.graph import FlowGraph
 from metaflow_r.params import values_from_json
@@ -159,7 +159,7 @@ def check_compiles(graph: FlowGraph) -> None:
     """Whatever FlowGraph accepts, the compiler turns into a definition whose every Next and StartAt exists."""
     definition = compile_state_machine(graph, CompileSettings(
         job_queue="q", job_definitions={n.name: f"jd-{n.name}" for n in graph}, code_url="s3://b/c.tgz",
-        code_sha="0" * 64, dynamo_table="t"))
+        code_sha="0" * 64, dynamo_table="t", datastore_root="s3://b/metaflow"))
 
     def walk(machine):
         states = machine["States"]
@@ -167,7 +167,8 @@ def check_compiles(graph: FlowGraph) -> None:
         for state in states.values():
             following = [c["Next"] for c in state.get("Choices", [])] + [state.get("Default")] \
                 if state["Type"] == "Choice" else [state.get("Next")]
-            assert state.get("End") or all(n in states for n in following), state
+            assert state.get("End") or state["Type"] == "Fail" or all(n in states for n in following), state
+            assert all(c["Next"] in states for c in state.get("Catch", [])), state
             for branch in state.get("Branches", []):
                 walk(branch)
             if "ItemProcessor" in state:
@@ -524,7 +525,8 @@ def test_batch_names_stay_within_128_however_long_the_flow_and_step_names(sfn_en
     plan = plan_deployment(graph, spec, DeploySettings.from_environment(False), max_workers=10, with_retry=None,
                            versions=VERSIONS)
     batch_name = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
-    names = [s["Parameters"]["JobName"] for s in plan.definition["States"].values() if s["Type"] == "Task"]
+    names = [s["Parameters"]["JobName"] for s in plan.definition["States"].values()
+             if s.get("Resource") == BATCH_RESOURCE]
     assert len(names) == 3 and all(batch_name.fullmatch(n) for n in names)
     assert max(len(n) for n in names) == 128
     assert all(batch_name.fullmatch(n) for n in plan.job_definitions)

@@ -131,6 +131,14 @@ def test_new_run_records_the_run(ds):
     assert ds.run_status(run_id)["successful"] is False
 
 
+def test_a_status_the_state_machine_wrote_reads_like_a_tasks(ds):
+    # compile.py's failure states write finished_at as $$.State.EnteredTime, an ISO 8601 text.
+    ds.storage.create("MyFlow/sfn-1/_status.json", b'{"successful":false,"finished_at":"2026-12-03T06:23:36.063Z",'
+                                                   b'"reason":"the Step Functions execution failed"}')
+    status = ds.run_status("sfn-1")
+    assert status["finished_at"] == pytest.approx(1796279016.063) and status["successful"] is False
+
+
 def test_new_run_ids_are_unique_under_concurrent_claims(ds):
     n = 12
     barrier = threading.Barrier(n)

@@ -31,7 +31,7 @@ import pytest
 
 from conftest import SFN_BUCKET, SFN_SETTINGS, make_spec, param, step, write_flow_script
 from metaflow_r.cli import main
-from metaflow_r.compile import BATCH_RESOURCE, DYNAMODB_GET_ITEM, S3_GET_OBJECT, S3_PUT_OBJECT
+from metaflow_r.compile import BATCH_RESOURCE, DYNAMODB_GET_ITEM, S3_GET_OBJECT, S3_PUT_OBJECT, S3_SDK_PUT_OBJECT
 
 HERE = Path(__file__).parent
 POLICY_FILE = HERE / "iam_policies.json"
@@ -574,6 +574,8 @@ def state_machine_needs(definition, flow: str) -> list[Need]:
                       for a in ("PutTargets", "PutRule", "DescribeRule")]
         elif state["Resource"] == DYNAMODB_GET_ITEM:
             found.append(Need("dynamodb:GetItem", f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{p['TableName']}"))
+        elif state["Resource"] == S3_SDK_PUT_OBJECT:  # a failed run's status
+            found.append(Need("s3:PutObject", f"arn:aws:s3:::{p['Bucket']}/{_formatted(p['Key.$'])}"))
         else:
             raise AssertionError(f"state {name} uses {state['Resource']}: add what it needs to the sfn policy")
     return found

@@ -44,6 +44,15 @@ SUBMIT_RETRY = [{"ErrorEquals": ["Batch.AWSBatchException"], "IntervalSeconds": 
 PARAMETERS_CHOICE = "metaflow-parameters"
 INIT = "metaflow-init"
 INIT_DEFAULTS = "metaflow-init-defaults"
+FAILED_STATUS = "metaflow-failed-status"
+STORE_FAILED_STATUS = "metaflow-store-failed-status"
+FAILED = "metaflow-failed"
+# An execution that fails where no task could record it (a job killed with its container, a state that
+# cannot start) still ends its run: the top-level states catch any error, _status.json is written unless
+# a task already wrote one (a conditional PUT), and the execution fails with the error it caught.
+CATCH_ALL = [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.metaflow_error", "Next": FAILED_STATUS}]
+S3_SDK_PUT_OBJECT = "arn:aws:states:::aws-sdk:s3:putObject"
+RUN_STATUS_KEY = "{flow}/{run_id}/_status.json"  # FlowDatastore.finish_run's object
 
 FOREACH_MODES = ("inline", "array", "distributed")
 DEFAULT_MAX_NUM_SPLITS = 10_000
@@ -63,12 +72,12 @@ class CompileSettings:
     code_url: str
     code_sha: str
     dynamo_table: str
+    datastore_root: str  # s3://bucket/prefix: a DISTRIBUTED Map's items, and a failed run's _status.json
     max_workers: int = 100
     workflow_timeout: int | None = None
     step_queues: dict[str, str] = field(default_factory=dict)  # decorator("batch", queue = ...) overrides
     foreach_modes: dict[str, str] = field(default_factory=dict)  # foreach step -> FOREACH_MODES (default inline)
     max_num_splits: dict[str, int] = field(default_factory=dict)  # foreach step -> most items it may have
-    datastore_root: str = ""  # s3://bucket/prefix, needed by DISTRIBUTED Maps
 
 
 def task_id(step: str, path: list[str]) -> str:
@@ -125,10 +134,13 @@ class _Compiler:
             INIT_DEFAULTS: {"Type": "Pass", "Parameters": {"Parameters": "{}", "run_id.$": "$$.Execution.Name"},
                             "Next": start},
         }
+        for state in states.values():
+            if state["Type"] in ("Task", "Map", "Parallel"):
+                state["Catch"] = CATCH_ALL
         definition: dict[str, Any] = {
             "Comment": f"Flow {self.graph.spec.name}, deployed by the metaflow R package.",
             "StartAt": PARAMETERS_CHOICE,
-            "States": {**entry, **states},
+            "States": {**entry, **states, **self._failure_states()},
         }
         if self.settings.workflow_timeout:
             definition["TimeoutSeconds"] = int(self.settings.workflow_timeout)
@@ -136,6 +148,25 @@ class _Compiler:
 
     def mode(self, node: Node) -> str:
         return self.settings.foreach_modes.get(node.name, "inline")
+
+    def _failure_states(self) -> dict[str, Any]:
+        """After CATCH_ALL: the run's failed status, stored only if absent, then the caught error again."""
+        bucket, prefix = split_s3_url(self.settings.datastore_root)
+        key = _literal(f"{prefix}/" if prefix else "") + RUN_STATUS_KEY.format(flow=self.graph.spec.name, run_id="{}")
+        reason = "the Step Functions execution failed ({}) without a task recording why; its history says where"
+        return {
+            FAILED_STATUS: {"Type": "Pass", "ResultPath": "$.metaflow_status", "Next": STORE_FAILED_STATUS,
+                            "Parameters": {"successful": False, "finished_at.$": "$$.State.EnteredTime",
+                                           "reason.$": f"States.Format('{reason}', $.metaflow_error.Error)"}},
+            STORE_FAILED_STATUS: {
+                "Type": "Task", "Resource": S3_SDK_PUT_OBJECT, "ResultPath": None, "Next": FAILED,
+                "Parameters": {"Bucket": bucket, "Key.$": f"States.Format('{key}', $.run_id)",
+                               "Body.$": "States.JsonToString($.metaflow_status)", "IfNoneMatch": "*"},
+                # Precondition failed: a task already stored why the run failed, which is the better reason.
+                "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.metaflow_status_error", "Next": FAILED}],
+            },
+            FAILED: {"Type": "Fail", "ErrorPath": "$.metaflow_error.Error", "CausePath": "$.metaflow_error.Cause"},
+        }
 
     def _chain(self, first: str, stop: str | None, in_foreach: bool) -> tuple[str, dict[str, Any]]:
         """States from ``first`` up to (not including) the join ``stop``; the last one ends the segment."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -134,7 +135,14 @@ class FlowDatastore:
                                    json.dumps(status, indent=1, sort_keys=True).encode())
 
     def run_status(self, run_id: str) -> dict[str, Any] | None:
-        return self._read_json(f"{self.flow}/{run_id}/_status.json")
+        status = self._read_json(f"{self.flow}/{run_id}/_status.json")
+        if status and isinstance(status.get("finished_at"), str):
+            # Written by the state machine itself ($$.State.EnteredTime, ISO 8601), not by a task.
+            try:
+                status["finished_at"] = datetime.fromisoformat(status["finished_at"].replace("Z", "+00:00")).timestamp()
+            except ValueError:
+                status["finished_at"] = None
+        return status
 
     def run_ids(self) -> list[str]:
         return [name for name in self.storage.list_children(self.flow) if name != "data" and not name.startswith("_")]
