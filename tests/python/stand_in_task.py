@@ -5,11 +5,17 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 from metaflow_r.compile import task_id
+from metaflow_r.errors import MetaflowRError
 from metaflow_r.sfn_task import publish_foreach_width, resolve_split_path
 
 step, run_id = os.environ["METAFLOW_STEP"], os.environ["METAFLOW_RUN_ID"]
 path = resolve_split_path(os.environ.get("METAFLOW_SPLIT_PATH", ""))
 own = task_id(step, path.split("-") if path else [])
-publish_foreach_width(None, f"{run_id}/{step}/{own}", json.loads(os.environ["STAND_IN_WIDTHS"])[step])
+try:
+    publish_foreach_width(None, f"{run_id}/{step}/{own}", json.loads(os.environ["STAND_IN_WIDTHS"])[step])
+except MetaflowRError as exc:  # as the Batch task ends on it (batch_task.py)
+    print(exc, file=sys.stderr)
+    sys.exit(exc.exit_code)

@@ -12,6 +12,7 @@ from botocore.stub import Stubber
 from conftest import SFN_BUCKET, SFN_SETTINGS, make_spec, step, write_flow_script
 from metaflow_r.deploy import AwsError, Deployer, DeploySettings, plan_deployment
 from metaflow_r.errors import ConfigurationError, UsageError
+from metaflow_r.sfn_task import NOT_RETRYABLE_EXIT
 from metaflow_r.graph import FlowGraph
 from metaflow_r.schedule import schedule_expression
 from metaflow_r.spec import parse_spec
@@ -206,6 +207,9 @@ def test_retry_decorator_times_sets_attempts(moto_aws, tmp_path):
     by_step = _by_step(plan.definition)
     assert jobs[by_step["start"]]["retryStrategy"]["attempts"] == 3
     assert jobs[by_step["end"]]["retryStrategy"]["attempts"] == 1
+    # A too-wide foreach would fail every retry the same way: its exit status ends the job at once.
+    (rule,) = jobs[by_step["start"]]["retryStrategy"]["evaluateOnExit"]
+    assert (rule["onExitCode"], rule["action"].upper()) == (str(NOT_RETRYABLE_EXIT), "EXIT")  # moto says "exit"
 
 
 def test_apply_creates_the_state_machine_with_the_compiled_definition(moto_aws, flow):

@@ -29,9 +29,10 @@ with mock_aws(config={"batch": {"use_docker": False}}):
     batch.create_job_queue(jobQueueName="queue-1", priority=1, state="ENABLED",
                            computeEnvironmentOrder=[{"order": 1, "computeEnvironment": "env-1"}])
     submitted = {}
-    for name, (script, attempts, timeout) in json.loads(sys.argv[1]).items():
+    for name, (script, attempts, timeout, *rules) in json.loads(sys.argv[1]).items():
         batch.register_job_definition(
-            jobDefinitionName=name, type="container", retryStrategy={"attempts": attempts},
+            jobDefinitionName=name, type="container",
+            retryStrategy={"attempts": attempts, **({"evaluateOnExit": rules[0]} if rules else {})},
             **({"timeout": {"attemptDurationSeconds": timeout}} if timeout else {}),
             containerProperties={"image": "i", "command": ["sh", "-c", script], "vcpus": 1, "memory": 128,
                                  "environment": [{"name": "FROM_DEFINITION", "value": "definition"},
@@ -60,7 +61,7 @@ with mock_aws(config={"batch": {"use_docker": False}}):
 """
 
 
-# name -> (the job's shell script, retryStrategy.attempts, attemptDurationSeconds or 0)
+# name -> (the job's shell script, retryStrategy.attempts, attemptDurationSeconds or 0[, evaluateOnExit])
 JOBS = {
     "environment": ('echo "$FROM_DEFINITION $OVERRIDDEN $AWS_BATCH_JOB_ATTEMPT $AWS_BATCH_JQ_NAME $AWS_BATCH_CE_NAME"; '
                     'test -n "$AWS_BATCH_JOB_ID" && echo "on stderr" >&2', 1, 0),
@@ -70,6 +71,9 @@ JOBS = {
     "ignores-sigterm": ("trap '' TERM; sleep 60", 3, 1),
     "cannot-start": ("exec /nonexistent/program", 1, 0),
     "terminated": ("echo started; sleep 60", 3, 0),  # TerminateJob right after SubmitJob
+    "exits-on-its-code": ("exit 86", 3, 0, [{"onExitCode": "4*", "action": "RETRY"},
+                                            {"onExitCode": "8*", "action": "exit"}]),
+    "no-rule-matches": ("exit 3", 2, 0, [{"onExitCode": "86", "action": "EXIT"}]),
 }
 
 
@@ -105,6 +109,11 @@ def test_a_failing_job_is_retried_as_its_retry_strategy_says_then_fails_with_its
     assert job["status"] == "FAILED" and job["reason"] == EXIT_REASON
     assert job["exit_codes"] == [3, 3, 3]
     assert job["lines"] == ["attempt 1", "attempt 2", "attempt 3"]
+
+
+def test_evaluate_on_exit_decides_on_the_first_matching_rule_and_retries_when_none_matches(jobs):
+    assert jobs["exits-on-its-code"]["status"] == "FAILED" and jobs["exits-on-its-code"]["exit_codes"] == [86]
+    assert jobs["no-rule-matches"]["exit_codes"] == [3, 3]
 
 
 def test_a_retried_job_stops_at_its_first_success(jobs):

@@ -22,6 +22,7 @@ import pytest
 
 from conftest import BRANCH, BRANCHING_BODY, FOREACH, NESTED_FOREACH
 from metaflow_r.compile import CompileSettings, compile_state_machine, task_id
+from metaflow_r.deploy import batch_retry_strategy
 from metaflow_r.errors import RunFailed
 from metaflow_r.executions import failed_step, report
 from metaflow_r.foreach_modes import foreach_steps
@@ -76,7 +77,7 @@ def deploy(emulator, record: Path, spec: dict[str, Any], modes: dict[str, str], 
             containerProperties={"image": "stand-in", "command": ["sh", "-c", command], "environment": environment,
                                  "resourceRequirements": [{"type": "VCPU", "value": "1"},
                                                           {"type": "MEMORY", "value": "128"}]},
-            retryStrategy={"attempts": attempts})
+            retryStrategy=batch_retry_strategy(attempts))
         definitions[node.name] = registered["jobDefinitionName"]
     definition = compile_state_machine(graph, CompileSettings(
         job_queue=emulator["METAFLOW_BATCH_JOB_QUEUE"], job_definitions=definitions, code_url="s3://unused/code.tgz",
@@ -199,10 +200,12 @@ def test_batch_retries_an_item_within_each_construct(emulator, record, mode, fai
     assert sorted(ran) == sorted(expected_tasks(deployed.graph, {"start": 3}) + ["body-1"])  # body-1 twice
 
 
-def test_a_foreach_wider_than_planned_fails_at_its_own_step(emulator, record):
-    deployed = deploy(emulator, record, FOREACH, {"start": "array"}, {"start": 5}, bounds={"start": 4})
+def test_a_foreach_wider_than_planned_fails_at_its_own_step_without_retrying_it(emulator, record):
+    deployed = deploy(emulator, record, FOREACH, {"start": "array"}, {"start": 5}, bounds={"start": 4}, attempts=3)
     status, events = execute(emulator, deployed, "too-wide")
     assert status == "FAILED"
+    (failed,) = [e["taskFailedEventDetails"] for e in events if e["type"] == "TaskFailed"]
+    assert len(json.loads(failed["cause"])["Attempts"]) == 1  # a retry would be as wide: Batch does not run one
     sfn = client(emulator, "stepfunctions")
     assert failed_step(sfn, deployed.arn.replace(":stateMachine:", ":execution:") + ":too-wide") == "start"
     assert tasks_run(record, "too-wide") == []  # the foreach task failed before recording; no body task ran

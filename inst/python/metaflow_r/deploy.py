@@ -24,6 +24,7 @@ from .graph import FlowGraph
 from .package import CodePackage, build_package
 from .quota import Budget, check, estimate, notes
 from .schedule import schedule_expression
+from .sfn_task import NOT_RETRYABLE_EXIT
 
 MAX_STATE_MACHINE_NAME = 80
 MAX_STATE_NAME = 80
@@ -162,6 +163,13 @@ def retry_attempts(graph: FlowGraph, step: str, with_retry: int | None) -> int:
     return max(1, min(10, graph[step].spec.retries(with_retry) + 1))
 
 
+def batch_retry_strategy(attempts: int) -> dict[str, Any]:
+    """Batch retries a failed job up to ``attempts`` in all, except a failure no retry can help."""
+    if attempts == 1:
+        return {"attempts": 1}
+    return {"attempts": attempts, "evaluateOnExit": [{"onExitCode": str(NOT_RETRYABLE_EXIT), "action": "EXIT"}]}
+
+
 def _job_definition(graph: FlowGraph, step: str, settings: DeploySettings, attempts: int,
                     with_batch: dict[str, Any] | None) -> dict[str, Any]:
     cpu, memory, gpu = _resources(graph, step, with_batch)
@@ -185,7 +193,7 @@ def _job_definition(graph: FlowGraph, step: str, settings: DeploySettings, attem
                 *([{"name": "AWS_DEFAULT_REGION", "value": settings.region}] if settings.region else []),
             ],
         },
-        "retryStrategy": {"attempts": attempts},
+        "retryStrategy": batch_retry_strategy(attempts),
     }
     seconds = graph[step].spec.timeout_seconds()
     if seconds is not None:

@@ -3,7 +3,7 @@
 The bookkeeping is Batch's: SubmitJob returns at once and the job runs in the background (RUNNING, then
 SUCCEEDED or FAILED, as DescribeJobs shows), the job's environment (job definition, then the submitter's
 ContainerOverrides, then AWS_BATCH_JOB_ID / AWS_BATCH_JOB_ATTEMPT / AWS_BATCH_JQ_NAME /
-AWS_BATCH_CE_NAME), ``retryStrategy.attempts``, ``attemptDurationSeconds`` (SIGTERM, then SIGKILL after
+AWS_BATCH_CE_NAME), ``retryStrategy.attempts`` and ``evaluateOnExit``, ``attemptDurationSeconds`` (SIGTERM, then SIGKILL after
 a grace period, and a timed-out job is not retried), TerminateJob (the same stop, the job FAILED with the
 reason given, no retry), the container's exit status, and every line the job writes to stdout or stderr
 as a CloudWatch log event as it is written.
@@ -194,6 +194,19 @@ def run_job(self: Any, include_start_attempt: bool, job: Any) -> None:
                      daemon=True).start()
 
 
+def retry_allowed(strategy: dict[str, Any], exit_code: int, status_reason: str, reason: str = "") -> bool:
+    """Batch's retryStrategy.evaluateOnExit: the first rule whose every condition matches decides (RETRY or
+    EXIT); when none matches, the job is retried. A pattern matches exactly, or by prefix when it ends in *."""
+    def matches(pattern: str | None, value: str) -> bool:
+        return pattern is None or (value.startswith(pattern[:-1]) if pattern.endswith("*") else value == pattern)
+
+    for rule in strategy.get("evaluateOnExit") or []:
+        if matches(rule.get("onExitCode"), str(exit_code)) and matches(rule.get("onReason"), reason) \
+                and matches(rule.get("onStatusReason"), status_reason):
+            return rule["action"].upper() == "RETRY"
+    return True
+
+
 def _run_attempts(self: Any, job: Any, launcher: Launcher) -> None:
     """Each attempt in turn, recording what Batch records; whatever goes wrong here fails the job, saying why."""
     from moto.core.utils import unix_time_millis
@@ -229,6 +242,8 @@ def _run_attempts(self: Any, job: Any, launcher: Launcher) -> None:
             job.latest_attempt["statusReason"] = (job.job_stopped_reason if job.stop else
                                                   TIMEOUT_REASON if timed_out else EXIT_REASON)
             if code == 0 or timed_out or job.stop:  # neither a timed-out nor a terminated job is retried
+                break
+            if not retry_allowed(job.job_definition.retry_strategy or {}, code, EXIT_REASON):
                 break
             if attempt < attempts:
                 job.job_stopped_at = datetime.datetime.now()

@@ -26,10 +26,16 @@ ARRAY_INDEX = "AWS_BATCH_JOB_ARRAY_INDEX"
 TTL_SECONDS = 30 * 24 * 3600
 
 
-class ForeachTooWide(MetaflowRError):
-    """A foreach produced more items than the deployment was planned for (--max-num-splits)."""
+# The exit status of a job that no retry can help: the job definition's retryStrategy ends the job on it
+# (evaluateOnExit) rather than run the task again. R's own failures exit 1, so this one is told apart.
+NOT_RETRYABLE_EXIT = 86
 
-    exit_code = 2
+
+class ForeachTooWide(MetaflowRError):
+    """A foreach produced more items than the deployment was planned for (--max-num-splits): every retry
+    would produce as many."""
+
+    exit_code = NOT_RETRYABLE_EXIT
 
 
 def resolve_split_path(split_path: str, environ: Mapping[str, str] | None = None) -> str:
