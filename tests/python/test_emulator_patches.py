@@ -250,7 +250,8 @@ with mock_aws(config=config):
     made = []
     original = boto3.client
     boto3.client = lambda *args, **kwargs: made.append(kwargs.get("service_name")) or original(*args, **kwargs)
-    definition = {"StartAt": "M", "States": {"M": {"Type": "Map", "MaxConcurrency": int(sys.argv[2]), "ItemsPath": "$.items",
+    definition = {"StartAt": "M", "States": {"M": {
+        "Type": "Map", "MaxConcurrency": int(sys.argv[2]), "ItemsPath": "$.items",
         "ItemProcessor": {"ProcessorConfig": {"Mode": "INLINE"}, "StartAt": "T", "States": {"T": {
             "Type": "Task", "Resource": "arn:aws:states:::batch:submitJob.sync", "ResultPath": None, "End": True,
             "Parameters": {"JobName": "j", "JobDefinition": "def-1", "JobQueue": "queue-1"}}}},

@@ -360,7 +360,7 @@ def main(argv: list[str], spec_json: str | None = None, info: dict[str, Any] | N
     info = info or {}
     _last = Outcome()
     try:
-        return _main(argv, spec_json, info, r_session=bool(info.get("r_session")))
+        return _main(argv, spec_json, info)
     except KeyboardInterrupt:
         # Ctrl-C anywhere but in a run (which says what it stopped), or one Ctrl-C delivered twice: R hands it
         # to Python from a poll that can fire again under load, while the first is being reported.
@@ -372,7 +372,8 @@ def main(argv: list[str], spec_json: str | None = None, info: dict[str, Any] | N
         sys.stderr.flush()
 
 
-def _main(argv: list[str], spec_json: str | None, info: dict[str, Any], r_session: bool) -> int:
+def _main(argv: list[str], spec_json: str | None, info: dict[str, Any]) -> int:
+    r_session = bool(info.get("r_session"))
     try:
         try:
             spec = parse_spec(spec_json) if spec_json else None

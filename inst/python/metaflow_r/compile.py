@@ -30,6 +30,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from .datastore import RUN_STATUS_KEY
 from .graph import FlowGraph, Node
 
 BATCH_RESOURCE = "arn:aws:states:::batch:submitJob.sync"
@@ -52,7 +53,6 @@ FAILED = "metaflow-failed"
 # a task already wrote one (a conditional PUT), and the execution fails with the error it caught.
 CATCH_ALL = [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.metaflow_error", "Next": FAILED_STATUS}]
 S3_SDK_PUT_OBJECT = "arn:aws:states:::aws-sdk:s3:putObject"
-RUN_STATUS_KEY = "{flow}/{run_id}/_status.json"  # FlowDatastore.finish_run's object
 
 FOREACH_MODES = ("inline", "array", "distributed")
 DEFAULT_MAX_NUM_SPLITS = 10_000

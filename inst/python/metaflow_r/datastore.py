@@ -25,6 +25,8 @@ from .errors import DatastoreError, UsageError
 from .storage import LocalStorage, S3Storage, Storage, sha256_stream
 
 DATASTORE_DIR = ".metaflow"
+# Where a run's end is recorded, by its runtime, its last task or (compile.py) its state machine.
+RUN_STATUS_KEY = "{flow}/{run_id}/_status.json"
 
 
 def find_local_root(start: str | os.PathLike | None = None) -> str:
@@ -131,11 +133,11 @@ class FlowDatastore:
         status: dict[str, Any] = {"successful": successful, "finished_at": time.time()}
         if reason:
             status["reason"] = reason
-        return self.storage.create(f"{self.flow}/{run_id}/_status.json",
+        return self.storage.create(RUN_STATUS_KEY.format(flow=self.flow, run_id=run_id),
                                    json.dumps(status, indent=1, sort_keys=True).encode())
 
     def run_status(self, run_id: str) -> dict[str, Any] | None:
-        status = self._read_json(f"{self.flow}/{run_id}/_status.json")
+        status = self._read_json(RUN_STATUS_KEY.format(flow=self.flow, run_id=run_id))
         if status and isinstance(status.get("finished_at"), str):
             # Written by the state machine itself ($$.State.EnteredTime, ISO 8601), not by a task.
             try:

@@ -194,14 +194,15 @@ def run_job(self: Any, include_start_attempt: bool, job: Any) -> None:
                      daemon=True).start()
 
 
-def retry_allowed(strategy: dict[str, Any], exit_code: int, status_reason: str, reason: str = "") -> bool:
+def retry_allowed(strategy: dict[str, Any], exit_code: int, status_reason: str) -> bool:
     """Batch's retryStrategy.evaluateOnExit: the first rule whose every condition matches decides (RETRY or
     EXIT); when none matches, the job is retried. A pattern matches exactly, or by prefix when it ends in *."""
     def matches(pattern: str | None, value: str) -> bool:
         return pattern is None or (value.startswith(pattern[:-1]) if pattern.endswith("*") else value == pattern)
 
     for rule in strategy.get("evaluateOnExit") or []:
-        if matches(rule.get("onExitCode"), str(exit_code)) and matches(rule.get("onReason"), reason) \
+        # onReason is the container's own reason (e.g. out of memory), which the emulator never gives.
+        if matches(rule.get("onExitCode"), str(exit_code)) and matches(rule.get("onReason"), "") \
                 and matches(rule.get("onStatusReason"), status_reason):
             return rule["action"].upper() == "RETRY"
     return True
