@@ -113,7 +113,7 @@ new_task <- function(flow_id, run_id, step_id, task_id) {
 
 # Calls metaflow_r.client.<query>(...). A Python error becomes a cli error with the same text.
 client_query <- function(query, ...) {
-  client <- backend()$client
+  client <- backend("client.queries")
   sync_python_env()
   result <- tryCatch(client[[query]](...), error = function(e) abort_backend_error(e))
   for (note in client$take_notes()) {

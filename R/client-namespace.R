@@ -82,7 +82,7 @@ production_namespace <- function(flow) {
 
 # `user:<name>`, the namespace local runs are tagged with: the user as the backend's current_user() sees it.
 default_namespace <- function() {
-  config <- backend()$config
+  config <- backend("core.config")
   sync_python_env()
   paste0("user:", config$current_user())
 }

@@ -9,8 +9,17 @@ python_path <- function() {
   ""
 }
 
-backend <- function() {
-  if (!is.null(the$backend)) return(the$backend)
+# The backend's module `metaflow_r.<module>` (the package itself without one), e.g. backend("cli").
+backend <- function(module = NULL) {
+  if (is.null(the$backend)) start_backend()
+  if (is.null(module)) return(the$backend)
+  if (is.null(the$modules[[module]])) {
+    the$modules[[module]] <- reticulate::import(paste0("metaflow_r.", module), convert = TRUE)
+  }
+  the$modules[[module]]
+}
+
+start_backend <- function() {
   python <- python_path()
   if (!nzchar(python) || !file.exists(python)) {
     abort(c(
@@ -24,7 +33,8 @@ backend <- function() {
   Sys.setenv(RETICULATE_REMAP_OUTPUT_STREAMS = "1")
   reticulate::use_python(python, required = TRUE)
   the$backend <- reticulate::import("metaflow_r", convert = TRUE)
-  the$backend
+  the$modules <- list()
+  invisible(the$backend)
 }
 
 # Python copied the environment when it started; R's Sys.setenv() since then is invisible to it. The

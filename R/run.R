@@ -77,7 +77,7 @@ run <- function(flow, ..., step_functions = NULL, max_workers = NULL, with = NUL
   spec <- flow_spec(flow, script_path(), package_suffixes)
   info <- list(launch_dir = getwd(), rscript = rscript_path(), r_session = from_call,
                versions = list(R = R.version.string, metaflow = as.character(utils::packageVersion("metaflow"))))
-  cli_module <- backend()$cli
+  cli_module <- backend("cli")
   sync_python_env()
   call_backend <- function() as.integer(cli_module$main(as.list(args), spec, info))
   interrupted_status <- as.integer(cli_module$INTERRUPTED_EXIT)

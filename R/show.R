@@ -45,7 +45,7 @@ show <- function(flow, format = "text") {
     abort(c("{.arg format} must be {.or {.val {formats}}}.", "x" = supplied), "usage_error", call = call)
   }
   spec <- flow_spec(flow, NULL)
-  text <- tryCatch(backend()$show$render(spec, format), error = function(e) abort_backend_error(e, call))
+  text <- tryCatch(backend("report.show")$render(spec, format), error = function(e) abort_backend_error(e, call))
   structure(text, class = "metaflow_diagram")
 }
 

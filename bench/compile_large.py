@@ -9,9 +9,9 @@ import statistics
 import sys
 import time
 
-from metaflow_r.compile import CompileSettings, compile_state_machine
-from metaflow_r.graph import FlowGraph
-from metaflow_r.spec import parse_spec
+from metaflow_r.aws.step_functions.compile import CompileSettings, compile_state_machine
+from metaflow_r.core.graph import FlowGraph
+from metaflow_r.core.spec import parse_spec
 
 
 def generated_spec(steps: int) -> dict:

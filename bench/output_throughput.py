@@ -14,7 +14,7 @@ import sys
 import tempfile
 import time
 
-from metaflow_r.launchers import LineBuffer
+from metaflow_r.runtime.launchers import LineBuffer
 
 
 def seconds(data: bytes) -> float:

@@ -11,7 +11,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from metaflow_r.package import build_package, extract_package
+from metaflow_r.aws.code_package import build_package, extract_package
 
 FLOW = """library(metaflow)
 source("helper.R")

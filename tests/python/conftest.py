@@ -138,7 +138,7 @@ class StorageCase:
 
 
 def _local_case(tmp_path) -> StorageCase:
-    from metaflow_r.storage import LocalStorage
+    from metaflow_r.datastore.storage import LocalStorage
 
     root = tmp_path / "root"
     root.mkdir()
@@ -173,7 +173,7 @@ def storage_case(request, tmp_path):
     import boto3
     from moto import mock_aws
 
-    from metaflow_r.storage import S3Storage
+    from metaflow_r.datastore.storage import S3Storage
 
     with mock_aws():
         client = boto3.client("s3", region_name="us-east-1")
@@ -218,7 +218,7 @@ def write_flow_script(directory, name: str = "flow.R", body: str | None = None) 
 @pytest.fixture
 def no_metaflow_settings(monkeypatch, tmp_path_factory):
     """No METAFLOW_* variable and an empty config directory, whatever the machine running the tests has."""
-    from metaflow_r import config
+    from metaflow_r.core import config
 
     for key in list(os.environ):
         if key.startswith("METAFLOW_"):
@@ -309,7 +309,7 @@ NO_ENGINE = ("NO CONTAINER ENGINE: neither `docker info` nor `podman info` succe
 def batch_image_tag(request) -> str | None:
     """The image `make image` builds (built now if its inputs changed), or None, said loudly, when no
     container engine answers."""
-    from metaflow_r.containers import container_engine
+    from metaflow_r.emulator.containers import container_engine
 
     engine = container_engine()
     if engine is None:
@@ -331,7 +331,7 @@ def emulator_in_image(tmp_path_factory, image: str | None):
     if image is None:
         yield from running_emulator(tmp_path_factory)
         return
-    from metaflow_r.containers import container_engine
+    from metaflow_r.emulator.containers import container_engine
 
     yield from running_emulator(tmp_path_factory, "--batch-runner", "container", "--image", image,
                                 env=batch_image.engine_env(container_engine()))
@@ -354,8 +354,8 @@ def s3_datastore(emulator: dict[str, str], flow: str):
     """The emulator's S3 datastore of ``flow``, read with our own FlowDatastore."""
     import boto3
 
-    from metaflow_r.datastore import FlowDatastore
-    from metaflow_r.storage import S3Storage
+    from metaflow_r.datastore.flow import FlowDatastore
+    from metaflow_r.datastore.storage import S3Storage
 
     client = boto3.client("s3", endpoint_url=emulator["AWS_ENDPOINT_URL"], region_name=emulator["AWS_REGION"],
                           aws_access_key_id="emulated", aws_secret_access_key="emulated")
@@ -410,8 +410,8 @@ def deploy_and_trigger(script: Path, cwd: Path, env: dict[str, str], run_id: str
 def local_example_run(tmp_path_factory):
     """``local_example_run(example, flow)``: the artifacts by task of a local run of examples/<example>,
     run once per test session (the emulator modules compare their runs with it)."""
-    from metaflow_r.datastore import FlowDatastore
-    from metaflow_r.storage import LocalStorage
+    from metaflow_r.datastore.flow import FlowDatastore
+    from metaflow_r.datastore.storage import LocalStorage
 
     runs: dict[str, dict[tuple[str, int], dict[str, str]]] = {}
 
@@ -469,7 +469,7 @@ def local_datastore_files(root) -> dict[str, list[str]]:
 def assert_local_blobs_intact(root) -> int:
     """Every blob's sha256 is its name (and its directory the name's first two characters); returns how
     many blobs there are."""
-    from metaflow_r.datastore import sha256_file
+    from metaflow_r.datastore.flow import sha256_file
 
     blobs = local_datastore_files(root)["blobs"]
     for path in blobs:

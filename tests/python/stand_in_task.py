@@ -7,9 +7,9 @@ import json
 import os
 import sys
 
-from metaflow_r.compile import task_id
-from metaflow_r.errors import MetaflowRError
-from metaflow_r.sfn_task import publish_foreach_width, resolve_split_path
+from metaflow_r.aws.step_functions.compile import task_id
+from metaflow_r.core.errors import MetaflowRError
+from metaflow_r.aws.step_functions.task_identity import publish_foreach_width, resolve_split_path
 
 step, run_id = os.environ["METAFLOW_STEP"], os.environ["METAFLOW_RUN_ID"]
 path = resolve_split_path(os.environ.get("METAFLOW_SPLIT_PATH", ""))

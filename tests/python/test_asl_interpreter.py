@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from metaflow_r.compile import array_chunks
-from metaflow_r.graph import FlowGraph
+from metaflow_r.aws.step_functions.compile import array_chunks
+from metaflow_r.core.graph import FlowGraph
 from test_compile import CASES, CODE_SHA, GOLDEN_DIR, MAX_WORKERS, graph_of
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -18,11 +18,11 @@ import pytest
 from moto import mock_aws
 
 from conftest import aws_env  # noqa: F401 - a fixture
-from metaflow_r.datastore import FlowDatastore
-from metaflow_r.launchers import MAX_LINE, LineBuffer
-from metaflow_r.package import build_package
-from metaflow_r.protocol import WORKER_EXIT_MARKER
-from metaflow_r.storage import LocalStorage, S3Storage
+from metaflow_r.datastore.flow import FlowDatastore
+from metaflow_r.runtime.launchers import MAX_LINE, LineBuffer
+from metaflow_r.aws.code_package import build_package
+from metaflow_r.core.protocol import WORKER_EXIT_MARKER
+from metaflow_r.datastore.storage import LocalStorage, S3Storage
 
 needs_r = pytest.mark.skipif(shutil.which("Rscript") is None, reason="needs R (make setup installs it)")
 
@@ -68,7 +68,7 @@ def local_attempt(script: Path, root: Path) -> tuple[FlowDatastore, str]:
 
 def batch_attempt(script: Path, monkeypatch, tmp_path: Path) -> tuple[FlowDatastore, str]:
     """The start step as its Batch job runs it: the code package from S3, the settings from the environment."""
-    from metaflow_r.batch_task import run_batch_task
+    from metaflow_r.aws.batch.task import run_batch_task
 
     spec = json.loads(subprocess.run(["Rscript", str(script), "spec"], cwd=script.parent, capture_output=True,
                                      text=True, timeout=120).stdout)
@@ -161,7 +161,7 @@ def test_an_endless_line_is_held_in_bounded_memory():
 
 def test_a_batch_job_that_fails_before_its_task_starts_leaves_a_failed_attempt(tmp_path, monkeypatch, aws_env):
     """The code package cannot be used (here: it is not the one deployed): the job still records why."""
-    from metaflow_r.batch_task import run_batch_task
+    from metaflow_r.aws.batch.task import run_batch_task
 
     with mock_aws():
         boto3.client("s3").create_bucket(Bucket="setup")

@@ -29,14 +29,14 @@ from hypothesis.control import currently_in_test_context
 from hypothesis import strategies as st
 
 from conftest import BRANCH, FOREACH, LINEAR, NESTED_FOREACH, make_spec, param, step, write_flow_script
-from metaflow_r.cli import main
-from metaflow_r.compile import BATCH_RESOURCE, CompileSettings, compile_state_machine
-from metaflow_r.errors import GraphError, UsageError
-from metaflow_r.graph import FlowGraph
-from metaflow_r.params import values_from_json
-from metaflow_r.rules import RESERVED_NAMES, RESERVED_PARAMETER_NAMES
-from metaflow_r.schedule import validate_cron
-from metaflow_r.spec import parse_spec
+from metaflow_r.cli.entry import main
+from metaflow_r.aws.step_functions.compile import BATCH_RESOURCE, CompileSettings, compile_state_machine
+from metaflow_r.core.errors import GraphError, UsageError
+from metaflow_r.core.graph import FlowGraph
+from metaflow_r.core.params import values_from_json
+from metaflow_r.core.rules import RESERVED_NAMES, RESERVED_PARAMETER_NAMES
+from metaflow_r.aws.step_functions.schedule import validate_cron
+from metaflow_r.core.spec import parse_spec
 from test_iam import recording
 
 VERSIONS = {"R": "R version 4.2.2", "metaflow": "0.1.0"}
@@ -518,7 +518,7 @@ def test_any_flow_name_over_80_fails_before_any_aws_call(project, moto_aws, leng
 def test_batch_names_stay_within_128_however_long_the_flow_and_step_names(sfn_env, project):
     """Batch job and job definition names are derived, and cut to 128: the longest flow and step names
     Step Functions allows still give valid Batch names."""
-    from metaflow_r.deploy import DeploySettings, plan_deployment
+    from metaflow_r.aws.step_functions.deploy import DeploySettings, plan_deployment
 
     spec = linear("F" * 80, project, [step("start", "s" * 80), step("s" * 80, "end"), step("end")])
     graph = FlowGraph(parse_spec(spec))

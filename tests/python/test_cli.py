@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import as_json, make_spec, param, step
-from metaflow_r.cli import main
+from metaflow_r.cli.entry import main
 
 
 def cli(capsys, argv, spec, launch_dir):
@@ -247,8 +247,8 @@ def test_resume_without_runs(capsys, linear_spec, launch_dir):
 
 
 def test_resume_of_an_unknown_run(capsys, linear_spec, launch_dir):
-    from metaflow_r.datastore import FlowDatastore
-    from metaflow_r.storage import LocalStorage
+    from metaflow_r.datastore.flow import FlowDatastore
+    from metaflow_r.datastore.storage import LocalStorage
 
     ds = FlowDatastore(LocalStorage(launch_dir / ".metaflow"), "LinearFlow")
     ds.new_run([], {}, "ann", run_id="111")
@@ -268,8 +268,8 @@ def test_resume_of_an_unknown_run(capsys, linear_spec, launch_dir):
 
 
 def test_the_datastore_root_comes_from_the_environment(capsys, linear_spec, launch_dir, monkeypatch):
-    from metaflow_r.datastore import FlowDatastore
-    from metaflow_r.storage import LocalStorage
+    from metaflow_r.datastore.flow import FlowDatastore
+    from metaflow_r.datastore.storage import LocalStorage
 
     monkeypatch.setenv("METAFLOW_USER", "ann")
     ds = FlowDatastore(LocalStorage(launch_dir / ".metaflow"), "LinearFlow")

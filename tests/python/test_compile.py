@@ -22,11 +22,11 @@ from statelint.linter import Linter
 
 from conftest import (BRANCH, BRANCHING_BODY, FOREACH, LINEAR, NESTED_FOREACH, make_spec, param, step,
                       write_flow_script)
-from metaflow_r.compile import BATCH_RESOURCE, DYNAMODB_GET_ITEM, CompileSettings, compile_state_machine
-from metaflow_r.deploy import DeploySettings, plan_deployment
-from metaflow_r.errors import UsageError
-from metaflow_r.graph import FlowGraph
-from metaflow_r.spec import parse_spec
+from metaflow_r.aws.step_functions.compile import BATCH_RESOURCE, DYNAMODB_GET_ITEM, CompileSettings, compile_state_machine
+from metaflow_r.aws.step_functions.deploy import DeploySettings, plan_deployment
+from metaflow_r.core.errors import UsageError
+from metaflow_r.core.graph import FlowGraph
+from metaflow_r.core.spec import parse_spec
 
 GOLDEN_DIR = Path(__file__).parent / "golden"
 UPDATE_GOLDEN = os.environ.get("UPDATE_GOLDEN") == "1"

@@ -18,8 +18,8 @@ import pytest
 
 from conftest import (assert_local_blobs_intact, assert_s3_blobs_intact, emulated_env, local_datastore_files,
                       r_values, s3_datastore)
-from metaflow_r.datastore import FlowDatastore
-from metaflow_r.storage import LocalStorage
+from metaflow_r.datastore.flow import FlowDatastore
+from metaflow_r.datastore.storage import LocalStorage
 
 pytestmark = pytest.mark.skipif(shutil.which("Rscript") is None, reason="needs R (make setup installs it)")
 

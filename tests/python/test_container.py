@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from metaflow_r.deploy import TASK_COMMAND
+from metaflow_r.aws.step_functions.deploy import TASK_COMMAND
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "inst" / "container" / "Dockerfile"
@@ -206,10 +206,10 @@ def test_dockerignore_keeps_local_state_out_of_the_build_context():
         assert ignored(must), f".dockerignore must exclude {must}"
         assert ignored(f"{must}/some/file")
     assert ignored("examples/.metaflow/Flow/data")
-    assert ignored("inst/python/metaflow_r/__pycache__/cli.cpython-311.pyc")
+    assert ignored("inst/python/metaflow_r/cli/__pycache__/entry.cpython-311.pyc")
     # ...but not what the image installs from.
     for needed in ("DESCRIPTION", "NAMESPACE", "configure", "pyproject.toml", "R/run.R",
-                   "inst/python/metaflow_r/cli.py", "inst/python/metaflow_r/batch_task.py"):
+                   "inst/python/metaflow_r/cli/entry.py", "inst/python/metaflow_r/aws/batch/task.py"):
         assert not ignored(needed), f".dockerignore excludes {needed}, which the image build needs"
 
 

@@ -23,9 +23,9 @@ import pytest
 
 from conftest import (assert_local_blobs_intact, assert_s3_blobs_intact, emulated_env, eventually,
                       local_datastore_files, make_spec, r_values, s3_client, s3_datastore, step)
-from metaflow_r.datastore import FlowDatastore
-from metaflow_r.reaper import RUNTIME_ENDED
-from metaflow_r.storage import LocalStorage
+from metaflow_r.datastore.flow import FlowDatastore
+from metaflow_r.runtime.reaper import RUNTIME_ENDED
+from metaflow_r.datastore.storage import LocalStorage
 
 pytestmark = pytest.mark.skipif(shutil.which("Rscript") is None, reason="needs R (make setup installs it)")
 
@@ -170,7 +170,7 @@ def test_a_task_killed_while_writing_a_large_artifact_leaves_nothing_visible(tmp
 # "full" raises the error a full disk raises.
 FAULTY_RUNTIME = """
 import errno, os, shutil, signal, sys
-from metaflow_r.cli import main
+from metaflow_r.cli.entry import main
 
 real_copyfile = shutil.copyfile
 faults = []

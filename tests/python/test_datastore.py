@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from metaflow_r.datastore import FlowDatastore, find_local_root, storage_for
-from metaflow_r.errors import ConfigurationError, DatastoreError
-from metaflow_r.storage import LocalStorage, S3Storage
+from metaflow_r.datastore.flow import FlowDatastore, find_local_root, storage_for
+from metaflow_r.core.errors import ConfigurationError, DatastoreError
+from metaflow_r.datastore.storage import LocalStorage, S3Storage
 
 
 @pytest.fixture
@@ -102,7 +102,7 @@ def test_a_damaged_attempt_record_is_skipped_and_named(ds, storage_case):
 
 
 def test_a_damaged_run_record_hides_that_run_only(ds, storage_case):
-    from metaflow_r import client
+    from metaflow_r.client import queries as client
 
     for run_id in ("r1", "r2"):
         ds.new_run(["user:ann"], {}, "ann", run_id=run_id)

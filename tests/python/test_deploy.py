@@ -10,12 +10,12 @@ import pytest
 from botocore.stub import Stubber
 
 from conftest import SFN_BUCKET, SFN_SETTINGS, make_spec, step, write_flow_script
-from metaflow_r.deploy import AwsError, Deployer, DeploySettings, plan_deployment
-from metaflow_r.errors import ConfigurationError, UsageError
-from metaflow_r.sfn_task import NOT_RETRYABLE_EXIT
-from metaflow_r.graph import FlowGraph
-from metaflow_r.schedule import schedule_expression
-from metaflow_r.spec import parse_spec
+from metaflow_r.aws.step_functions.deploy import AwsError, Deployer, DeploySettings, plan_deployment
+from metaflow_r.core.errors import ConfigurationError, UsageError
+from metaflow_r.aws.step_functions.task_identity import NOT_RETRYABLE_EXIT
+from metaflow_r.core.graph import FlowGraph
+from metaflow_r.aws.step_functions.schedule import schedule_expression
+from metaflow_r.core.spec import parse_spec
 
 VERSIONS = {"R": "R version 4.2.2", "metaflow": "0.1.0"}
 MUTATING = ("Create", "Update", "Put", "Register", "Delete", "Remove", "Tag", "Untag", "Start")
@@ -108,7 +108,7 @@ def test_events_role_is_required_only_for_a_schedule(sfn_env, monkeypatch):
 
 
 def test_settings_come_from_the_metaflow_config_file(no_metaflow_settings, monkeypatch, tmp_path):
-    from metaflow_r import config
+    from metaflow_r.core import config
 
     home = tmp_path / "home-config"
     home.mkdir()

@@ -10,15 +10,15 @@ import sys
 
 import pytest
 
-from metaflow_r.emulator_batch import EXIT_REASON, TIMEOUT_REASON, ContainerLauncher, JobRun
+from metaflow_r.emulator.batch import EXIT_REASON, TIMEOUT_REASON, ContainerLauncher, JobRun
 
 SCENARIO = r"""
 import json, os, sys, time
 os.environ.update(AWS_ACCESS_KEY_ID="x", AWS_SECRET_ACCESS_KEY="x", AWS_DEFAULT_REGION="us-east-1")
 import boto3
 from moto import mock_aws
-from metaflow_r import emulator_batch
-from metaflow_r.emulator import patch_moto
+from metaflow_r.emulator import batch as emulator_batch
+from metaflow_r.emulator.server import patch_moto
 
 emulator_batch.STOP_GRACE_SECONDS = 1
 patch_moto()

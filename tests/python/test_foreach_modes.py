@@ -9,11 +9,11 @@ import copy
 import pytest
 
 from conftest import BRANCHING_BODY, FOREACH, NESTED_FOREACH, make_spec, step, write_flow_script
-from metaflow_r.deploy import DeploySettings, plan_deployment
-from metaflow_r.errors import UsageError
-from metaflow_r.graph import FlowGraph
-from metaflow_r.quota import HISTORY_EVENTS, QuotaExceeded
-from metaflow_r.spec import parse_spec
+from metaflow_r.aws.step_functions.deploy import DeploySettings, plan_deployment
+from metaflow_r.core.errors import UsageError
+from metaflow_r.core.graph import FlowGraph
+from metaflow_r.aws.step_functions.quota import HISTORY_EVENTS, QuotaExceeded
+from metaflow_r.core.spec import parse_spec
 
 
 def plan(tmp_path, spec, *, modes=(), widths=(), max_workers=100):

@@ -21,15 +21,15 @@ import boto3
 import pytest
 
 from conftest import BRANCH, BRANCHING_BODY, FOREACH, NESTED_FOREACH
-from metaflow_r.compile import CompileSettings, compile_state_machine, task_id
-from metaflow_r.deploy import batch_retry_strategy
-from metaflow_r.errors import RunFailed
-from metaflow_r.executions import failed_step, report
-from metaflow_r.foreach_modes import foreach_steps
-from metaflow_r.graph import FlowGraph
-from metaflow_r.quota import estimate
-from metaflow_r.sfn_task import resolve_split_path
-from metaflow_r.spec import parse_spec
+from metaflow_r.aws.step_functions.compile import CompileSettings, compile_state_machine, task_id
+from metaflow_r.aws.step_functions.deploy import batch_retry_strategy
+from metaflow_r.core.errors import RunFailed
+from metaflow_r.aws.step_functions.executions import failed_step, report
+from metaflow_r.aws.step_functions.foreach_modes import foreach_steps
+from metaflow_r.core.graph import FlowGraph
+from metaflow_r.aws.step_functions.quota import estimate
+from metaflow_r.aws.step_functions.task_identity import resolve_split_path
+from metaflow_r.core.spec import parse_spec
 
 STAND_IN = Path(__file__).with_name("stand_in_task.py")
 RECORD = ('echo "$METAFLOW_RUN_ID $METAFLOW_STEP $METAFLOW_SPLIT_PATH ${AWS_BATCH_JOB_ARRAY_INDEX:--}" '

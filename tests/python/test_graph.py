@@ -6,9 +6,9 @@ import re
 import pytest
 
 from conftest import make_spec, param, step
-from metaflow_r.errors import GraphError
-from metaflow_r.graph import FlowGraph
-from metaflow_r.spec import parse_spec
+from metaflow_r.core.errors import GraphError
+from metaflow_r.core.graph import FlowGraph
+from metaflow_r.core.spec import parse_spec
 
 
 def graph_of(spec) -> FlowGraph:

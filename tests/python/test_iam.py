@@ -1,7 +1,7 @@
 """The least IAM policies of tests/python/iam_policies.json (mirrored in docs/iam.md) are enough, and no more.
 
 Every AWS call the deployer's commands make (create, trigger, list-runs, status, logs, delete, through
-``metaflow_r.cli.main`` against moto in-process), every call of a local run whose steps are Batch jobs
+``metaflow_r.cli.entry.main`` against moto in-process), every call of a local run whose steps are Batch jobs
 (``run --with batch`` and ``resume --with batch``, its jobs run in-process) and every call a Batch task makes
 (``run_batch_task`` with a stand-in for Rscript) is recorded from botocore's own events, turned into the IAM action(s) and resource ARN
 AWS authorises it against, and checked against the role's policy with a small evaluator (Allow, Deny,
@@ -30,8 +30,8 @@ import botocore.session
 import pytest
 
 from conftest import SFN_BUCKET, SFN_SETTINGS, make_spec, param, step, write_flow_script
-from metaflow_r.cli import main
-from metaflow_r.compile import BATCH_RESOURCE, DYNAMODB_GET_ITEM, S3_GET_OBJECT, S3_PUT_OBJECT, S3_SDK_PUT_OBJECT
+from metaflow_r.cli.entry import main
+from metaflow_r.aws.step_functions.compile import BATCH_RESOURCE, DYNAMODB_GET_ITEM, S3_GET_OBJECT, S3_PUT_OBJECT, S3_SDK_PUT_OBJECT
 
 HERE = Path(__file__).parent
 POLICY_FILE = HERE / "iam_policies.json"
@@ -350,7 +350,7 @@ def task_environment(monkeypatch, run_id: str, job_id: str) -> None:
 
 def run_tasks(monkeypatch, rscript: str) -> None:
     """The run's six tasks, as their Batch jobs would: start (a foreach of 2), body-0, body-1, join, extra, end."""
-    from metaflow_r.batch_task import run_batch_task
+    from metaflow_r.aws.batch.task import run_batch_task
 
     for name, split_path in (("start", ""), ("body", "0"), ("body", "1"), ("join", ""), ("extra", ""), ("end", "")):
         monkeypatch.setenv("METAFLOW_STEP", name)
@@ -423,7 +423,7 @@ def jobs_run_in_process(monkeypatch, rscript: str, calls: list[Call], job_calls:
     the job of (step, split index) "fail" without running, or "hang" (stay RUNNING, for TerminateJob)."""
     from moto.batch_simple.models import BatchSimpleBackend
 
-    from metaflow_r.batch_task import run_batch_task
+    from metaflow_r.aws.batch.task import run_batch_task
 
     def finish(self, include_start_attempt, job):
         self.backend._jobs[job.job_id] = job
@@ -455,7 +455,7 @@ def jobs_run_in_process(monkeypatch, rscript: str, calls: list[Call], job_calls:
 
 def test_a_run_with_batch_needs_the_deployer_and_batch_runner_policies_and_its_jobs_the_job_role(
         capsys, flow, launch_dir, moto_aws, monkeypatch, tmp_path):
-    from metaflow_r import batch_launcher
+    from metaflow_r.aws.batch import launcher as batch_launcher
 
     monkeypatch.setattr(batch_launcher, "DESCRIBE_SECONDS", 0.05)
     provision_queue()
@@ -502,7 +502,7 @@ def test_a_large_artifact_upload_stays_within_the_job_role(aws_env, tmp_path):
     """Artifacts over 8 MB go up in parts (CreateMultipartUpload, UploadPart, CompleteMultipartUpload)."""
     from moto import mock_aws
 
-    from metaflow_r.storage import S3Storage
+    from metaflow_r.datastore.storage import S3Storage
 
     big = tmp_path / "big.rds"
     with open(big, "wb") as handle:
@@ -587,9 +587,9 @@ SHAPES = [("linear", ()), ("branch", ()), ("foreach", ("inline",)), ("foreach", 
 
 
 def _plan(request, tmp_path, shape: str, modes: tuple[str, ...]):
-    from metaflow_r.deploy import DeploySettings, plan_deployment
-    from metaflow_r.graph import FlowGraph
-    from metaflow_r.spec import parse_spec
+    from metaflow_r.aws.step_functions.deploy import DeploySettings, plan_deployment
+    from metaflow_r.core.graph import FlowGraph
+    from metaflow_r.core.spec import parse_spec
 
     spec = request.getfixturevalue(f"{shape}_spec")
     spec["script"] = write_flow_script(tmp_path)
@@ -615,9 +615,9 @@ def test_every_action_the_state_machine_role_allows_is_needed(sfn_env, tmp_path,
 
 def test_a_queue_given_by_name_is_covered_too(sfn_env, tmp_path, monkeypatch, linear_spec):
     """The emulator (and many users) set METAFLOW_BATCH_JOB_QUEUE to the queue's name, not its ARN."""
-    from metaflow_r.deploy import DeploySettings, plan_deployment
-    from metaflow_r.graph import FlowGraph
-    from metaflow_r.spec import parse_spec
+    from metaflow_r.aws.step_functions.deploy import DeploySettings, plan_deployment
+    from metaflow_r.core.graph import FlowGraph
+    from metaflow_r.core.spec import parse_spec
 
     monkeypatch.setenv("METAFLOW_BATCH_JOB_QUEUE", VALUES["{{JobQueue}}"])
     linear_spec["script"] = write_flow_script(tmp_path)

@@ -9,8 +9,8 @@ import tarfile
 import pytest
 
 from conftest import make_spec, step
-from metaflow_r.errors import UsageError
-from metaflow_r.package import MANIFEST, build_package, extract_package
+from metaflow_r.core.errors import UsageError
+from metaflow_r.aws.code_package import MANIFEST, build_package, extract_package
 
 VERSIONS = {"R": "R version 4.2.2", "metaflow": "0.1.0"}
 
@@ -110,7 +110,7 @@ def test_metaflow_s_comma_separated_suffixes_work(project):
 
 
 def test_a_package_over_the_limit_is_refused_before_any_file_is_read(project, monkeypatch):
-    from metaflow_r import package as package_module
+    from metaflow_r.aws import code_package as package_module
 
     for name in ("big.csv", "bigger.csv"):
         with open(project / name, "wb") as handle:

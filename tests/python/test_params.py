@@ -5,9 +5,9 @@ import click
 import pytest
 
 from conftest import make_spec, param, step
-from metaflow_r.errors import UsageError
-from metaflow_r.params import parameter_options, parameter_values, values_from_json
-from metaflow_r.spec import parse_spec
+from metaflow_r.core.errors import UsageError
+from metaflow_r.core.params import parameter_options, parameter_values, values_from_json
+from metaflow_r.core.spec import parse_spec
 
 
 def flow_with(*params):

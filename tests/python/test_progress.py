@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from metaflow_r.progress import RunConsole
+from metaflow_r.runtime.progress import RunConsole
 
 
 def feed(console: RunConsole, step: str, width: int) -> None:

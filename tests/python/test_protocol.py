@@ -17,12 +17,12 @@ import jsonschema
 import pytest
 from referencing import Registry, Resource
 
-from metaflow_r import protocol
-from metaflow_r import task as tasks
-from metaflow_r.datastore import FlowDatastore
-from metaflow_r.graph import FlowGraph
-from metaflow_r.spec import parse_spec
-from metaflow_r.storage import LocalStorage
+from metaflow_r.core import protocol
+from metaflow_r.runtime import task as tasks
+from metaflow_r.datastore.flow import FlowDatastore
+from metaflow_r.core.graph import FlowGraph
+from metaflow_r.core.spec import parse_spec
+from metaflow_r.datastore.storage import LocalStorage
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((REPO / "examples").glob("*.R"))
@@ -111,7 +111,7 @@ class DirectRun:
         self.documents: dict[str, list[Any]] = {name: [] for name in protocol.DOCUMENTS}
 
     def parameters(self) -> dict[str, Any]:
-        from metaflow_r.params import values_from_json
+        from metaflow_r.core.params import values_from_json
 
         return values_from_json(self.graph.spec, {"label": "given"})
 

@@ -61,8 +61,8 @@ def run_under(python: str, code: str, *args: str, timeout: int = 120) -> subproc
 ROUND_TRIP = r"""
 import io, json, sys, tarfile, tempfile
 from pathlib import Path
-from metaflow_r.errors import UsageError
-from metaflow_r.package import build_package, extract_package
+from metaflow_r.core.errors import UsageError
+from metaflow_r.aws.code_package import build_package, extract_package
 
 work = Path(tempfile.mkdtemp())
 (work / "project" / "lib").mkdir(parents=True)
@@ -111,7 +111,7 @@ from moto import mock_aws
 spec, script = json.loads(sys.argv[1]), sys.argv[2]
 with mock_aws():
     boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="debian-test")
-    from metaflow_r.package import build_package
+    from metaflow_r.aws.code_package import build_package
     package = build_package(script, spec, {}, spec["package_suffixes"])
     url = f"s3://debian-test/metaflow/DataFlow/_code/{package.sha}.tgz"
     boto3.client("s3", region_name="us-east-1").put_object(Bucket="debian-test", Key=url[len("s3://debian-test/"):],
@@ -122,13 +122,13 @@ with mock_aws():
                       METAFLOW_RUN_ID="debian-run",
                       METAFLOW_SPLIT_PATH="", METAFLOW_CODE_URL=url, METAFLOW_CODE_SHA=package.sha,
                       METAFLOW_PARAMETERS="{}", AWS_BATCH_JOB_ATTEMPT="1", AWS_BATCH_JOB_ID="job-1")
-    from metaflow_r.cli import main
+    from metaflow_r.cli.entry import main
     codes = {}
     for step in ("start", "end"):
         os.environ["METAFLOW_STEP"] = step
         codes[step] = main(["batch-task"])
-    from metaflow_r.datastore import FlowDatastore
-    from metaflow_r.storage import S3Storage
+    from metaflow_r.datastore.flow import FlowDatastore
+    from metaflow_r.datastore.storage import S3Storage
     ds = FlowDatastore(S3Storage("s3://debian-test/metaflow"), "DataFlow")
     print(json.dumps({"python": sys.version.split()[0], "codes": codes,
                       "successful": (ds.run_status("debian-run") or {}).get("successful"),

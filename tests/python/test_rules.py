@@ -5,11 +5,11 @@ import click
 import pytest
 
 from conftest import make_spec, param, step
-from metaflow_r.cli import build_cli
-from metaflow_r.errors import GraphError
-from metaflow_r.graph import FlowGraph
-from metaflow_r.rules import DECORATORS, RESERVED_NAMES, RESERVED_PARAMETER_NAMES
-from metaflow_r.spec import parse_spec
+from metaflow_r.cli.entry import build_cli
+from metaflow_r.core.errors import GraphError
+from metaflow_r.core.graph import FlowGraph
+from metaflow_r.core.rules import DECORATORS, RESERVED_NAMES, RESERVED_PARAMETER_NAMES
+from metaflow_r.core.spec import parse_spec
 
 
 def graph_of(decorators=(), flow_decorators=(), parameters=()):

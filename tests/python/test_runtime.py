@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from conftest import make_spec, param
-from metaflow_r.cli import main
-from metaflow_r.datastore import FlowDatastore
-from metaflow_r.storage import LocalStorage
+from metaflow_r.cli.entry import main
+from metaflow_r.datastore.flow import FlowDatastore
+from metaflow_r.datastore.storage import LocalStorage
 
 pytestmark = pytest.mark.skipif(shutil.which("Rscript") is None, reason="needs R (make setup)")
 
@@ -294,7 +294,7 @@ def test_a_killed_task_commits_nothing(flow_dir, capsys):
 def test_workers_are_replaced_after_their_share_of_tasks(flow_dir, capsys, monkeypatch):
     import re
 
-    from metaflow_r import launchers
+    from metaflow_r.runtime import launchers
 
     monkeypatch.setattr(launchers, "TASKS_PER_WORKER", 2)
     flow = Flow(flow_dir, "RecycledFlow", [

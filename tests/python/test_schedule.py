@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from conftest import make_spec, step
-from metaflow_r.errors import GraphError, UsageError
-from metaflow_r.graph import FlowGraph
-from metaflow_r.schedule import schedule_expression, validate_cron
-from metaflow_r.spec import parse_spec
+from metaflow_r.core.errors import GraphError, UsageError
+from metaflow_r.core.graph import FlowGraph
+from metaflow_r.aws.step_functions.schedule import schedule_expression, validate_cron
+from metaflow_r.core.spec import parse_spec
 
 
 def scheduled(**attributes):

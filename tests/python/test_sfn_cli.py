@@ -7,7 +7,7 @@ import boto3
 import pytest
 
 from conftest import SFN_BUCKET, make_spec, param, step, write_flow_script
-from metaflow_r.cli import main
+from metaflow_r.cli.entry import main
 
 VERSIONS = {"R": "R version 4.2.2", "metaflow": "0.1.0"}
 
@@ -329,8 +329,8 @@ def test_an_aws_error_in_any_command_is_a_clear_message_not_a_traceback(capsys, 
 
 
 def test_the_s3_root_may_come_from_the_config_file(tmp_path, monkeypatch):
-    from metaflow_r import config
-    from metaflow_r.datastore import storage_for
+    from metaflow_r.core import config
+    from metaflow_r.datastore.flow import storage_for
 
     monkeypatch.delenv("METAFLOW_DATASTORE_SYSROOT_S3", raising=False)
     monkeypatch.setenv("METAFLOW_HOME", str(tmp_path))

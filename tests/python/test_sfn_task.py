@@ -10,11 +10,11 @@ import boto3
 import pytest
 
 from conftest import NESTED_FOREACH
-from metaflow_r.compile import FOREACH_ITEMS_KEY, MAX_ARRAY_SIZE, array_chunks
-from metaflow_r.errors import ConfigurationError
-from metaflow_r.graph import FlowGraph
-from metaflow_r.sfn_task import ForeachTooWide, publish_foreach_width, resolve_split_path, task_identity
-from metaflow_r.spec import parse_spec
+from metaflow_r.aws.step_functions.compile import FOREACH_ITEMS_KEY, MAX_ARRAY_SIZE, array_chunks
+from metaflow_r.core.errors import ConfigurationError
+from metaflow_r.core.graph import FlowGraph
+from metaflow_r.aws.step_functions.task_identity import ForeachTooWide, publish_foreach_width, resolve_split_path, task_identity
+from metaflow_r.core.spec import parse_spec
 
 TABLE = "metaflow-foreach"
 

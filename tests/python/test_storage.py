@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from metaflow_r.errors import DatastoreError
-from metaflow_r.storage import LocalStorage, S3Storage
+from metaflow_r.core.errors import DatastoreError
+from metaflow_r.datastore.storage import LocalStorage, S3Storage
 
 
 def test_write_then_read(storage_case):

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from conftest import eventually
-from metaflow_r.datastore import FlowDatastore
-from metaflow_r.reaper import RUNTIME_ENDED
-from metaflow_r.storage import LocalStorage
+from metaflow_r.datastore.flow import FlowDatastore
+from metaflow_r.runtime.reaper import RUNTIME_ENDED
+from metaflow_r.datastore.storage import LocalStorage
 
 pytestmark = pytest.mark.skipif(shutil.which("Rscript") is None, reason="needs R (make setup installs it)")
 

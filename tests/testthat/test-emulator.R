@@ -58,8 +58,7 @@ test_that("from an R session: create returns the deployment, trigger with wait t
 
 test_that("an emulator on a busy port is reported with the emulator's own words, not after a wait", {
   withr::local_envvar(AWS_ENDPOINT_URL = NA)
-  metaflow:::backend()  # the package's Python, before importing one of its modules
-  port <- reticulate::import("metaflow_r.emulator")$free_port()
+  port <- metaflow:::backend("emulator.server")$free_port()
   blocker <- serverSocket(port)
   on.exit(close(blocker), add = TRUE)
   caught <- tryCatch(emulator_start(port = port), error = identity)

@@ -10,9 +10,8 @@ backend_accepts <- function(decorator_name, attributes) {
     end = list(step = "end", next_step = NULL, join = FALSE, foreach = NULL, decorators = list())
   )
   spec <- metaflow:::flow_spec(flow, "/nowhere/flow.R")
-  backend <- metaflow:::backend()
   tryCatch({
-    backend$graph$FlowGraph(backend$spec$parse_spec(spec))
+    metaflow:::backend("core.graph")$FlowGraph(metaflow:::backend("core.spec")$parse_spec(spec))
     TRUE
   }, error = function(e) FALSE)
 }
@@ -42,7 +41,6 @@ test_that("R and the backend agree on every kind of decorator argument", {
 test_that("what R refuses as a parameter name, the backend refuses too, and run()'s arguments are reserved", {
   reserved <- metaflow:::reserved_parameter_names()
   expect_true(all(setdiff(names(formals(run)), "...") %in% reserved))
-  backend <- metaflow:::backend()
   for (name in c("input", "max_workers", "tags", "wait", "help", "flow")) {
     expect_error(metaflow("F") %>% parameter(name), class = "metaflow_parameter_error")
     spec <- metaflow:::flow_spec(
@@ -50,7 +48,8 @@ test_that("what R refuses as a parameter name, the backend refuses too, and run(
                      parameters = list(list(name = name, help = NULL, default = NULL, type = "str",
                                             required = FALSE, is_flag = FALSE, separator = NULL))),
                 class = "metaflow_flow"), "/nowhere/flow.R")
-    expect_error(backend$graph$check_names(backend$spec$parse_spec(spec)), "is reserved")
+    expect_error(metaflow:::backend("core.graph")$check_names(metaflow:::backend("core.spec")$parse_spec(spec)),
+                 "is reserved")
   }
 })
 

@@ -1,17 +1,37 @@
-"""Backend of the metaflow R package: graph validation, local runtime, datastore, Step Functions, and CLI.
+"""Backend of the metaflow R package. Its subpackages, lowest layer first (docs/architecture.md):
 
-docs/architecture.md says where each concept lives.
+    core        the flow's spec, rules and graph; parameters; errors; settings; the R<->Python protocol
+    datastore   byte storage (local, S3), the flow datastore's records, which datastore holds a run
+    runtime     the local runtime: graph walk, attempt engine and launchers, reaper, console
+    report      what a user reads: the graph as text or mermaid, a run's HTML report
+    client      read-only queries behind the R Client API
+    aws         one AWS session and error translation; the code package; Batch; Step Functions
+    cli         the command line every entry point shares
+    emulator    the offline AWS emulator (optional extra; the only importer of moto)
+
+Importing this package loads none of them (a reaper or a task pays only for what it uses); the names
+below load their module on first use.
 """
-from . import cli, client, show
-from .attempt import AttemptEngine
-from .datastore import FlowDatastore, find_local_root, storage_for
-from .errors import (AwsError, ConfigurationError, DatastoreError, GraphError, MetaflowRError, ProtocolError,
-                     RunFailed, UsageError)
-from .graph import FlowGraph
-from .spec import FlowSpec, parse_spec
+from __future__ import annotations
 
-__all__ = [
-    "cli", "client", "show", "AttemptEngine", "FlowDatastore", "FlowGraph", "FlowSpec", "parse_spec",
-    "find_local_root", "storage_for", "MetaflowRError", "UsageError", "GraphError", "DatastoreError", "ConfigurationError", "RunFailed",
-    "AwsError", "ProtocolError",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "FlowDatastore": "metaflow_r.datastore.flow", "find_local_root": "metaflow_r.datastore.flow",
+    "storage_for": "metaflow_r.datastore.flow", "FlowGraph": "metaflow_r.core.graph",
+    "FlowSpec": "metaflow_r.core.spec", "parse_spec": "metaflow_r.core.spec",
+    "AttemptEngine": "metaflow_r.runtime.attempt",
+    **{name: "metaflow_r.core.errors" for name in ("MetaflowRError", "UsageError", "GraphError", "DatastoreError",
+                                                    "ConfigurationError", "RunFailed", "AwsError", "ProtocolError")},
+}
+_SUBPACKAGES = ("core", "datastore", "runtime", "report", "client", "aws", "cli", "emulator")
+__all__ = [*_EXPORTS, *_SUBPACKAGES]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"metaflow_r.{name}")
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'metaflow_r' has no attribute {name!r}")

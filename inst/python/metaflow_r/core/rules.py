@@ -1,0 +1,72 @@
+"""The rules a flow obeys, from the table R reads too (data/rules.json), enforced on the spec R sends.
+
+R checks each rule where the user types it (R/rules.R reads the same table); these checks hold for any
+spec that reaches the backend, e.g. through ``metaflow-r --spec FILE`` or a script from another version.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from metaflow_r.core import DATA_DIR
+from metaflow_r.core.errors import GraphError
+
+RULES: dict[str, Any] = json.loads((DATA_DIR / "rules.json").read_text("utf-8"))
+
+NAME_PATTERN = re.compile(RULES["name"]["pattern"])
+RESERVED_NAMES = frozenset(RULES["reserved_names"]["names"])
+RESERVED_PARAMETER_NAMES = frozenset(RULES["reserved_parameter_names"]["names"])
+PARAMETER_TYPES = tuple(RULES["parameter_types"])
+DECORATORS: dict[str, dict[str, Any]] = RULES["decorators"]
+SCHEDULE_PRESETS = {name: RULES["schedule_presets"][name] for name in DECORATORS["schedule"]["exactly_one_of"]
+                    if name in RULES["schedule_presets"]}
+DEFAULT_RETRIES: int = RULES["retry_default_times"]
+
+
+def reserved_why(name: str) -> str:
+    """Why a parameter name is reserved, in words a user can act on."""
+    entry = RULES["reserved_names"] if name in RESERVED_NAMES else RULES["reserved_parameter_names"]
+    return entry["what"].replace("{name}", name)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# What each argument kind accepts; R/rules.R checks the same kinds on R values.
+ARGUMENT_KINDS = {
+    "flag": lambda v: isinstance(v, bool),
+    "count": lambda v: _is_number(v) and v >= 0 and float(v).is_integer(),
+    "duration": lambda v: _is_number(v) and v >= 0,
+    "amount": lambda v: _is_number(v) and v > 0,
+    "string": lambda v: isinstance(v, str) and v != "",
+    "name": lambda v: isinstance(v, str) and NAME_PATTERN.fullmatch(v) is not None,
+    "variables": lambda v: isinstance(v, dict) and len(v) > 0 and all(
+        k != "" and (isinstance(x, str) or _is_number(x)) for k, x in v.items()),
+}
+
+
+def check_decorator(name: str, attributes: dict[str, Any], where: str) -> None:
+    """One decorator of the flow (``where`` is "metaflow()") or of a step (``step("name")``)."""
+    rule = DECORATORS.get(name)
+    if rule is None:
+        raise GraphError(f"\"{name}\" is not a decorator.", [("i", f"Known decorators: {', '.join(DECORATORS)}.")])
+    if (rule["scope"] == "flow") != where.startswith("metaflow"):
+        raise GraphError(f"decorator(\"{name}\") cannot decorate {where}.",
+                         [("i", "Put flow decorators inside metaflow()." if rule["scope"] == "flow"
+                           else "Put step decorators inside step().")])
+    for argument, value in attributes.items():
+        kind = rule["arguments"].get(argument)
+        if kind is None:
+            raise GraphError(f"decorator(\"{name}\") has no argument {argument}.",
+                             [("i", f"Its arguments are {', '.join(rule['arguments'])}.")])
+        if not ARGUMENT_KINDS[kind](value):
+            raise GraphError(f"{argument} of decorator(\"{name}\") must be {RULES['argument_kinds'][kind]}.",
+                             [("x", f"You supplied {json.dumps(value)}.")])
+    one_of = rule.get("exactly_one_of")
+    if one_of and len([a for a in one_of if attributes.get(a) not in (None, False)]) != 1:
+        arguments = ", ".join(one_of[:-1]) + f" or {one_of[-1]}"
+        raise GraphError(f"decorator(\"{name}\") needs exactly one of {arguments}.",
+                         [("i", f"For example {rule['example']}.")])

@@ -1,0 +1,444 @@
+"""A run's report as one self-contained HTML page: inline CSS and SVG, no script, nothing fetched.
+
+Sections: the run (status, times, parameters), its failed tasks' errors, the graph coloured by step status,
+a timeline of every attempt, and each step's tasks and artifacts. Every text from the run (names, previews,
+errors, logs) is escaped; a Content-Security-Policy forbids the page from loading anything.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from html import escape
+from typing import Any, Iterable
+
+from metaflow_r.report import dag_layout
+from metaflow_r.report.run_view import STATUSES, Failure, RunView, StepView, TaskView
+
+FOLD_ABOVE_TASKS = 20  # a run with more tasks shows only its unfinished or failed steps' details unfolded
+MAX_TASK_ROWS = 100  # per step; a wide foreach lists its first tasks, the timeline still shows every one
+TIMELINE_WIDTH = 960.0
+LANE_HEIGHT = 12.0
+STEP_BLOCK_MAX = 160.0  # a step with many concurrent tasks squeezes its lanes into this height
+CHAR_WIDTH = 7.8  # monospace 13px, for sizing boxes without a browser
+SMALL_CHAR_WIDTH = 6.4  # sans-serif 11px
+CLOCK_TICKS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
+
+CSS = """
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;color:#222;margin:0 auto;max-width:1040px;
+padding:16px 24px 48px}
+h1{font-size:22px;margin:8px 0}h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #ddd;padding-bottom:4px}
+h3{font-size:15px;margin:16px 0 6px}code,pre,.mono{font-family:ui-monospace,"DejaVu Sans Mono",Menlo,monospace}
+pre{background:#f6f6f6;padding:8px 10px;overflow-x:auto;font-size:12.5px;white-space:pre-wrap;word-break:break-word}
+table{border-collapse:collapse;margin:6px 0 12px;font-size:13px}th,td{text-align:left;padding:3px 10px 3px 0;
+vertical-align:top;border-bottom:1px solid #eee}th{color:#555;font-weight:600}
+.meta td:first-child{color:#555;padding-right:16px}
+.badge{display:inline-block;padding:1px 9px;border-radius:10px;color:#fff;font-size:13px;vertical-align:middle}
+.b-succeeded{background:#2e7d32}.b-failed{background:#c62828}.b-running{background:#1565c0}
+.b-stopped{background:#e65100}.b-not-reached{background:#9e9e9e}
+.step rect{stroke-width:1.5}.step text{fill:#fff}.step .name{font:bold 13px ui-monospace,"DejaVu Sans Mono",monospace}
+.step .sub{font:11px system-ui,sans-serif}
+.s-succeeded rect{fill:#2e7d32;stroke:#1b5e20}.s-failed rect{fill:#c62828;stroke:#8e0000}
+.s-running rect{fill:#1565c0;stroke:#0d47a1}.s-stopped rect{fill:#e65100;stroke:#bf360c}
+.s-not-reached rect{fill:#eeeeee;stroke:#9e9e9e;stroke-dasharray:4 3}.s-not-reached text{fill:#555}
+.edge{fill:none;stroke:#888;stroke-width:1.4}.edge-label{font:italic 11px system-ui,sans-serif;fill:#666}
+.legend span{margin-right:14px;font-size:12px}.legend i{display:inline-block;width:11px;height:11px;
+border-radius:2px;margin-right:4px;vertical-align:-1px}
+.axis text,.lane-label{font:11px system-ui,sans-serif;fill:#555}.axis line{stroke:#e4e4e4}
+.lane-label{font-family:ui-monospace,"DejaVu Sans Mono",monospace}
+.a-ok{fill:#43a047}.a-failed{fill:#e53935}
+.error{border-left:4px solid #c62828;padding:2px 0 2px 12px;margin:10px 0 18px}
+.error .message{color:#b71c1c;font-weight:600;white-space:pre-wrap}
+.muted{color:#777}.preview{max-width:460px;white-space:pre-wrap;word-break:break-word}
+.top{display:flex;flex-wrap:wrap;gap:12px 40px;align-items:flex-start}.top .legend{margin-top:2px}
+details{margin:4px 0 10px}summary{cursor:pointer;font-weight:600}
+"""
+
+
+def render(view: RunView) -> str:
+    title = f"{view.flow}/{view.run_id}"
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">",
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{escape(title)}: {view.status}</title><style>{CSS}</style></head><body>",
+        f'<h1><span class="mono">{escape(title)}</span> {_badge(view.status)}</h1>',
+        f'<div class="top"><div>{_run_table(view)}</div><div>{_graph(view)}{_legend()}</div></div>',
+        _errors(view),
+        '<h2>Timeline</h2>',
+        _timeline(view),
+        '<h2>Steps</h2>',
+        _steps_table(view),
+        *(_step_details(view, step) for step in view.steps.values()),
+        f'<p class="muted">Written {_clock(view.read_at)} from the run\'s records. '
+        + ("The graph is the flow's." if view.graph_source == "flow" else
+           "The flow was not available: the graph shows the steps the run reached.")
+        + "</p></body></html>",
+    ]
+    return "\n".join(p for p in parts if p)
+
+
+# -- the run ---------------------------------------------------------------------------------------
+
+
+def _run_table(view: RunView) -> str:
+    record = view.record
+    started = record.get("created_at")
+    ended = (view.ended or {}).get("finished_at")
+    rows: list[tuple[str, str]] = [
+        ("Status", _badge(view.status)),
+        ("Started", _clock(started)),
+        ("Finished", _clock(ended) if ended else "not yet" if view.status == "running" else "-"),
+        ("Duration", _duration(started, ended or view.read_at) + ("" if ended else " so far")),
+        ("User", escape(str(record.get("user") or "-"))),
+        ("Namespace", _code(record.get("namespace") or "-")),
+        ("Tags", ", ".join(_code(t) for t in record.get("tags") or []) or "-"),
+    ]
+    if record.get("origin_run_id"):
+        rows.append(("Resumed from", _code(f"{view.flow}/{record['origin_run_id']}")))
+    parameters = record.get("parameters") or {}
+    rows.append(("Parameters", ", ".join(f"{_code(k)} = {_code(_short(v))}" for k, v in parameters.items()) or "none"))
+    body = "".join(f"<tr><td>{k}</td><td>{v}</td></tr>" for k, v in rows)
+    return f'<table class="meta">{body}</table>'
+
+
+def _errors(view: RunView) -> str:
+    if not view.failures:
+        if view.status == "failed":
+            return ('<h2>Error</h2><p class="error">The run failed, but no task recorded a failure: its runtime '
+                    "stopped before a task could (see the run's console output).</p>")
+        return ""
+    heading = "Error" if len(view.failures) == 1 else f"Errors ({len(view.failures)} tasks)"
+    return f"<h2>{heading}</h2>" + "".join(_failure(view, f) for f in view.failures)
+
+
+def _failure(view: RunView, failure: Failure) -> str:
+    task = failure.task
+    attempts = len(task.attempts)
+    where = f"{view.flow}/{view.run_id}/{task.step}/{task.task_id}"
+    parts = [f'<div class="error" id="error-{escape(task.step)}-{escape(task.task_id)}">',
+             f'<h3>Step <span class="mono">{escape(task.step)}</span> failed</h3>',
+             f'<p>Task <span class="mono">{escape(where)}</span>'
+             + (f", index {escape(task.split_label)}" if task.split_label else "")
+             + f", {attempts} attempt{'s' if attempts != 1 else ''}: {escape(failure.reason)}.</p>"]
+    exception = failure.exception
+    if exception:
+        classes = [c for c in exception.get("class") or [] if isinstance(c, str)]
+        label = f"{classes[0]}: " if classes else ""
+        parts.append(f'<p class="message">{escape(label + str(exception.get("message") or ""))}</p>')
+        if exception.get("call"):
+            parts.append(f'<p>In <code>{escape(str(exception["call"]))}</code></p>')
+        frames = [str(f) for f in exception.get("traceback") or []]
+        if frames:
+            parts.append("<p>Traceback:</p><pre>" + escape("\n".join(f"{i}. {f}" for i, f in enumerate(frames, 1)))
+                         + "</pre>")
+    if failure.log_tail:
+        parts.append(f"<p>{'The last lines it printed' if failure.log_cut else 'What it printed'}:</p>"
+                     f"<pre>{escape(failure.log_tail)}</pre>")
+    parts.append("</div>")
+    return "".join(parts)
+
+
+# -- the graph -------------------------------------------------------------------------------------
+
+
+def _subtitle(step: StepView) -> str:
+    done = sum(t.successful for t in step.tasks)
+    total = step.expected if step.expected is not None else len(step.tasks)
+    if total <= 1 and len(step.tasks) <= 1:
+        return step.status
+    if step.status == "succeeded":
+        return f"succeeded \u00b7 {done} tasks"
+    return f"{step.status} \u00b7 {done}/{max(total, len(step.tasks))}"
+
+
+def _graph(view: RunView) -> str:
+    steps = view.steps
+    subtitles = {name: _subtitle(step) for name, step in steps.items()}
+    widths = {name: max(90.0, len(name) * CHAR_WIDTH + 24, len(subtitles[name]) * SMALL_CHAR_WIDTH + 20)
+              for name in steps}
+    geometry = dag_layout.layout(list(steps), [(s, t) for s, t, _ in view.edges], widths)
+    labels = {(s, t): label for s, t, label in view.edges}
+    width = max([geometry.width] + [geometry.boxes[s].center + 12 + len(label) * SMALL_CHAR_WIDTH
+                                    for s, _, label in view.edges if label and s in geometry.boxes])
+    out = [f'<svg class="dag" role="img" aria-label="The graph of {escape(view.flow)}, coloured by step status" '
+           f'width="{width:.0f}" height="{geometry.height:.0f}" viewBox="0 0 {width:.0f} {geometry.height:.0f}">',
+           '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" '
+           'orient="auto-start-reverse"><path d="M0,0L10,5L0,10z" fill="#888"/></marker></defs>']
+    for route in geometry.routes:
+        out.append(f'<path class="edge" marker-end="url(#arrow)" d="{_curve(route.points)}"/>')
+        label = labels.get((route.source, route.target))
+        if label:
+            (x1, y1), (x2, y2) = route.points[0], route.points[1]
+            out.append(f'<text class="edge-label" x="{(x1 + x2) / 2 + 6:.1f}" y="{(y1 + y2) / 2 + 4:.1f}">'
+                       f'{escape(label)}</text>')
+    for name, box in geometry.boxes.items():
+        step = steps[name]
+        kind = " (foreach)" if step.foreach else " (join)" if step.is_join else ""
+        out.append(
+            f'<g class="step s-{_slug(step.status)}" data-step="{escape(name)}" data-status="{step.status}">'
+            f'<title>{escape(name)}{kind}: {escape(subtitles[name])}</title>'
+            f'<a href="#step-{escape(name)}"><rect x="{box.x:.1f}" y="{box.y:.1f}" width="{box.width:.1f}" '
+            f'height="{box.height:.1f}" rx="6"/>'
+            f'<text class="name" x="{box.center:.1f}" y="{box.y + 18:.1f}" text-anchor="middle">{escape(name)}</text>'
+            f'<text class="sub" x="{box.center:.1f}" y="{box.y + 34:.1f}" text-anchor="middle">'
+            f'{escape(subtitles[name])}</text></a></g>')
+    out.append("</svg>")
+    return "".join(out)
+
+
+def _curve(points: Iterable[tuple[float, float]]) -> str:
+    """A smooth path through the points, leaving and entering each one vertically."""
+    points = list(points)
+    d = [f"M{points[0][0]:.1f},{points[0][1]:.1f}"]
+    for (x1, y1), (x2, y2) in zip(points, points[1:]):
+        mid = (y1 + y2) / 2
+        d.append(f"C{x1:.1f},{mid:.1f} {x2:.1f},{mid:.1f} {x2:.1f},{y2:.1f}")
+    return "".join(d)
+
+
+def _legend() -> str:
+    colours = {"succeeded": "#2e7d32", "failed": "#c62828", "running": "#1565c0", "stopped": "#e65100",
+               "not reached": "#bdbdbd"}
+    return '<p class="legend">' + "".join(f'<span><i style="background:{colours[s]}"></i>{s}</span>'
+                                          for s in STATUSES) + "</p>"
+
+
+# -- the timeline ----------------------------------------------------------------------------------
+
+
+def _timeline(view: RunView) -> str:
+    attempts = [(step, task, a) for step in view.steps.values() for task in step.tasks if not task.cloned
+                for a in task.attempts]
+    if not attempts:
+        return '<p class="muted">No task of this run has finished yet.</p>'
+    origin = min([a["started_at"] for _, _, a in attempts] + [view.record.get("created_at") or math.inf])
+    end = max(a["finished_at"] for _, _, a in attempts)  # not "now": a run whose runtime died never ends
+    span = max(end - origin, 1e-3)
+    label_width = max(len(s.name) for s in view.steps.values()) * 7.0 + 16
+    plot = TIMELINE_WIDTH - label_width - 12
+    scale = plot / span
+    rows: list[str] = []
+    y = 26.0
+    for step in view.steps.values():
+        mine = sorted(((t, a) for s, t, a in attempts if s is step), key=lambda p: p[1]["started_at"])
+        if not mine:
+            continue
+        lanes = _pack(mine)
+        count = max(lanes.values()) + 1
+        lane = min(LANE_HEIGHT, max(2.0, STEP_BLOCK_MAX / count))
+        height = lane * count
+        rows.append(f'<text class="lane-label" x="0" y="{y + min(height, LANE_HEIGHT) - 2:.1f}">{escape(step.name)}'
+                    "</text>")
+        for task, attempt in mine:
+            x = label_width + (attempt["started_at"] - origin) * scale
+            w = max(1.0, (attempt["finished_at"] - attempt["started_at"]) * scale)
+            ok = bool(attempt.get("successful"))
+            tip = (f"{step.name}/{task.task_id}" + (f" [{task.split_label}]" if task.split_label else "")
+                   + f" attempt {attempt.get('attempt', 0)}: {'succeeded' if ok else 'failed'} in "
+                   + _duration(attempt["started_at"], attempt["finished_at"]))
+            rows.append(f'<rect class="{"a-ok" if ok else "a-failed"}" x="{x:.1f}" '
+                        f'y="{y + lanes[id(attempt)] * lane:.1f}" width="{w:.1f}" height="{max(1.0, lane - 1):.1f}">'
+                        f"<title>{escape(tip)}</title></rect>")
+        y += height + 8
+    axis = []
+    step_seconds = _tick(span)
+    tick = 0.0
+    while tick <= span + 1e-9:
+        x = label_width + tick * scale
+        axis.append(f'<line x1="{x:.1f}" y1="18" x2="{x:.1f}" y2="{y:.1f}"/>'
+                    f'<text x="{x:.1f}" y="12" text-anchor="middle">{_tick_label(tick)}</text>')
+        tick += step_seconds
+    return (f'<svg class="timeline" role="img" aria-label="When each task ran" width="{TIMELINE_WIDTH:.0f}" '
+            f'height="{y:.0f}" viewBox="0 0 {TIMELINE_WIDTH:.0f} {y:.0f}"><g class="axis">{"".join(axis)}</g>'
+            + "".join(rows) + "</svg>"
+            + '<p class="legend"><span><i style="background:#43a047"></i>attempt succeeded</span>'
+              '<span><i style="background:#e53935"></i>attempt failed</span>'
+              '<span class="muted">seconds since the run started; hover a bar for its task</span></p>')
+
+
+def _pack(attempts: list[tuple[TaskView, dict[str, Any]]]) -> dict[int, int]:
+    """Lanes for bars sorted by start: each goes into the first lane free by then (so lanes = concurrency)."""
+    lanes: list[float] = []
+    placed: dict[int, int] = {}
+    for _, attempt in attempts:
+        for index, free_at in enumerate(lanes):
+            if free_at <= attempt["started_at"]:
+                break
+        else:
+            index = len(lanes)
+            lanes.append(0.0)
+        lanes[index] = attempt["finished_at"]
+        placed[id(attempt)] = index
+    return placed
+
+
+def _tick(span: float) -> float:
+    """A round tick interval giving about six ticks: 1, 2 or 5 times a power of ten below a second, then
+    durations a clock reads (15 s, 5 min, 2 h, ...)."""
+    raw = span / 6
+    if raw < 1:
+        power = 10 ** math.floor(math.log10(raw))
+        return next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    return next((n for n in CLOCK_TICKS if n >= raw), 86400 * math.ceil(raw / 86400))
+
+
+def _tick_label(seconds: float) -> str:
+    for unit, size, above in (("h", 3600, 3600), ("min", 60, 60), ("s", 1, 0)):
+        if seconds >= above:
+            return f"{round(seconds / size, 3):g} {unit}"
+    return "0 s"
+
+
+# -- the steps -------------------------------------------------------------------------------------
+
+
+def _steps_table(view: RunView) -> str:
+    rows = []
+    for step in view.steps.values():
+        done = sum(t.successful for t in step.tasks)
+        failed = len(step.tasks) - done
+        cloned = sum(t.cloned for t in step.tasks)
+        counts = f"{done} done" + (f" ({cloned} cloned)" if cloned else "") + (f", {failed} failed" if failed else "")
+        if step.expected is not None and step.expected > len(step.tasks):
+            counts += f", {step.expected - len(step.tasks)} not finished"
+        rows.append(f'<tr class="step-row" data-step="{escape(step.name)}"><td><a class="mono" '
+                    f'href="#step-{escape(step.name)}">{escape(step.name)}</a></td><td>{_badge(step.status)}</td>'
+                    f"<td>{counts}</td><td>{_clock(step.started_at)}</td>"
+                    f"<td>{_duration(step.started_at, step.finished_at)}</td></tr>")
+    return ("<table><tr><th>Step</th><th>Status</th><th>Tasks</th><th>Started</th><th>Took</th></tr>"
+            + "".join(rows) + "</table>")
+
+
+def _step_details(view: RunView, step: StepView) -> str:
+    """A step's tasks and artifacts; folded when the run is large, except where something went wrong."""
+    if not step.tasks:
+        return ""
+    small = sum(len(s.tasks) for s in view.steps.values()) <= FOLD_ABOVE_TASKS
+    unfolded = " open" if small or step.status != "succeeded" else ""
+    parts = [f'<details id="step-{escape(step.name)}"{unfolded}><summary><span class="mono">{escape(step.name)}</span> '
+             f"{_badge(step.status)}</summary>", _tasks_table(step), _artifacts(view, step), "</details>"]
+    return "".join(parts)
+
+
+def _tasks_table(step: StepView) -> str:
+    indexed = any(t.split_label for t in step.tasks)
+    head = "<tr><th>Task</th>" + ("<th>Index</th>" if indexed else "") + \
+        "<th>Status</th><th>Attempts</th><th>Started</th><th>Took</th><th></th></tr>"
+    rows = []
+    for task in step.tasks[:MAX_TASK_ROWS]:
+        latest = task.latest
+        note = f"cloned from {latest['cloned_from']}" if latest.get("cloned_from") else ""
+        rows.append(f"<tr><td class=\"mono\">{escape(task.task_id)}</td>"
+                    + (f"<td>{escape(task.split_label)}</td>" if indexed else "")
+                    + f"<td>{'succeeded' if task.successful else 'failed'}</td><td>{len(task.attempts)}</td>"
+                    f"<td>{_clock(latest.get('started_at'))}</td>"
+                    f"<td>{_duration(latest.get('started_at'), latest.get('finished_at'))}</td>"
+                    f'<td class="muted">{escape(note)}</td></tr>')
+    more = len(step.tasks) - MAX_TASK_ROWS
+    tail = (f'<p class="muted">and {more} more tasks: <code>run$step("{escape(step.name)}")$tasks</code> lists them '
+            "all.</p>") if more > 0 else ""
+    return f"<table>{head}{''.join(rows)}</table>{tail}"
+
+
+def _artifacts(view: RunView, step: StepView) -> str:
+    task = next((t for t in step.tasks if t.successful), None)
+    if task is None:
+        return '<p class="muted">No task of this step stored artifacts.</p>'
+    record = task.latest
+    shas: dict[str, str] = record.get("artifacts") or {}
+    if not shas:
+        return '<p class="muted">No artifacts.</p>'
+    info: dict[str, Any] = record.get("artifact_info") or {}
+    inherited = _parent_shas(view, record)
+    parameters = set(view.record.get("parameters") or {})
+
+    def origin(name: str) -> str:
+        if name in parameters:
+            return "parameter"
+        return "inherited" if shas[name] in inherited.get(name, set()) else "set here"
+
+    order = {"set here": 0, "inherited": 1, "parameter": 2}
+    names = sorted(shas, key=lambda n: (order[origin(n)], n))
+    rows = []
+    for name in names:
+        entry = info.get(name) if isinstance(info.get(name), dict) else {}
+        preview = entry.get("preview")
+        rows.append(f'<tr><td class="mono">{escape(name)}</td><td>{escape(_text(entry.get("type")))}</td>'
+                    f'<td>{_size(entry.get("size"))}</td>'
+                    f'<td class="preview mono">{escape(_short(preview)) if preview is not None else "-"}</td>'
+                    f'<td class="muted">{origin(name)}</td></tr>')
+    which = f" of task {escape(task.task_id)} (1 of {len(step.tasks)})" if len(step.tasks) > 1 else ""
+    return (f"<p>Artifacts{which}:</p><table><tr><th>Name</th><th>Type</th><th>Size</th><th>Preview</th><th></th></tr>"
+            + "".join(rows) + "</table>")
+
+
+def _parent_shas(view: RunView, record: dict[str, Any]) -> dict[str, set[str]]:
+    """The artifacts (name -> shas) of the tasks this one read its inputs from."""
+    found: dict[str, set[str]] = {}
+    for path in record.get("input_paths") or []:
+        parts = path.split("/")
+        step = view.steps.get(parts[1]) if len(parts) == 3 else None
+        parent = next((t for t in step.tasks if t.task_id == parts[2]), None) if step else None
+        if parent is not None:
+            for name, sha in (parent.latest.get("artifacts") or {}).items():
+                found.setdefault(name, set()).add(sha)
+    return found
+
+
+# -- formatting ------------------------------------------------------------------------------------
+
+
+def _badge(status: str) -> str:
+    return f'<span class="badge b-{_slug(status)}">{escape(status)}</span>'
+
+
+def _slug(status: str) -> str:
+    return status.replace(" ", "-")
+
+
+def _code(value: Any) -> str:
+    return f"<code>{escape(str(value))}</code>"
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
+    return str(value)
+
+
+def _short(value: Any, limit: int = 200) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def _size(size: Any) -> str:
+    if not isinstance(size, (int, float)) or isinstance(size, bool):
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return "-"
+
+
+def _clock(seconds: Any) -> str:
+    if not isinstance(seconds, (int, float)):
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds))
+
+
+def _duration(start: Any, end: Any) -> str:
+    if not isinstance(start, (int, float)) or not isinstance(end, (int, float)):
+        return "-"
+    seconds = max(0.0, end - start)
+    if seconds < 10:
+        return f"{seconds:.2f} s"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
+    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"

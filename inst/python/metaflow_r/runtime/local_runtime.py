@@ -1,0 +1,227 @@
+"""The local runtime: walks a run's graph and schedules its tasks, at most ``max_workers`` at a time.
+
+It owns only what is particular to a local run: which tasks become ready as others finish, the join
+barrier, the bound on concurrent tasks, and resume's reuse of an earlier run's tasks. How each attempt
+runs, ends and is retried is the attempt engine's (attempt.py), the same as on Batch; here attempts run
+in forks of warm R workers, or, given a launcher of remote attempts (``run --with batch``: the caller
+passes batch_launcher.py's, so this module imports no AWS code), as Batch jobs that commit themselves.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from metaflow_r.runtime import task as tasks
+from metaflow_r.runtime.attempt import Attempt, AttemptEngine, Outcome
+from metaflow_r.datastore.flow import FlowDatastore
+from metaflow_r.core.errors import DatastoreError
+from metaflow_r.core.graph import FlowGraph
+from metaflow_r.runtime.launchers import Launcher, WorkerLauncher
+from metaflow_r.core.procenv import subprocess_env
+from metaflow_r.runtime.progress import RunConsole
+from metaflow_r.runtime.reaper import Reaper
+
+SCRATCH_PREFIX = "metaflow-r-"
+# Makes the launcher of attempts that run elsewhere and commit themselves, given the reaper's watch.
+RemoteLauncher = Callable[[Callable[[str, Any], None]], Launcher]
+OWNERS = ".owners"  # in a run's scratch directory: the pids of its runtime and its reaper
+
+
+def sweep_stale_scratch() -> None:
+    """Remove the scratch directories of local runs whose runtime and reaper are both gone."""
+    root = Path(tempfile.gettempdir())
+    for directory in root.glob(f"{SCRATCH_PREFIX}*"):
+        try:
+            pids = [int(p) for p in (directory / OWNERS).read_text().split()]
+        except (OSError, ValueError):
+            continue  # not ours, or still being set up
+        if not any(_alive(pid) for pid in pids):
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
+@dataclass
+class Clone:
+    """What ``resume`` reuses: the finished tasks of an earlier run, before the steps it runs again."""
+
+    origin_run_id: str
+    reuse_before: set[str]  # steps whose finished tasks may be reused
+    origin: FlowDatastore  # where that run is: the run's own datastore, or S3 for a production run
+
+
+class LocalRuntime:
+    def __init__(self, graph: FlowGraph, ds: FlowDatastore, run_id: str, run_record: dict[str, Any], *,
+                 script: str, launch_dir: str, rscript: str, max_workers: int = 16,
+                 retries: dict[str, int] | None = None, clone: Clone | None = None,
+                 console: RunConsole | None = None, remote: RemoteLauncher | None = None) -> None:
+        self.graph = graph
+        self.ds = ds
+        self.run_id = run_id
+        self.max_workers = max(1, max_workers)
+        self.clone = clone
+        self.console = console or RunConsole({n.name for n in graph if any(graph[s].is_foreach for s in n.split_parents)})
+        self.queue: deque[tasks.TaskSpec] = deque()
+        self.records: dict[str, dict[str, Any]] = {}  # successful task records of this run, by pathspec
+        self.join_inputs: dict[tuple[str, str], dict[Any, str]] = {}
+        self.next_task_id = 1
+        self.failed: tasks.TaskSpec | None = None
+        sweep_stale_scratch()
+        self.scratch = tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{run_id}-")
+        env = subprocess_env()
+        self.reaper = Reaper.start(ds.storage.kind, ds.storage.root, ds.flow, run_id, self.scratch, env)
+        Path(self.scratch, OWNERS).write_text(f"{os.getpid()} {self.reaper.process.pid}")
+        self.launcher = remote(self._watch) if remote else WorkerLauncher(rscript, script, launch_dir, env,
+                                                                           watch=self._watch)
+        self.engine = AttemptEngine(graph, ds, run_record, self.launcher, retries=retries or {},
+                                    echo=self._say, scratch=self.scratch, mode="job" if remote else "here")
+        self.origin_tasks = self._origin_tasks() if clone else {}
+
+    # -- public --------------------------------------------------------------------------------
+
+    def execute(self) -> bool:
+        """Run every task; True when the run succeeded. Interrupted (Ctrl-C), it stops every task, marks the
+        run failed with the reason and lets the KeyboardInterrupt go on."""
+        interrupted = None
+        try:
+            self._enqueue("start", [], None)
+            while (self.queue or self.engine.running) and not self.failed:
+                while self.queue and len(self.engine.running) < self.max_workers and not self.failed:
+                    spec = self.queue.popleft()
+                    self.engine.start(spec, known=self.records)
+                    self.console.started(spec.step)
+                for outcome in self.engine.poll(0.05):
+                    self.console.ended(outcome.spec.step, done=outcome.next is None)
+                    self._ended(outcome)
+        except BaseException as exc:
+            interrupted = "the run was interrupted" if isinstance(exc, KeyboardInterrupt) else \
+                f"the runtime failed ({type(exc).__name__}: {exc})"
+            raise
+        finally:
+            self.engine.stop_all(f"Task was stopped because {interrupted or 'another task failed'}.")
+            self.console.close()
+            self.launcher.close()
+            shutil.rmtree(self.scratch, ignore_errors=True)
+            self._finish(interrupted)
+        return self.failed is None
+
+    def _finish(self, interrupted: str | None) -> None:
+        successful = self.failed is None and interrupted is None
+        reason = interrupted or (f"step {self.failed.step!r} failed" if self.failed else None)
+        try:
+            self.ds.finish_run(self.run_id, successful, reason)
+        except OSError as exc:
+            raise DatastoreError(f"Run {self.ds.flow}/{self.run_id} ended, but its status could not be stored: "
+                                 f"{exc}.", [("i", "Free some space in the datastore, then resume the run.")]) from None
+        finally:
+            self.reaper.done()
+
+    def _watch(self, event: str, what: Any) -> None:
+        """A launcher's news for the reaper: a worker's process group, or a Batch job."""
+        {"started": self.reaper.group_started, "ended": self.reaper.group_ended,
+         "submitted": self.reaper.job_submitted, "finished": self.reaper.job_finished}[event](what)
+
+    # -- scheduling ------------------------------------------------------------------------------
+
+    def _ended(self, outcome: Outcome) -> None:
+        if outcome.decision == "succeeded":
+            self._finished(outcome.spec, outcome.record)
+        elif outcome.next is not None:  # a retry, or the catch's fallback attempt: before anything else
+            self.queue.appendleft(outcome.next)
+            self.console.queued(outcome.next.step)
+        elif not self.failed:
+            self.failed = outcome.spec
+
+    def _enqueue(self, step: str, input_paths: list[str], split_index: int | None) -> None:
+        key = (step, tuple(input_paths), split_index)
+        origin = self.origin_tasks.get(key)
+        if origin is not None:
+            task_id, record = origin
+            self._reuse(step, task_id, record, input_paths)
+            return
+        spec = tasks.TaskSpec(self.run_id, step, str(self.next_task_id), input_paths, split_index)
+        self.next_task_id += 1
+        self.queue.append(spec)
+        self.console.queued(step)
+
+    def _finished(self, spec: tasks.TaskSpec, record: dict[str, Any]) -> None:
+        self.records[spec.pathspec] = record  # its children's prepare() reads it from here, not the datastore
+        node = self.graph[spec.step]
+        for child in node.next:
+            if node.is_foreach:
+                for index in range(record["num_splits"]):
+                    self._enqueue(child, [spec.pathspec], index)
+            elif self.graph[child].is_join:
+                self._arrive_at_join(child, spec, record)
+            else:
+                self._enqueue(child, [spec.pathspec], None)
+
+    def _arrive_at_join(self, join: str, spec: tasks.TaskSpec, record: dict[str, Any]) -> None:
+        frame = record["split_stack"][-1]  # the split this join closes
+        key = (join, frame["task_id"])
+        arrived = self.join_inputs.setdefault(key, {})
+        arrived[frame["index"]] = spec.pathspec
+        if len(arrived) == frame["num_splits"]:
+            del self.join_inputs[key]
+            split = self.graph[frame["step"]]
+            order = sorted(arrived) if split.is_foreach else [s for s in split.next if s in arrived]
+            self._enqueue(join, [arrived[i] for i in order], None)
+
+    def _say(self, attempt: Attempt, kind: str, text: str) -> None:
+        self.console.task_line(attempt.spec.pathspec, attempt.where, attempt.spec.step, kind, text)
+
+    # -- resume ----------------------------------------------------------------------------------
+
+    def _origin_tasks(self) -> dict[tuple, tuple[str, dict[str, Any]]]:
+        """Successful tasks of the origin run that resume may reuse, keyed like ``_enqueue``'s calls. A task
+        whose artifacts are not intact in the datastore is not reused: it runs again and stores them anew."""
+        assert self.clone is not None
+        origin, source = self.clone.origin_run_id, self.clone.origin
+        found: dict[tuple, tuple[str, dict[str, Any]]] = {}
+        intact: dict[str, bool] = {}
+        for step in self.clone.reuse_before:
+            for task_id in source.task_ids(origin, step):
+                record = source.task_record(origin, step, task_id)
+                if not (record and record.get("successful")):
+                    continue
+                damaged = [sha for sha in record["artifacts"].values()
+                           if not intact.setdefault(sha, source.blob_intact(sha))]
+                if damaged:
+                    self.console.line(f"[{origin}/{step}/{task_id}] Not reused: its artifact "
+                              f"{source.storage.root}/{source.blob_key(damaged[0])} is damaged; the task runs again.")
+                    continue
+                inputs = tuple(p.replace(f"{origin}/", f"{self.run_id}/", 1) for p in record["input_paths"])
+                split = tasks.split_index_of(self.graph, step, record)
+                found[(step, inputs, split)] = (task_id, record)
+                if task_id.isdigit():
+                    self.next_task_id = max(self.next_task_id, int(task_id) + 1)
+        return found
+
+    def _reuse(self, step: str, task_id: str, record: dict[str, Any], input_paths: list[str]) -> None:
+        """Copy a finished task of the origin run into this run; from another datastore (a production run
+        resumed locally), its artifacts come along."""
+        origin, source = self.clone.origin_run_id, self.clone.origin
+        if source.storage.root != self.ds.storage.root:
+            for sha in record["artifacts"].values():
+                self.ds.save_blob_file(source.blob_path(sha))
+        copied = dict(record, input_paths=input_paths, cloned_from=f"{origin}/{step}/{task_id}")
+        for stream in ("stdout", "stderr"):  # the clone keeps what the task printed
+            log = source.read_log(origin, step, task_id, record["attempt"], stream)
+            if log:
+                self.ds.write_log(self.run_id, step, task_id, record["attempt"], stream, log.encode())
+        self.ds.write_attempt(self.run_id, step, task_id, record["attempt"], copied)
+        self.console.line(f"[{self.run_id}/{step}/{task_id}] Cloned from run {origin}.")
+        self._finished(tasks.TaskSpec(self.run_id, step, task_id, input_paths), copied)

@@ -1,0 +1,119 @@
+"""A local run's reaper: ends what the run started when the process running it ends without finishing.
+
+``Rscript flow.R run`` may be killed (SIGKILL), terminated (SIGTERM) or lose its terminal (SIGHUP); none
+of these lets it clean up. So each local run starts this small process, in a session of its own, with a
+pipe from the runtime on its stdin. The runtime names each worker's process group as it starts one (and
+each Batch job of a ``run --with batch`` as it submits one) and says ``done`` when the run ended normally.
+When the pipe closes without ``done``, however the runtime died, the reaper kills every worker with the
+tasks it forked and their children, terminates the Batch jobs still going, marks the run failed with the
+reason, and removes the run's scratch directory, so nothing keeps running and ``resume`` continues the run.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from typing import Any
+
+RUNTIME_ENDED = "interrupted: the process running it ended before the run did (killed, or its terminal closed)"
+JOB_STOPPED = "Stopped: the process running the local run that submitted it ended (killed, or its terminal closed)."
+
+
+class Reaper:
+    """The runtime's end of the pipe."""
+
+    def __init__(self, process: subprocess.Popen) -> None:
+        self.process = process
+
+    @classmethod
+    def start(cls, storage_kind: str, storage_root: str, flow: str, run_id: str, scratch: str,
+              env: dict[str, str]) -> "Reaper":
+        job = json.dumps({"storage": storage_kind, "root": storage_root, "flow": flow, "run_id": run_id,
+                          "scratch": scratch})
+        process = subprocess.Popen([sys.executable, "-c", "import sys; from metaflow_r.runtime.reaper import main; "
+                                    "sys.exit(main())", job], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                   env=env, start_new_session=True)
+        return cls(process)
+
+    def tell(self, line: str) -> None:
+        try:
+            assert self.process.stdin is not None
+            self.process.stdin.write(line.encode() + b"\n")
+            self.process.stdin.flush()
+        except (BrokenPipeError, OSError):
+            pass  # the reaper itself is gone: nothing more to tell it
+
+    def group_started(self, pgid: int) -> None:
+        self.tell(f"group {pgid}")
+
+    def group_ended(self, pgid: int) -> None:
+        self.tell(f"gone {pgid}")
+
+    def job_submitted(self, job_id: str) -> None:
+        self.tell(f"job {job_id}")
+
+    def job_finished(self, job_id: str) -> None:
+        self.tell(f"job-gone {job_id}")
+
+    def done(self) -> None:
+        """The run ended normally: the reaper leaves without touching anything."""
+        self.tell("done")
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        self.process.wait()
+
+
+def reap(job: dict[str, Any], lines) -> bool:
+    """Follow the runtime's messages; True when it said it was done, False after cleaning up for it."""
+    groups: set[int] = set()
+    jobs: set[str] = set()
+    for line in lines:
+        word, _, value = line.strip().partition(" ")
+        if word == "done":
+            return True
+        if word == "group":
+            groups.add(int(value))
+        elif word == "gone":
+            groups.discard(int(value))
+        elif word == "job":
+            jobs.add(value)
+        elif word == "job-gone":
+            jobs.discard(value)
+    for pgid in groups:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    if jobs:
+        _terminate_jobs(sorted(jobs))
+    from metaflow_r.datastore.flow import FlowDatastore, storage_for
+
+    FlowDatastore(storage_for(job["storage"], job["root"]), job["flow"]).finish_run(job["run_id"], False,
+                                                                                    reason=RUNTIME_ENDED)
+    shutil.rmtree(job["scratch"], ignore_errors=True)
+    return False
+
+
+def _terminate_jobs(job_ids: list[str]) -> None:
+    """The run's Batch jobs end with it (TerminateJob also cancels those not started yet)."""
+    from metaflow_r.aws.step_functions.deploy import aws_session
+
+    try:
+        batch = aws_session().client("batch")
+        for job_id in job_ids:
+            batch.terminate_job(jobId=job_id, reason=JOB_STOPPED)
+    except Exception as exc:  # noqa: BLE001 - the run is still marked failed below
+        print(f"metaflow-r reaper: Batch jobs {', '.join(job_ids)} could not be stopped: {exc}", file=sys.stderr)
+
+
+def main() -> int:
+    # The terminal's signals are for the runtime, not for the process that cleans up after it.
+    for name in ("SIGINT", "SIGHUP", "SIGTERM"):
+        signal.signal(getattr(signal, name), signal.SIG_IGN)
+    reap(json.loads(sys.argv[1]), sys.stdin)
+    return 0
+
+
