@@ -25,8 +25,8 @@
 decorator <- function(x, ..., .convert_args = TRUE) {
   known <- decorator_rules()
   if (!is.character(x) || length(x) != 1 || !x %in% names(known)) {
-    abort(c("{.val {format(x)}} is not a decorator.",
-            "i" = "Known decorators: {.val {names(known)}}."), "decorator_error")
+    abort_decorator("unknown", name = quoted(paste(format(x), collapse = ", ")),
+                    known = join_list(names(known), "and", quote = "\""))
   }
   args <- list(...)
   if (length(args) && (is.null(names(args)) || any(!nzchar(names(args))))) {
@@ -36,8 +36,8 @@ decorator <- function(x, ..., .convert_args = TRUE) {
   arguments <- known[[x]]$arguments
   unknown <- setdiff(names(args), names(arguments))
   if (length(unknown)) {
-    abort(c("{.code decorator(\"{x}\")} has no argument {.arg {unknown}}.",
-            "i" = "Its arguments are {.arg {names(arguments)}}."), "decorator_error")
+    abort_decorator("unknown_argument", name = x, argument = join_list(unknown, "and"),
+                    arguments = join_list(names(arguments), "and"))
   }
   for (arg in names(args)) {
     check_decorator_value(x, arg, args[[arg]], arguments[[arg]])
@@ -63,8 +63,8 @@ print.metaflow_decorator <- function(x, ...) {
 # Checked where the user wrote it, so Python never sees a value of the wrong kind.
 check_decorator_value <- function(decorator, arg, value, kind, call = rlang::caller_env()) {
   if (!isTRUE(argument_fits(kind, value))) {
-    abort(c("{.arg {arg}} of {.code decorator(\"{decorator}\")} must be {rules()$argument_kinds[[kind]]}.",
-            "x" = "You supplied {.val {format(value)}}."), "decorator_error", call = call)
+    abort_decorator("bad_value", name = decorator, argument = arg, kind = rules()$argument_kinds[[kind]],
+                    value = quoted(paste(format(value), collapse = ", ")), call = call)
   }
 }
 
@@ -74,8 +74,8 @@ check_exactly_one <- function(name, args, rule, call = rlang::caller_env()) {
   if (is.null(one_of)) return(invisible())
   chosen <- Filter(function(v) !is.null(v) && !isFALSE(v), args[intersect(one_of, names(args))])
   if (length(chosen) != 1) {
-    abort(c("{.code decorator(\"{name}\")} needs exactly one of {.or {.arg {one_of}}}.",
-            "i" = "For example {.code {rule$example}}."), "decorator_error", call = call)
+    abort_decorator("exactly_one", name = name, arguments = join_list(one_of, "or"), example = rule$example,
+                    call = call)
   }
 }
 
@@ -89,9 +89,30 @@ check_decorators <- function(decorators, where, call = rlang::caller_env()) {
     }
     at_flow <- startsWith(where, "metaflow")
     if (at_flow != identical(decorator_rules()[[d$name]]$scope, "flow")) {
-      abort(c("{.code decorator(\"{d$name}\")} cannot decorate {.code {where}}.",
-              "i" = if (at_flow) "Put step decorators inside {.fn step}."
-                    else "Put flow decorators inside {.fn metaflow}."), "decorator_error", call = call)
+      instead <- rules()$decorator_messages[[if (at_flow) "step_scope" else "flow_scope"]]
+      abort_decorator("wrong_scope", name = d$name, where = where, instead = instead, call = call)
     }
   }
 }
+
+# Signals the decorator error rules.json's decorator_messages[[key]] describes, the backend's words for the
+# same mistake: each {placeholder} filled with `values`, text between backticks shown as code.
+abort_decorator <- function(key, ..., call = rlang::caller_env()) {
+  entry <- rules()$decorator_messages[[key]]
+  values <- list(...)
+  fill <- function(text) {
+    for (name in names(values)) text <- gsub(paste0("{", name, "}"), values[[name]], text, fixed = TRUE)
+    gsub("`([^`]*)`", "{.code \\1}", cli_escape(text))
+  }
+  bullets <- vapply(entry[setdiff(names(entry), "message")], fill, "")
+  abort(c(fill(entry$message), bullets), "decorator_error", call = call)
+}
+
+# "a", "b", and "c" as cli writes a vector: items in `quote`s, the last joined with `conjunction`.
+join_list <- function(items, conjunction, quote = "`") {
+  quoted <- paste0(quote, items, quote)
+  if (length(quoted) <= 2) return(paste(quoted, collapse = paste0(" ", conjunction, " ")))
+  paste0(paste(quoted[-length(quoted)], collapse = ", "), ", ", conjunction, " ", quoted[length(quoted)])
+}
+
+quoted <- function(text) paste0("\"", text, "\"")

@@ -1,27 +1,72 @@
-# Errors of the package. Every error is a `metaflow_error` with a more specific class, so code can catch
-# one kind: tryCatch(run(...), metaflow_graph_error = function(e) ...). The kinds:
-#
-#   metaflow_usage_error          a function or command called the wrong way
-#   metaflow_graph_error          the flow's steps do not make a valid graph
-#   metaflow_parameter_error      a parameter, or a value given for one
-#   metaflow_decorator_error      a decorator or one of its arguments
-#   metaflow_attribute_error      a step read or wrote an artifact it may not (`self$x`)
-#   metaflow_foreach_error        a foreach step's variable cannot be split over
-#   metaflow_merge_conflict       merge_artifacts() met inputs that disagree
-#   metaflow_quit_error           a step called quit() instead of returning
-#   metaflow_datastore_error      a run, step, task or artifact that is not there
-#   metaflow_configuration_error  a missing or invalid setting
-#   metaflow_aws_error            AWS refused or could not be reached
-#   metaflow_run_failed           a run ended with a failed task (metaflow_run_interrupted: by Ctrl-C)
-#   metaflow_installation_error   the package or its Python backend is incomplete
-#   metaflow_protocol_error       R and the backend come from different versions
-#   metaflow_emulator_error       the offline AWS emulator did not start
-#   metaflow_backend_error        the backend failed unexpectedly (a bug)
-#
-# Errors raised by the backend carry the same classes (errors.py maps each Python class to one).
+#' Conditions metaflow signals
+#'
+#' Every error of the package is an R condition of class `metaflow_error` and of one or more specific
+#' classes, the same whether R or the Python backend found the problem, so code can catch one kind:
+#' `tryCatch(run(flow), metaflow_graph_error = function(e) ...)`. A condition carries its own class and
+#' every parent's, most specific first. Under `Rscript flow.R <command>`, a command that ends in one of
+#' them exits with its status. The table is the package's catalogue of conditions
+#' (`system.file("python/metaflow_r/data/errors.json", package = "metaflow")`).
+#'
+#' | class | parent | exit status | what it means |
+#' |---|---|---|---|
+#' | `metaflow_error` |  | 1 | every error of the package |
+#' | `metaflow_usage_error` | `metaflow_error` | 2 | a function or command called the wrong way |
+#' | `metaflow_parameter_error` | `metaflow_usage_error` | 2 | a parameter defined, or a value given for one, the wrong way |
+#' | `metaflow_not_deployed` | `metaflow_usage_error` | 2 | the flow is not deployed to AWS Step Functions |
+#' | `metaflow_quota_error` | `metaflow_usage_error` | 2 | the flow's state machine would break an AWS quota |
+#' | `metaflow_graph_error` | `metaflow_error` | 3 | the flow's steps do not make a valid graph |
+#' | `metaflow_decorator_error` | `metaflow_graph_error` | 3 | a decorator, or one of its arguments |
+#' | `metaflow_datastore_error` | `metaflow_error` | 4 | a run, step, task or artifact that is not there |
+#' | `metaflow_damaged_record` | `metaflow_datastore_error` | 4 | a stored record that cannot be read |
+#' | `metaflow_configuration_error` | `metaflow_error` | 5 | a missing or invalid setting |
+#' | `metaflow_aws_error` | `metaflow_error` | 6 | AWS refused a request or could not be reached |
+#' | `metaflow_protocol_error` | `metaflow_error` | 7 | R and the backend come from different versions |
+#' | `metaflow_run_failed` | `metaflow_error` | 1 | a run ended with a failed task |
+#' | `metaflow_run_interrupted` | `metaflow_run_failed` | 130 | a run stopped by the user (Ctrl-C) |
+#' | `metaflow_foreach_error` | `metaflow_error` | 1 | a foreach step's variable cannot be split over |
+#' | `metaflow_foreach_too_wide` | `metaflow_foreach_error` | 86 | a foreach produced more items than its deployment takes (no retry helps) |
+#' | `metaflow_attribute_error` | `metaflow_error` | 1 | a step read or wrote an artifact it may not (self$x) |
+#' | `metaflow_merge_conflict` | `metaflow_error` | 1 | merge_artifacts() met inputs that disagree |
+#' | `metaflow_quit_error` | `metaflow_error` | 1 | a step called quit() instead of returning |
+#' | `metaflow_installation_error` | `metaflow_error` | 1 | the package or its Python backend is missing or incomplete |
+#' | `metaflow_emulator_error` | `metaflow_error` | 1 | the offline AWS emulator did not start |
+#' | `metaflow_backend_error` | `metaflow_error` | 1 | the backend failed unexpectedly (a bug) |
+#'
+#' A failed run's `metaflow_run_failed` carries `run_id`, `step` and `pathspec`. A task that failed without
+#' an R error (read with the Client API, or caught by `decorator("catch")`) has one of these classes:
+#'
+#' * `metaflow_task_failure`: the task failed without an R error (it crashed or was killed)
+#' * `metaflow_timeout`: the task ran longer than its decorator("timeout") allows
+#' * `metaflow_job_stopped`: AWS Batch stopped the task's job
+#' * `metaflow_batch_job_error`: a Batch job ended without running the task
+#' * `metaflow_task_setup_error`: the task could not start (code package, image, settings)
+#' * `metaflow_protocol_error`: the task's error document does not follow the protocol
+#'
+#' @name metaflow_conditions
+#' @aliases metaflow_error
+#' @examples
+#' caught <- tryCatch(decorator("retry", times = -1), metaflow_error = function(e) class(e))
+#' caught
+NULL
 
+# The catalogue's classes of condition `class` and its parents, most specific first.
+condition_classes <- function(class) {
+  if (is.null(the$conditions)) {
+    entries <- jsonlite::fromJSON(backend_data_file("errors.json"), simplifyVector = FALSE)$conditions
+    the$conditions <- stats::setNames(lapply(entries, function(e) e$parent), vapply(entries, `[[`, "", "class"))
+  }
+  if (!class %in% names(the$conditions)) stop("metaflow bug: ", class, " is not in data/errors.json")
+  chain <- character()
+  while (!is.null(class)) {
+    chain <- c(chain, class)
+    class <- the$conditions[[class]]
+  }
+  chain
+}
+
+# Signals condition `metaflow_<kind>` (a class of the catalogue) with its parents' classes.
 abort <- function(message, kind, ..., call = rlang::caller_env(), .envir = parent.frame()) {
-  cli::cli_abort(message, class = c(paste0("metaflow_", kind), "metaflow_error"), ..., call = call,
+  cli::cli_abort(message, class = condition_classes(paste0("metaflow_", kind)), ..., call = call,
                  .envir = .envir)
 }
 

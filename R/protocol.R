@@ -15,8 +15,10 @@ protocol_file <- function(document) protocol()$files[[document]]
 backend_data_file <- function(...) {
   path <- system.file("python", "metaflow_r", "data", ..., package = "metaflow")
   if (!nzchar(path)) {
-    abort(c("The {.pkg metaflow} installation is incomplete: {.file {file.path(...)}} is missing.",
-            "i" = "Reinstall the package with {.code make setup}."), "installation_error", call = NULL)
+    # Not abort(): its classes come from one of these files.
+    cli::cli_abort(c("The {.pkg metaflow} installation is incomplete: {.file {file.path(...)}} is missing.",
+                     "i" = "Reinstall the package."), class = c("metaflow_installation_error", "metaflow_error"),
+                   call = NULL)
   }
   path
 }

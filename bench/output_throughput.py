@@ -14,7 +14,7 @@ import sys
 import tempfile
 import time
 
-from metaflow_r.runtime.launchers import LineBuffer
+from metaflow_r.runtime.pipes import LineBuffer
 
 
 def seconds(data: bytes) -> float:

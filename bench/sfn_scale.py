@@ -28,9 +28,19 @@ from pathlib import Path
 
 from metaflow_r.aws.step_functions.compile import CompileSettings, compile_state_machine
 from metaflow_r.aws.step_functions.deploy import DeploySettings, plan_deployment
+from metaflow_r.aws.step_functions.quota import (
+    DYNAMODB_ITEM_BYTES,
+    HISTORY_EVENTS,
+    MAX_PARAMETERS_BYTES,
+    PRICE_PER_1000_TRANSITIONS,
+    STATE_PAYLOAD_BYTES,
+    QuotaExceeded,
+    check,
+    estimate,
+    execution_costs,
+    usd,
+)
 from metaflow_r.core.graph import FlowGraph
-from metaflow_r.aws.step_functions.quota import (DYNAMODB_ITEM_BYTES, HISTORY_EVENTS, MAX_PARAMETERS_BYTES, PRICE_PER_1000_TRANSITIONS,
-                              STATE_PAYLOAD_BYTES, QuotaExceeded, check, estimate, execution_costs, usd)
 from metaflow_r.core.spec import parse_spec
 
 HERE = Path(__file__).resolve().parent

@@ -27,8 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from metaflow_r.emulator.containers import require_engine
 from metaflow_r.core.errors import MetaflowRError
+from metaflow_r.emulator.containers import require_engine
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "inst" / "container" / "Dockerfile"

@@ -173,7 +173,7 @@ def storage_case(request, tmp_path):
     import boto3
     from moto import mock_aws
 
-    from metaflow_r.datastore.storage import S3Storage
+    from metaflow_r.datastore.s3 import S3Storage
 
     with mock_aws():
         client = boto3.client("s3", region_name="us-east-1")
@@ -355,7 +355,7 @@ def s3_datastore(emulator: dict[str, str], flow: str):
     import boto3
 
     from metaflow_r.datastore.flow import FlowDatastore
-    from metaflow_r.datastore.storage import S3Storage
+    from metaflow_r.datastore.s3 import S3Storage
 
     client = boto3.client("s3", endpoint_url=emulator["AWS_ENDPOINT_URL"], region_name=emulator["AWS_REGION"],
                           aws_access_key_id="emulated", aws_secret_access_key="emulated")

@@ -8,8 +8,9 @@ import os
 import sys
 
 from metaflow_r.aws.step_functions.compile import task_id
+from metaflow_r.aws.step_functions.foreach_width import publish_foreach_width
+from metaflow_r.aws.step_functions.task_identity import resolve_split_path
 from metaflow_r.core.errors import MetaflowRError
-from metaflow_r.aws.step_functions.task_identity import publish_foreach_width, resolve_split_path
 
 step, run_id = os.environ["METAFLOW_STEP"], os.environ["METAFLOW_RUN_ID"]
 path = resolve_split_path(os.environ.get("METAFLOW_SPLIT_PATH", ""))

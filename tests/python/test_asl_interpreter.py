@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_compile import CASES, CODE_SHA, GOLDEN_DIR, MAX_WORKERS, graph_of
 
 from metaflow_r.aws.step_functions.compile import array_chunks
 from metaflow_r.core.graph import FlowGraph
-from test_compile import CASES, CODE_SHA, GOLDEN_DIR, MAX_WORKERS, graph_of
 
 ROOT = Path(__file__).resolve().parents[2]
 MODULE = ROOT / ".tools" / "node_modules" / "aws-local-stepfunctions" / "build" / "main.node.esm.js"

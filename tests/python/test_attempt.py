@@ -15,14 +15,15 @@ from typing import Any
 
 import boto3
 import pytest
+from conftest import aws_env  # noqa: F401 - a fixture
 from moto import mock_aws
 
-from conftest import aws_env  # noqa: F401 - a fixture
-from metaflow_r.datastore.flow import FlowDatastore
-from metaflow_r.runtime.launchers import MAX_LINE, LineBuffer
 from metaflow_r.aws.code_package import build_package
 from metaflow_r.core.protocol import WORKER_EXIT_MARKER
-from metaflow_r.datastore.storage import LocalStorage, S3Storage
+from metaflow_r.datastore.flow import FlowDatastore
+from metaflow_r.datastore.s3 import S3Storage
+from metaflow_r.datastore.storage import LocalStorage
+from metaflow_r.runtime.pipes import MAX_LINE, LineBuffer
 
 needs_r = pytest.mark.skipif(shutil.which("Rscript") is None, reason="needs R (make setup installs it)")
 

@@ -23,21 +23,21 @@ from pathlib import Path
 
 import boto3
 import pytest
+from conftest import BRANCH, FOREACH, LINEAR, NESTED_FOREACH, make_spec, param, step, write_flow_script
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import event as _event
-from hypothesis.control import currently_in_test_context
 from hypothesis import strategies as st
+from hypothesis.control import currently_in_test_context
+from test_iam import recording
 
-from conftest import BRANCH, FOREACH, LINEAR, NESTED_FOREACH, make_spec, param, step, write_flow_script
-from metaflow_r.cli.entry import main
 from metaflow_r.aws.step_functions.compile import BATCH_RESOURCE, CompileSettings, compile_state_machine
-from metaflow_r.core.errors import GraphError, UsageError
+from metaflow_r.aws.step_functions.schedule import validate_cron
+from metaflow_r.cli.entry import main
+from metaflow_r.core.errors import GraphError, ParameterError, UsageError
 from metaflow_r.core.graph import FlowGraph
 from metaflow_r.core.params import values_from_json
 from metaflow_r.core.rules import RESERVED_NAMES, RESERVED_PARAMETER_NAMES
-from metaflow_r.aws.step_functions.schedule import validate_cron
 from metaflow_r.core.spec import parse_spec
-from test_iam import recording
 
 VERSIONS = {"R": "R version 4.2.2", "metaflow": "0.1.0"}
 # No example database: the tests leave no files behind (a failure prints its example to reproduce it).
@@ -293,7 +293,7 @@ def test_a_parameter_name_is_accepted_only_if_it_is_an_ascii_identifier(name):
     try:
         FlowGraph(parse_spec(spec))
         accepted = True
-    except GraphError:
+    except ParameterError:
         accepted = False
     # which names are reserved is test_rules.py's business; here: every other identifier is accepted
     assert accepted == bool(IDENTIFIER.fullmatch(name) and name not in RESERVED_NAMES | RESERVED_PARAMETER_NAMES)
@@ -518,7 +518,8 @@ def test_any_flow_name_over_80_fails_before_any_aws_call(project, moto_aws, leng
 def test_batch_names_stay_within_128_however_long_the_flow_and_step_names(sfn_env, project):
     """Batch job and job definition names are derived, and cut to 128: the longest flow and step names
     Step Functions allows still give valid Batch names."""
-    from metaflow_r.aws.step_functions.deploy import DeploySettings, plan_deployment
+    from metaflow_r.aws.settings import DeploySettings
+    from metaflow_r.aws.step_functions.plan import plan_deployment
 
     spec = linear("F" * 80, project, [step("start", "s" * 80), step("s" * 80, "end"), step("end")])
     graph = FlowGraph(parse_spec(spec))

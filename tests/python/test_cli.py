@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import as_json, make_spec, param, step
+
 from metaflow_r.cli.entry import main
 
 

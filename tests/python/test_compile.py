@@ -18,12 +18,17 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from conftest import BRANCH, BRANCHING_BODY, FOREACH, LINEAR, NESTED_FOREACH, make_spec, param, step, write_flow_script
 from statelint.linter import Linter
 
-from conftest import (BRANCH, BRANCHING_BODY, FOREACH, LINEAR, NESTED_FOREACH, make_spec, param, step,
-                      write_flow_script)
-from metaflow_r.aws.step_functions.compile import BATCH_RESOURCE, DYNAMODB_GET_ITEM, CompileSettings, compile_state_machine
-from metaflow_r.aws.step_functions.deploy import DeploySettings, plan_deployment
+from metaflow_r.aws.settings import DeploySettings
+from metaflow_r.aws.step_functions.compile import (
+    BATCH_RESOURCE,
+    DYNAMODB_GET_ITEM,
+    CompileSettings,
+    compile_state_machine,
+)
+from metaflow_r.aws.step_functions.plan import plan_deployment
 from metaflow_r.core.errors import UsageError
 from metaflow_r.core.graph import FlowGraph
 from metaflow_r.core.spec import parse_spec

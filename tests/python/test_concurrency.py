@@ -15,9 +15,15 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import (
+    assert_local_blobs_intact,
+    assert_s3_blobs_intact,
+    emulated_env,
+    local_datastore_files,
+    r_values,
+    s3_datastore,
+)
 
-from conftest import (assert_local_blobs_intact, assert_s3_blobs_intact, emulated_env, local_datastore_files,
-                      r_values, s3_datastore)
 from metaflow_r.datastore.flow import FlowDatastore
 from metaflow_r.datastore.storage import LocalStorage
 

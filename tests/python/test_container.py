@@ -6,7 +6,6 @@ build context holds, what the image's tag hashes). test_image_e2e.py builds the 
 """
 from __future__ import annotations
 
-import fnmatch
 import json
 import os
 import re
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from metaflow_r.aws.step_functions.deploy import TASK_COMMAND
+from metaflow_r.aws.batch.job_definitions import TASK_COMMAND
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "inst" / "container" / "Dockerfile"
@@ -26,7 +25,6 @@ MAKEFILE = ROOT / "Makefile"
 sys.path.insert(0, str(ROOT / "tools"))
 import batch_image  # noqa: E402
 from batch_image import ignored  # noqa: E402
-
 
 # -- reading the files ----------------------------------------------------------------------------
 

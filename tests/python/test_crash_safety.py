@@ -20,12 +20,22 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import (
+    assert_local_blobs_intact,
+    assert_s3_blobs_intact,
+    emulated_env,
+    eventually,
+    local_datastore_files,
+    make_spec,
+    r_values,
+    s3_client,
+    s3_datastore,
+    step,
+)
 
-from conftest import (assert_local_blobs_intact, assert_s3_blobs_intact, emulated_env, eventually,
-                      local_datastore_files, make_spec, r_values, s3_client, s3_datastore, step)
 from metaflow_r.datastore.flow import FlowDatastore
-from metaflow_r.runtime.reaper import RUNTIME_ENDED
 from metaflow_r.datastore.storage import LocalStorage
+from metaflow_r.runtime.reaper import RUNTIME_ENDED
 
 pytestmark = pytest.mark.skipif(shutil.which("Rscript") is None, reason="needs R (make setup installs it)")
 

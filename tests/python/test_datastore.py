@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from metaflow_r.datastore.flow import FlowDatastore, find_local_root, storage_for
 from metaflow_r.core.errors import ConfigurationError, DatastoreError
-from metaflow_r.datastore.storage import LocalStorage, S3Storage
+from metaflow_r.datastore.flow import FlowDatastore, find_local_root, storage_for
+from metaflow_r.datastore.s3 import S3Storage
+from metaflow_r.datastore.storage import LocalStorage
 
 
 @pytest.fixture

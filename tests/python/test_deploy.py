@@ -8,13 +8,14 @@ import json
 import boto3
 import pytest
 from botocore.stub import Stubber
-
 from conftest import SFN_BUCKET, SFN_SETTINGS, make_spec, step, write_flow_script
-from metaflow_r.aws.step_functions.deploy import AwsError, Deployer, DeploySettings, plan_deployment
-from metaflow_r.core.errors import ConfigurationError, UsageError
-from metaflow_r.aws.step_functions.task_identity import NOT_RETRYABLE_EXIT
-from metaflow_r.core.graph import FlowGraph
+
+from metaflow_r.aws.settings import DeploySettings
+from metaflow_r.aws.step_functions.deployer import Deployer
+from metaflow_r.aws.step_functions.plan import plan_deployment
 from metaflow_r.aws.step_functions.schedule import schedule_expression
+from metaflow_r.core.errors import AwsError, ConfigurationError, ForeachTooWide, UsageError
+from metaflow_r.core.graph import FlowGraph
 from metaflow_r.core.spec import parse_spec
 
 VERSIONS = {"R": "R version 4.2.2", "metaflow": "0.1.0"}
@@ -209,7 +210,7 @@ def test_retry_decorator_times_sets_attempts(moto_aws, tmp_path):
     assert jobs[by_step["end"]]["retryStrategy"]["attempts"] == 1
     # A too-wide foreach would fail every retry the same way: its exit status ends the job at once.
     (rule,) = jobs[by_step["start"]]["retryStrategy"]["evaluateOnExit"]
-    assert (rule["onExitCode"], rule["action"].upper()) == (str(NOT_RETRYABLE_EXIT), "EXIT")  # moto says "exit"
+    assert (rule["onExitCode"], rule["action"].upper()) == (str(ForeachTooWide.exit_code), "EXIT")  # moto says "exit"
 
 
 def test_apply_creates_the_state_machine_with_the_compiled_definition(moto_aws, flow):

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from metaflow_r.emulator.batch import EXIT_REASON, TIMEOUT_REASON, ContainerLauncher, JobRun
+from metaflow_r.emulator.batch import EXIT_REASON, TIMEOUT_REASON, ContainerJobRunner, JobRun
 
 SCENARIO = r"""
 import json, os, sys, time
@@ -136,7 +136,7 @@ def test_a_command_that_cannot_start_fails_the_job(jobs):
 
 
 def test_the_container_runner_passes_the_job_s_environment_by_name_on_host_networking():
-    launcher = ContainerLauncher("podman", {"AWS_ENDPOINT_URL": "http://127.0.0.1:5055", "AWS_ACCESS_KEY_ID": "e",
+    launcher = ContainerJobRunner("podman", {"AWS_ENDPOINT_URL": "http://127.0.0.1:5055", "AWS_ACCESS_KEY_ID": "e",
                                             "AWS_SECRET_ACCESS_KEY": "e", "METAFLOW_USER": "not passed"})
     run = JobRun("metaflow-r-job-1", "metaflow-r:abc", ["metaflow-r", "batch-task"],
                  {"METAFLOW_PARAMETERS": '{"a": "x y\\nz"}', "AWS_ACCESS_KEY_ID": "job's own"})

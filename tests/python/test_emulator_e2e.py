@@ -14,9 +14,8 @@ import subprocess
 import time
 
 import pytest
+from conftest import EXAMPLES, READS_DATA, artifacts_by_task, deploy_and_trigger, emulated_env, rscript, s3_datastore
 
-from conftest import (EXAMPLES, READS_DATA, artifacts_by_task, deploy_and_trigger, emulated_env,
-                      rscript, s3_datastore)
 from metaflow_r.datastore.flow import FlowDatastore
 from metaflow_r.datastore.storage import LocalStorage
 
@@ -187,6 +186,7 @@ def test_a_second_emulator_on_a_busy_port_fails_at_once_saying_so(emulator):
 
 def test_an_emulator_without_its_image_refuses_to_start_and_says_how_to_build_it(tmp_path):
     from conftest import METAFLOW_R, NO_ENGINE
+
     from metaflow_r.emulator.containers import container_engine
 
     if container_engine() is None:

@@ -7,12 +7,13 @@ from __future__ import annotations
 import copy
 
 import pytest
-
 from conftest import BRANCHING_BODY, FOREACH, NESTED_FOREACH, make_spec, step, write_flow_script
-from metaflow_r.aws.step_functions.deploy import DeploySettings, plan_deployment
+
+from metaflow_r.aws.settings import DeploySettings
+from metaflow_r.aws.step_functions.plan import plan_deployment
+from metaflow_r.aws.step_functions.quota import HISTORY_EVENTS, QuotaExceeded
 from metaflow_r.core.errors import UsageError
 from metaflow_r.core.graph import FlowGraph
-from metaflow_r.aws.step_functions.quota import HISTORY_EVENTS, QuotaExceeded
 from metaflow_r.core.spec import parse_spec
 
 

@@ -19,16 +19,16 @@ from typing import Any
 
 import boto3
 import pytest
-
 from conftest import BRANCH, BRANCHING_BODY, FOREACH, NESTED_FOREACH
+
+from metaflow_r.aws.batch.job_definitions import batch_retry_strategy
 from metaflow_r.aws.step_functions.compile import CompileSettings, compile_state_machine, task_id
-from metaflow_r.aws.step_functions.deploy import batch_retry_strategy
-from metaflow_r.core.errors import RunFailed
-from metaflow_r.aws.step_functions.executions import failed_step, report
+from metaflow_r.aws.step_functions.executions import failed_step, failure
 from metaflow_r.aws.step_functions.foreach_modes import foreach_steps
-from metaflow_r.core.graph import FlowGraph
 from metaflow_r.aws.step_functions.quota import estimate
 from metaflow_r.aws.step_functions.task_identity import resolve_split_path
+from metaflow_r.core.errors import RunFailed
+from metaflow_r.core.graph import FlowGraph
 from metaflow_r.core.spec import parse_spec
 
 STAND_IN = Path(__file__).with_name("stand_in_task.py")
@@ -182,10 +182,10 @@ def test_a_failed_item_fails_the_run_and_status_names_where(emulator, record, mo
     sfn = client(emulator, "stepfunctions")
     execution = deployed.arn.replace(":stateMachine:", ":execution:") + f":{run_id}"
     assert failed_step(sfn, execution) == failed_state
-    with pytest.raises(RunFailed) as raised:
-        report(sfn, execution, "ForeachFlow", run_id, sfn.describe_execution(executionArn=execution), lambda _: None)
+    failed = failure(sfn, execution, "ForeachFlow", run_id, sfn.describe_execution(executionArn=execution))
+    assert isinstance(failed, RunFailed)
     where = "in the foreach of step 'start'" if mode == "distributed" else "in step 'body'"
-    assert where in raised.value.message
+    assert where in failed.message
     ran = tasks_run(record, run_id)
     assert "join" not in ran and "body-1" in ran
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 import re
 
 import pytest
-
 from conftest import make_spec, param, step
-from metaflow_r.core.errors import GraphError
+
+from metaflow_r.core.errors import GraphError, ParameterError
 from metaflow_r.core.graph import FlowGraph
 from metaflow_r.core.spec import parse_spec
 
@@ -19,6 +19,14 @@ def graph_error(spec, match: str) -> GraphError:
     with pytest.raises(GraphError, match=match) as info:
         graph_of(spec)
     assert info.value.exit_code == 3
+    return info.value
+
+
+def parameter_error(spec, match: str) -> ParameterError:
+    """A parameter defined the wrong way: metaflow_parameter_error, as R's parameter() says it (exit 2)."""
+    with pytest.raises(ParameterError, match=match) as info:
+        graph_of(spec)
+    assert info.value.exit_code == 2 and "metaflow_parameter_error" in info.value.r_classes()
     return info.value
 
 
@@ -155,24 +163,24 @@ def test_foreach_must_name_an_artifact():
                                       "step_name"])
 def test_reserved_parameter_names(reserved):
     spec = make_spec("F", [step("start", "end"), step("end")], parameters=[param(reserved)])
-    error = graph_error(spec, rf"Parameter name '{reserved}' is reserved")
+    error = parameter_error(spec, rf"Parameter name '{reserved}' is reserved")
     assert "Choose another name" in str(error)
 
 
 def test_bad_parameter_name():
     spec = make_spec("F", [step("start", "end"), step("end")], parameters=[param("learning-rate")])
-    graph_error(spec, r"Parameter name 'learning-rate' is not a valid name")
+    parameter_error(spec, r"Parameter name 'learning-rate' is not a valid name")
 
 
 def test_bad_parameter_type():
     spec = make_spec("F", [step("start", "end"), step("end")], parameters=[param("alpha", type="double")])
-    error = graph_error(spec, r"Parameter 'alpha' has type 'double'")
+    error = parameter_error(spec, r"Parameter 'alpha' has type 'double'")
     assert "str, int, float, bool" in str(error)
 
 
 def test_duplicate_parameter():
     spec = make_spec("F", [step("start", "end"), step("end")], parameters=[param("alpha"), param("alpha")])
-    graph_error(spec, r"Parameter 'alpha' is defined twice")
+    parameter_error(spec, r"Parameter 'alpha' is defined twice")
 
 
 @pytest.mark.parametrize("bad", ["not json", "[]", '{"steps": []}', '{"name": "F", "steps": [{"next": []}]}'])

@@ -28,10 +28,16 @@ from unittest import mock
 import boto3
 import botocore.session
 import pytest
-
 from conftest import SFN_BUCKET, SFN_SETTINGS, make_spec, param, step, write_flow_script
+
+from metaflow_r.aws.step_functions.compile import (
+    BATCH_RESOURCE,
+    DYNAMODB_GET_ITEM,
+    S3_GET_OBJECT,
+    S3_PUT_OBJECT,
+    S3_SDK_PUT_OBJECT,
+)
 from metaflow_r.cli.entry import main
-from metaflow_r.aws.step_functions.compile import BATCH_RESOURCE, DYNAMODB_GET_ITEM, S3_GET_OBJECT, S3_PUT_OBJECT, S3_SDK_PUT_OBJECT
 
 HERE = Path(__file__).parent
 POLICY_FILE = HERE / "iam_policies.json"
@@ -502,7 +508,7 @@ def test_a_large_artifact_upload_stays_within_the_job_role(aws_env, tmp_path):
     """Artifacts over 8 MB go up in parts (CreateMultipartUpload, UploadPart, CompleteMultipartUpload)."""
     from moto import mock_aws
 
-    from metaflow_r.datastore.storage import S3Storage
+    from metaflow_r.datastore.s3 import S3Storage
 
     big = tmp_path / "big.rds"
     with open(big, "wb") as handle:
@@ -587,7 +593,8 @@ SHAPES = [("linear", ()), ("branch", ()), ("foreach", ("inline",)), ("foreach", 
 
 
 def _plan(request, tmp_path, shape: str, modes: tuple[str, ...]):
-    from metaflow_r.aws.step_functions.deploy import DeploySettings, plan_deployment
+    from metaflow_r.aws.settings import DeploySettings
+    from metaflow_r.aws.step_functions.plan import plan_deployment
     from metaflow_r.core.graph import FlowGraph
     from metaflow_r.core.spec import parse_spec
 
@@ -615,7 +622,8 @@ def test_every_action_the_state_machine_role_allows_is_needed(sfn_env, tmp_path,
 
 def test_a_queue_given_by_name_is_covered_too(sfn_env, tmp_path, monkeypatch, linear_spec):
     """The emulator (and many users) set METAFLOW_BATCH_JOB_QUEUE to the queue's name, not its ARN."""
-    from metaflow_r.aws.step_functions.deploy import DeploySettings, plan_deployment
+    from metaflow_r.aws.settings import DeploySettings
+    from metaflow_r.aws.step_functions.plan import plan_deployment
     from metaflow_r.core.graph import FlowGraph
     from metaflow_r.core.spec import parse_spec
 

@@ -16,7 +16,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import NO_ENGINE, emulated_env, s3_datastore
 
 ROOT = Path(__file__).resolve().parents[2]

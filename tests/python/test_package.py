@@ -7,10 +7,10 @@ import os
 import tarfile
 
 import pytest
-
 from conftest import make_spec, step
-from metaflow_r.core.errors import UsageError
+
 from metaflow_r.aws.code_package import MANIFEST, build_package, extract_package
+from metaflow_r.core.errors import UsageError
 
 VERSIONS = {"R": "R version 4.2.2", "metaflow": "0.1.0"}
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import click
 import pytest
-
 from conftest import make_spec, param, step
+
 from metaflow_r.core.errors import UsageError
 from metaflow_r.core.params import parameter_options, parameter_values, values_from_json
 from metaflow_r.core.spec import parse_spec

@@ -7,7 +7,6 @@ side that a schema does not describe fails this test even if the runtime's own c
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -18,11 +17,11 @@ import pytest
 from referencing import Registry, Resource
 
 from metaflow_r.core import protocol
-from metaflow_r.runtime import task as tasks
-from metaflow_r.datastore.flow import FlowDatastore
 from metaflow_r.core.graph import FlowGraph
 from metaflow_r.core.spec import parse_spec
+from metaflow_r.datastore.flow import FlowDatastore
 from metaflow_r.datastore.storage import LocalStorage
+from metaflow_r.runtime import task as tasks
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((REPO / "examples").glob("*.R"))
@@ -115,7 +114,7 @@ class DirectRun:
 
         return values_from_json(self.graph.spec, {"label": "given"})
 
-    def attempt(self, spec: tasks.TaskSpec) -> tuple[int, dict[str, Any]]:
+    def attempt(self, spec: tasks.AttemptSpec) -> tuple[int, dict[str, Any]]:
         out = self.work / f"{spec.step}-{spec.task_id}-{spec.retry_count}"
         out.mkdir(parents=True)
         prepared = tasks.prepare(self.graph, self.ds, spec, self.run_record, str(out))
@@ -136,10 +135,10 @@ class DirectRun:
         return done.returncode, record
 
     def task(self, step: str, task_id: str, inputs: list[str], split: int | None = None) -> str:
-        code, record = self.attempt(tasks.TaskSpec(self.run_id, step, task_id, inputs, split))
+        code, record = self.attempt(tasks.AttemptSpec(self.run_id, step, task_id, inputs, split))
         if code != 0:  # the step's catch decorator runs its fallback attempt with the error R reported
             caught = self.documents["task_error"][-1]
-            code, record = self.attempt(tasks.TaskSpec(self.run_id, step, task_id, inputs, split, 1, caught))
+            code, record = self.attempt(tasks.AttemptSpec(self.run_id, step, task_id, inputs, split, 1, caught))
         assert code == 0, f"task {step} failed"
         return f"{self.run_id}/{step}/{task_id}"
 

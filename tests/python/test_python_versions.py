@@ -18,7 +18,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import READS_DATA, make_spec, step
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -128,7 +127,7 @@ with mock_aws():
         os.environ["METAFLOW_STEP"] = step
         codes[step] = main(["batch-task"])
     from metaflow_r.datastore.flow import FlowDatastore
-    from metaflow_r.datastore.storage import S3Storage
+    from metaflow_r.datastore.s3 import S3Storage
     ds = FlowDatastore(S3Storage("s3://debian-test/metaflow"), "DataFlow")
     print(json.dumps({"python": sys.version.split()[0], "codes": codes,
                       "successful": (ds.run_status("debian-run") or {}).get("successful"),

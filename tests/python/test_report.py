@@ -9,17 +9,17 @@ import re
 from pathlib import Path
 
 import pytest
-
 from conftest import BRANCH, FOREACH, LINEAR, RunRecords, as_json, foreach_frame, make_spec, step
-from metaflow_r.report import dag_layout
+
 from metaflow_r.cli.entry import main
-from metaflow_r.datastore.flow import FlowDatastore
 from metaflow_r.core.graph import FlowGraph
-from metaflow_r.report.writer import write_report
+from metaflow_r.core.spec import parse_spec
+from metaflow_r.datastore.flow import FlowDatastore
+from metaflow_r.datastore.storage import LocalStorage
+from metaflow_r.report import dag_layout
 from metaflow_r.report.html import render
 from metaflow_r.report.run_view import read_run
-from metaflow_r.core.spec import parse_spec
-from metaflow_r.datastore.storage import LocalStorage
+from metaflow_r.report.writer import write_report
 
 
 def graph_of(spec) -> FlowGraph:
@@ -294,7 +294,7 @@ def test_report_to_a_directory_is_refused(capsys, local_ds, launch_dir):
 
 
 def test_report_of_a_production_run_on_s3(capsys, moto_aws, launch_dir, monkeypatch, tmp_path):
-    from metaflow_r.datastore.storage import S3Storage
+    from metaflow_r.datastore.s3 import S3Storage
 
     monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()
@@ -334,8 +334,8 @@ def test_the_client_writes_the_report_for_r(local_ds, launch_dir, tmp_path):
 
 
 def test_every_local_run_ends_with_its_report(capsys, launch_dir, monkeypatch):
-    """The runtime is replaced by one that records a failed task: what _launch prints is under test."""
-    from metaflow_r.cli import entry as cli_module
+    """The runtime is replaced by one that records a failed task: what launch() prints is under test."""
+    from metaflow_r.cli import run_commands as cli_module
 
     class FailingRuntime:
         def __init__(self, graph, ds, run_id, *args, **kwargs):
@@ -359,7 +359,7 @@ def test_every_local_run_ends_with_its_report(capsys, launch_dir, monkeypatch):
 
 
 def test_a_report_that_cannot_be_written_does_not_hide_the_run(capsys, launch_dir, monkeypatch):
-    from metaflow_r.cli import entry as cli_module
+    from metaflow_r.cli import run_commands as cli_module
 
     class Runtime:
         def __init__(self, graph, ds, run_id, *args, **kwargs):

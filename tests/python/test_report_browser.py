@@ -12,13 +12,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import BRANCH, FOREACH, LINEAR, NESTED_FOREACH, RunRecords, foreach_frame, make_spec, step
-from metaflow_r.datastore.flow import FlowDatastore
+
 from metaflow_r.core.graph import FlowGraph
-from metaflow_r.report.writer import write_report
-from metaflow_r.report.show import mermaid
 from metaflow_r.core.spec import parse_spec
+from metaflow_r.datastore.flow import FlowDatastore
+from metaflow_r.report.show import mermaid
+from metaflow_r.report.writer import write_report
 
 ROOT = Path(__file__).resolve().parents[2]
 LOOK = ROOT / "tests" / "browser" / "look.mjs"
@@ -133,7 +133,7 @@ def production_run(ds: FlowDatastore, *, ended: bool | None) -> RunRecords:
 
 
 def test_a_production_run_on_s3(moto_aws, tmp_path):
-    from metaflow_r.datastore.storage import S3Storage
+    from metaflow_r.datastore.s3 import S3Storage
 
     ds = FlowDatastore(S3Storage(os.environ["METAFLOW_DATASTORE_SYSROOT_S3"]), "ForeachFlow")
     production_run(ds, ended=False)

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import click
 import pytest
-
 from conftest import make_spec, param, step
-from metaflow_r.cli.entry import build_cli
-from metaflow_r.core.errors import GraphError
+
+from metaflow_r.cli.group import build_cli
+from metaflow_r.core.errors import DecoratorError, ParameterError
 from metaflow_r.core.graph import FlowGraph
 from metaflow_r.core.rules import DECORATORS, RESERVED_NAMES, RESERVED_PARAMETER_NAMES
 from metaflow_r.core.spec import parse_spec
@@ -32,7 +32,7 @@ def option_names(command: click.Command, values_too: bool) -> set[str]:
 def test_no_parameter_can_take_the_name_of_an_option_of_the_commands_that_take_parameters():
     spec = parse_spec(make_spec("F", [step("start", "end"), step("end")], parameters=[param("alpha")]))
     group = build_cli(spec)
-    commands = [group.commands["run"], group.commands["step-functions"].commands["trigger"]]
+    commands = [group.commands["run"], group.commands["step-functions"].get_command(None, "trigger")]
     taken = option_names(group, False).union(*(option_names(c, True) for c in commands)) | {"help"}
     taken -= {"alpha"}
     assert taken <= RESERVED_PARAMETER_NAMES | RESERVED_NAMES, taken - RESERVED_PARAMETER_NAMES - RESERVED_NAMES
@@ -40,14 +40,14 @@ def test_no_parameter_can_take_the_name_of_an_option_of_the_commands_that_take_p
 
 @pytest.mark.parametrize("name", ["max_workers", "tags", "tag", "run_id_file", "wait", "with", "help", "input"])
 def test_a_reserved_parameter_name_is_refused(name):
-    with pytest.raises(GraphError, match=f"Parameter name '{name}' is reserved"):
+    with pytest.raises(ParameterError, match=f"Parameter name '{name}' is reserved"):
         graph_of(parameters=[param(name)])
 
 
 @pytest.mark.parametrize("decorator, attributes, message", [
     ("retyr", {}, "\"retyr\" is not a decorator"),
-    ("retry", {"tims": 1}, "has no argument tims"),
-    ("retry", {"times": -1}, "times of decorator\\(\"retry\"\\) must be a whole number >= 0"),
+    ("retry", {"tims": 1}, "has no argument `tims`"),
+    ("retry", {"times": -1}, "`times` of `decorator\\(\"retry\"\\)` must be a whole number >= 0"),
     ("retry", {"times": 1.5}, "whole number"),
     ("resources", {"cpu": 0}, "must be a number > 0"),
     ("resources", {"memory": "4G"}, "must be a number > 0"),
@@ -55,16 +55,18 @@ def test_a_reserved_parameter_name_is_refused(name):
     ("catch", {"print_exception": "yes"}, "must be TRUE or FALSE"),
     ("environment", {"vars": {}}, "named list of strings"),
     ("batch", {"image": ""}, "non-empty string"),
-    ("schedule", {"hourly": True}, "cannot decorate step"),
+    ("schedule", {"hourly": True}, "cannot decorate `step"),
 ])
 def test_a_bad_step_decorator_is_refused_by_the_backend_too(decorator, attributes, message):
-    with pytest.raises(GraphError, match=message):
+    with pytest.raises(DecoratorError, match=message) as caught:
         graph_of(decorators=[{"name": decorator, "attributes": attributes}])
+    # the class R's decorator() signals for the same mistake, a graph error too
+    assert caught.value.r_classes() == ["metaflow_decorator_error", "metaflow_graph_error", "metaflow_error"]
 
 
 @pytest.mark.parametrize("attributes", [{}, {"hourly": True, "daily": True}, {"hourly": False}])
 def test_a_schedule_needs_exactly_one_of_its_forms(attributes):
-    with pytest.raises(GraphError, match="exactly one of hourly, daily, weekly or cron"):
+    with pytest.raises(DecoratorError, match="exactly one of `hourly`, `daily`, `weekly`, or `cron`"):
         graph_of(flow_decorators=[{"name": "schedule", "attributes": attributes}])
 
 

@@ -5,15 +5,15 @@ Each test writes a flow script and the spec R would send for it, runs it, and ch
 from __future__ import annotations
 
 import json
-import subprocess
 import shutil
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import make_spec, param
+
 from metaflow_r.cli.entry import main
 from metaflow_r.datastore.flow import FlowDatastore
 from metaflow_r.datastore.storage import LocalStorage
@@ -294,9 +294,9 @@ def test_a_killed_task_commits_nothing(flow_dir, capsys):
 def test_workers_are_replaced_after_their_share_of_tasks(flow_dir, capsys, monkeypatch):
     import re
 
-    from metaflow_r.runtime import launchers
+    from metaflow_r.runtime import workers
 
-    monkeypatch.setattr(launchers, "TASKS_PER_WORKER", 2)
+    monkeypatch.setattr(workers, "TASKS_PER_WORKER", 2)
     flow = Flow(flow_dir, "RecycledFlow", [
         rstep("start", "self$items <- 1:5", "body", foreach="items"),
         rstep("body", "self$twice <- 2 * self$input", "join"),

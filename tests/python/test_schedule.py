@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import make_spec, step
-from metaflow_r.core.errors import GraphError, UsageError
-from metaflow_r.core.graph import FlowGraph
+
 from metaflow_r.aws.step_functions.schedule import schedule_expression, validate_cron
+from metaflow_r.core.errors import DecoratorError, UsageError
+from metaflow_r.core.graph import FlowGraph
 from metaflow_r.core.spec import parse_spec
 
 
@@ -39,7 +39,7 @@ def test_no_schedule_decorator_means_no_rule():
                                         {"hourly": False}])
 def test_exactly_one_kind_of_schedule(attributes):
     """The graph refuses it (rules.json), before any schedule expression is made."""
-    with pytest.raises(GraphError, match="exactly one of hourly, daily, weekly or cron"):
+    with pytest.raises(DecoratorError, match="exactly one of `hourly`, `daily`, `weekly`, or `cron`"):
         FlowGraph(scheduled(**attributes))
 
 

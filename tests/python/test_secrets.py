@@ -16,8 +16,8 @@ import tarfile
 
 import boto3
 import pytest
-
 from conftest import SFN_BUCKET, make_spec, param, step, write_flow_script
+
 from metaflow_r.cli.entry import main
 
 VERSIONS = {"R": "R version 4.2.2", "metaflow": "0.1.0"}

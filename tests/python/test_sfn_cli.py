@@ -5,8 +5,8 @@ import json
 
 import boto3
 import pytest
-
 from conftest import SFN_BUCKET, make_spec, param, step, write_flow_script
+
 from metaflow_r.cli.entry import main
 
 VERSIONS = {"R": "R version 4.2.2", "metaflow": "0.1.0"}
@@ -340,3 +340,41 @@ def test_the_s3_root_may_come_from_the_config_file(tmp_path, monkeypatch):
         assert storage_for("s3").root == "s3://from-config/mf"
     finally:
         config._config_file.cache_clear()
+
+
+# -- logs --------------------------------------------------------------------------------------------
+
+
+def test_logs_print_a_task_log_longer_than_one_cloudwatch_page_whole(capsys, flow, launch_dir, moto_aws):
+    """GetLogEvents returns at most 10,000 events a call: a long log is read page after page to its end."""
+    import time
+
+    from metaflow_r.datastore.flow import FlowDatastore, storage_for
+
+    batch = boto3.client("batch", region_name="us-east-1")
+    role = boto3.client("iam", region_name="us-east-1").create_role(
+        RoleName="batch", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    batch.create_compute_environment(computeEnvironmentName="env1", type="UNMANAGED", state="ENABLED",
+                                     serviceRole=role)
+    batch.create_job_queue(jobQueueName="queue", state="ENABLED", priority=1,
+                           computeEnvironmentOrder=[{"order": 1, "computeEnvironment": "env1"}])
+    batch.register_job_definition(jobDefinitionName="job", type="container", containerProperties={
+        "image": "r", "command": ["true"],
+        "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "512"}]})
+    job_id = batch.submit_job(jobName="start", jobQueue="queue", jobDefinition="job")["jobId"]
+    stream = batch.describe_jobs(jobs=[job_id])["jobs"][0]["container"]["logStreamName"]
+    logs = boto3.client("logs", region_name="us-east-1")
+    logs.create_log_group(logGroupName="/aws/batch/job")
+    logs.create_log_stream(logGroupName="/aws/batch/job", logStreamName=stream)
+    now = int(time.time() * 1000)
+    for first in range(0, 12_345, 5_000):
+        logs.put_log_events(logGroupName="/aws/batch/job", logStreamName=stream, logEvents=[
+            {"timestamp": now + i, "message": f"line {i}"} for i in range(first, min(first + 5_000, 12_345))])
+    ds = FlowDatastore(storage_for("s3"), "ParameterFlow")
+    ds.write_attempt("sfn-1", "start", "start", 0, {"attempt": 0, "successful": True, "batch_job_id": job_id})
+
+    code, out, err = cli(capsys, ["step-functions", "logs", "sfn-1/start"], flow, launch_dir)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].startswith("--- ParameterFlow/sfn-1/start/start, attempt 1")
+    assert lines[1:] == [f"line {i}" for i in range(12_345)]

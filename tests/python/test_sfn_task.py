@@ -8,13 +8,15 @@ import json
 
 import boto3
 import pytest
-
 from conftest import NESTED_FOREACH
-from metaflow_r.aws.step_functions.compile import FOREACH_ITEMS_KEY, MAX_ARRAY_SIZE, array_chunks
-from metaflow_r.core.errors import ConfigurationError
+
+from metaflow_r.aws.step_functions.compile import MAX_ARRAY_SIZE, array_chunks
+from metaflow_r.aws.step_functions.foreach_width import publish_foreach_width
+from metaflow_r.aws.step_functions.task_identity import resolve_split_path, task_identity
+from metaflow_r.core.errors import ConfigurationError, ForeachTooWide
 from metaflow_r.core.graph import FlowGraph
-from metaflow_r.aws.step_functions.task_identity import ForeachTooWide, publish_foreach_width, resolve_split_path, task_identity
 from metaflow_r.core.spec import parse_spec
+from metaflow_r.datastore.layout import FOREACH_ITEMS_KEY
 
 TABLE = "metaflow-foreach"
 

@@ -6,8 +6,9 @@ import threading
 
 import pytest
 
-from metaflow_r.core.errors import DatastoreError
-from metaflow_r.datastore.storage import LocalStorage, S3Storage
+from metaflow_r.core.errors import ConfigurationError
+from metaflow_r.datastore.s3 import S3Storage
+from metaflow_r.datastore.storage import LocalStorage
 
 
 def test_write_then_read(storage_case):
@@ -144,6 +145,6 @@ def test_make_dir_is_exclusive_under_concurrent_claims(storage_case):
 
 @pytest.mark.parametrize("root", ["/local/path", "s3://", "https://bucket/prefix", "bucket/prefix"])
 def test_s3_storage_rejects_a_non_s3_root(root):
-    with pytest.raises(DatastoreError, match="is not an S3 location") as info:
+    with pytest.raises(ConfigurationError, match="is not an S3 location") as info:
         S3Storage(root, client=object())
-    assert info.value.exit_code == 4
+    assert info.value.exit_code == 5 and "METAFLOW_DATASTORE_SYSROOT_S3" in str(info.value)

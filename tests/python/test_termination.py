@@ -16,11 +16,11 @@ import tempfile
 from pathlib import Path
 
 import pytest
-
 from conftest import eventually
+
 from metaflow_r.datastore.flow import FlowDatastore
-from metaflow_r.runtime.reaper import RUNTIME_ENDED
 from metaflow_r.datastore.storage import LocalStorage
+from metaflow_r.runtime.reaper import RUNTIME_ENDED
 
 pytestmark = pytest.mark.skipif(shutil.which("Rscript") is None, reason="needs R (make setup installs it)")
 

@@ -11,10 +11,8 @@ import re
 import shutil
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
-
 from conftest import EXAMPLES, emulated_env, rscript, s3_datastore
 
 pytestmark = pytest.mark.skipif(shutil.which("Rscript") is None, reason="needs R (make setup installs it)")

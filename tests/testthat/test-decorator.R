@@ -39,3 +39,36 @@ test_that("every decorator argument is checked where it is written", {
   expect_s3_class(decorator("environment", vars = list(TZ = "UTC")), "metaflow_decorator")
   expect_s3_class(decorator("resources", cpu = 2, memory = 8192, gpu = 1), "metaflow_decorator")
 })
+
+# What the backend says when it meets the same bad decorator in a spec (a flow sent without R's checks).
+backend_words <- function(name, attributes, where) {
+  rules <- metaflow:::backend("core.rules")  # first: it chooses the package's Python
+  helper <- reticulate::py_run_string(paste(
+    "def metaflow_words(check, *args):",
+    "    try:",
+    "        check(*args)",
+    "    except Exception as error:",
+    "        return [type(error).__name__, str(error)]",
+    sep = "\n"), convert = TRUE)
+  helper$metaflow_words(rules$check_decorator, name, attributes, where)
+}
+
+r_words <- function(expr) {
+  withr::local_options(cli.width = Inf, cli.num_colors = 1, cli.unicode = TRUE)
+  cli::ansi_strip(conditionMessage(tryCatch(expr, metaflow_decorator_error = identity)))
+}
+
+test_that("R and the backend tell the same words for the same bad decorator", {
+  expect_identical(backend_words("retyr", list(), 'step("start")'),
+                   c("DecoratorError", r_words(decorator("retyr"))))
+  expect_identical(backend_words("retry", list(tims = 1L), 'step("start")'),
+                   c("DecoratorError", r_words(decorator("retry", tims = 1L))))
+  expect_identical(backend_words("schedule", list(hourly = TRUE, daily = TRUE), "metaflow()"),
+                   c("DecoratorError", r_words(decorator("schedule", hourly = TRUE, daily = TRUE))))
+  expect_identical(backend_words("retry", list(), "metaflow()"),
+                   c("DecoratorError", r_words(metaflow("F", decorator("retry")))))
+  # A value is written as each language writes it: the statement is the same.
+  first_line <- function(text) strsplit(text, "\n", fixed = TRUE)[[1]][1]
+  expect_identical(first_line(backend_words("retry", list(times = -1L), 'step("start")')[[2]]),
+                   first_line(r_words(decorator("retry", times = -1L))))
+})

@@ -58,3 +58,26 @@ test_that("an error from the backend keeps its class, message and bullets", {
   expect_identical(caught$exit_code, 4L)
   expect_snapshot(error = TRUE, metaflow:::client_query("run", "SomeFlow", "456", NULL))
 })
+
+test_that("each condition's classes are the catalogue's: its own and its parents', as the backend gives them", {
+  catalogue <- jsonlite::fromJSON(metaflow:::backend_data_file("errors.json"), simplifyVector = FALSE)$conditions
+  expect_identical(class(tryCatch(decorator("retry", times = -1), error = identity))[1:3],
+                   c("metaflow_decorator_error", "metaflow_graph_error", "metaflow_error"))
+  expect_identical(class(tryCatch(metaflow("F") %>% parameter("input"), error = identity))[1:3],
+                   c("metaflow_parameter_error", "metaflow_usage_error", "metaflow_error"))
+  errors <- metaflow:::backend("core.errors")
+  for (entry in Filter(function(e) !is.null(e$python), catalogue)) {
+    from_python <- unlist(errors[[entry$python]]$r_classes())
+    expect_identical(from_python, metaflow:::condition_classes(entry$class), info = entry$class)
+    expect_identical(as.integer(errors[[entry$python]]$exit_code), as.integer(entry$exit_code), info = entry$class)
+  }
+})
+
+test_that("?metaflow_conditions documents exactly the catalogue's conditions", {
+  catalogue <- jsonlite::fromJSON(metaflow:::backend_data_file("errors.json"), simplifyVector = FALSE)
+  rd <- tools::Rd_db("metaflow")[["metaflow_conditions.Rd"]]
+  text <- paste(utils::capture.output(tools::Rd2txt(rd, options = list(underline_titles = FALSE))), collapse = "\n")
+  documented <- setdiff(unique(regmatches(text, gregexpr("metaflow_[a-z_]+", text))[[1]]), "metaflow_r")
+  listed <- c(vapply(catalogue$conditions, `[[`, "", "class"), vapply(catalogue$task_failures, `[[`, "", "class"))
+  expect_setequal(documented, listed)
+})

@@ -9,187 +9,215 @@ from typing import Any
 
 import click
 
-from metaflow_r.aws.step_functions.compile import DEFAULT_MAX_NUM_SPLITS
-from metaflow_r.datastore.flow import FlowDatastore, storage_for
-from metaflow_r.aws.step_functions.deploy import DeploySettings, Deployer, aws_error, aws_session, plan_deployment
-from metaflow_r.core.errors import RunFailed, UsageError
-from metaflow_r.aws.step_functions.executions import execution_arn, follow, report, wait_for
 from metaflow_r.aws.code_package import CodePackage
-from metaflow_r.core.params import parameter_options, values_from_json
+from metaflow_r.aws.step_functions.compile import DEFAULT_MAX_NUM_SPLITS
 from metaflow_r.aws.step_functions.quota import MAX_PARAMETERS_BYTES
-from metaflow_r.aws.step_functions.quota import explain as explain_budget
+from metaflow_r.cli.invocation import Invocation, current
+from metaflow_r.cli.options import with_parameters
+from metaflow_r.core.errors import UsageError
+from metaflow_r.core.graph import FlowGraph
+from metaflow_r.core.params import values_from_json
 from metaflow_r.core.spec import FlowSpec
 
 EXECUTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
 MAX_TAG_KEY, MAX_TAG_VALUE, MAX_TAGS = 128, 256, 50
 
 
-def step_functions_group(spec: FlowSpec | None, invocation_of) -> click.Group:
-    @click.group("step-functions", help="Deploy and run the flow on AWS Step Functions.")
-    def group() -> None:
-        pass
+def step_functions_group(spec: FlowSpec | None) -> click.Group:
+    group = click.Group("step-functions")
+    for command in (create, with_parameters(trigger, spec, optional=True), list_runs, status, logs, delete):
+        group.add_command(command)
+    return group
 
-    @group.command(help="Compile the flow, upload its code, and create or update the state machine and schedule.")
-    @click.option("--max-workers", type=click.IntRange(1, 1000), default=100, show_default=True,
-                  help="Most tasks run at once in each foreach.")
-    @click.option("--only-json", is_flag=True, help="Print the state machine definition; touch nothing.")
-    @click.option("--authorize", default=None, help="The production token of a flow someone else deployed.")
-    @click.option("--generate-new-token", is_flag=True, help="Start a new production namespace.")
-    @click.option("--workflow-timeout", type=click.IntRange(min=1), default=None, help="Execution timeout (s).")
-    @click.option("--tag", "tags", multiple=True, help="Tag the state machine, as key:value (repeatable).")
-    @click.option("--foreach-mode", multiple=True, metavar="[STEP=]MODE",
-                  help="How foreaches run: auto (default: chosen per foreach), inline, array or distributed; "
-                       "STEP=MODE for one foreach (repeatable).")
-    @click.option("--max-num-splits", multiple=True, metavar="[STEP=]N",
-                  help=f"Most items a foreach may have (default {DEFAULT_MAX_NUM_SPLITS:,}); quotas are checked for "
-                       "it and wider foreaches fail. STEP=N for one foreach (repeatable).")
-    @click.option("--explain", is_flag=True,
-                  help="Print the quota budget of one run (on stderr with --only-json).")
-    def create(max_workers: int, only_json: bool, authorize: str | None, generate_new_token: bool,
-               workflow_timeout: int | None, tags: tuple[str, ...], foreach_mode: tuple[str, ...],
-               max_num_splits: tuple[str, ...], explain: bool) -> None:
-        invocation = invocation_of()
-        graph = invocation.graph()
-        parsed_tags = _parse_tags(tags)
-        from metaflow_r.aws.step_functions.schedule import schedule_expression
 
-        needs_events = schedule_expression(graph.spec) is not None
-        settings = DeploySettings.from_environment(needs_events, placeholders=only_json)
-        plan = plan_deployment(graph, invocation.raw_spec, settings, max_workers=max_workers,
-                               with_retry=invocation.with_retry(), with_batch=invocation.withs().batch,
-                               versions=invocation.versions,
-                               workflow_timeout=workflow_timeout, tags=parsed_tags,
-                               package_suffixes=invocation.package_suffixes, foreach_mode=foreach_mode,
-                               max_num_splits=max_num_splits)
-        describe_package(plan.package, err=only_json)  # stdout holds only the JSON then
-        if explain:
-            click.echo(explain_budget(plan.budget, plan.notes), err=only_json)
-        if only_json:
-            click.echo(json.dumps(plan.definition, indent=1))
-            return
-        if not explain:
-            for note in plan.notes:
-                click.echo(f"Note: {note}")
-        deployer = Deployer(aws_session(), echo=click.echo)
-        result = deployer.apply(plan, authorize, generate_new_token)
-        invocation.result = {"kind": "deployment", "flow": plan.name, "state_machine_arn": result["state_machine_arn"],
-                             "namespace": result["namespace"], "schedule": plan.schedule}
-        click.echo(f"Flow {plan.name} is deployed to Step Functions ({result['state_machine_arn']}).")
-        click.echo(f"Its runs are in namespace {result['namespace']}.")
+def _deployer():
+    from metaflow_r.aws.step_functions.deployer import Deployer
 
-    trigger_params = [click.Option(["--run-id-file"], default=None, help="Write the run id to this file."),
-                      click.Option(["--run-id"], default=None,
-                                   help="Name the execution (repeating it never starts a second run)."),
-                      click.Option(["--wait"], is_flag=True, help="Wait for the run to end; exit 1 if it fails.")]
-    trigger_params += [_optional(option) for option in (parameter_options(spec) if spec else [])]
+    return Deployer(echo=click.echo)
 
-    def trigger(run_id_file: str | None, run_id: str | None, wait: bool, **values: Any) -> None:
-        invocation = invocation_of()
-        graph = invocation.graph()
-        given = {name: value for name, value in values.items() if value is not None}
-        typed = values_from_json(graph.spec, given)  # checks every value before anything starts
-        parameters = json.dumps({k: v for k, v in typed.items() if k in given})
-        if len(parameters.encode()) > MAX_PARAMETERS_BYTES:
-            raise UsageError(f"The parameters are {len(parameters.encode()):,} bytes; a Batch job accepts about "
-                             f"{MAX_PARAMETERS_BYTES:,}.", [("i", "Pass large inputs through S3 instead.")])
-        name = run_id or f"sfn-{uuid.uuid4().hex}"
-        if not EXECUTION_NAME.fullmatch(name):
-            raise UsageError(f"Run id {name!r} is not a valid execution name.",
-                             [("i", "Use 1-80 letters, digits, - and _.")])
-        deployer = Deployer(aws_session(), echo=click.echo)
-        arn = deployer.find_state_machine(graph.spec.name)
-        if arn is None:
-            raise UsageError(f"Flow {graph.spec.name} is not deployed.",
-                             [("i", f"Deploy it with: {invocation.hint('step-functions', 'create')}")])
-        execution_input = json.dumps({"Parameters": parameters})
-        try:
-            deployer.sfn.start_execution(stateMachineArn=arn, name=name, input=execution_input)
-            click.echo(f"Workflow {graph.spec.name} triggered on Step Functions (run-id {name}).")
-        except deployer.sfn.exceptions.ExecutionAlreadyExists:
-            # A retried trigger: the same run id names one run, never two.
-            existing = deployer.call(f"reading run {name}", deployer.sfn.describe_execution,
-                                      executionArn=execution_arn(arn, name))
-            if existing.get("input") is not None and json.loads(existing["input"]) != json.loads(execution_input):
-                raise UsageError(f"Run id {name!r} was already used with other parameters.",
-                                 [("i", "Choose a new --run-id, or leave it out to get one.")]) from None
-            click.echo(f"Workflow {graph.spec.name} run-id {name} was already started ({existing['status']}).")
-        except Exception as exc:  # noqa: BLE001
-            raise aws_error("starting the execution", exc) from None
-        if run_id_file:
-            with open(run_id_file, "w", encoding="utf-8") as handle:
-                handle.write(name)
-        invocation.result = {"kind": "triggered", "flow": graph.spec.name, "run_id": name,
-                             "namespace": deployer.namespace(graph.spec.name), "waited": wait}
-        if wait:
-            target = execution_arn(arn, name)
-            described = follow(deployer.sfn, target, {node.name for node in graph}, click.echo)
-            report(deployer.sfn, target, graph.spec.name, name, described, click.echo, invocation.hint)
 
-    group.add_command(click.Command("trigger", callback=trigger, params=trigger_params,
-                                    help="Start a run of the deployed flow."))
+def _deployed(invocation: Invocation) -> tuple[Any, str]:
+    """The deployer, and the state machine of the flow (NotDeployed when there is none)."""
+    deployer = _deployer()
+    return deployer, deployer.deployed(invocation.graph().spec.name, invocation.hint("step-functions", "create"))
 
-    @group.command("list-runs", help="List the deployed flow's executions.")
-    @click.option("--running", "status", flag_value="RUNNING")
-    @click.option("--succeeded", "status", flag_value="SUCCEEDED")
-    @click.option("--failed", "status", flag_value="FAILED")
-    def list_runs(status: str | None) -> None:
-        deployer, arn = _deployed(invocation_of())
-        kwargs = {"stateMachineArn": arn, **({"statusFilter": status} if status else {})}
-        pages = deployer.sfn.get_paginator("list_executions").paginate(**kwargs)
-        found = [e for page in pages for e in page["executions"]]
-        for execution in found:
-            click.echo(f"{execution['name']}  {execution['status']}  started {execution['startDate']:%Y-%m-%d %H:%M:%S}")
-        if not found:
-            click.echo("No runs found.")
 
-    @group.command(help="Show a run's status, and the failing step if it failed.")
-    @click.argument("run_id")
-    @click.option("--wait", is_flag=True, help="Wait for the run to end first.")
-    def status(run_id: str, wait: bool) -> None:
-        invocation = invocation_of()
-        deployer, arn = _deployed(invocation)
-        target = execution_arn(arn, run_id)
-        described = (wait_for(deployer.sfn, target) if wait else
-                     deployer.call(f"reading run {run_id}", deployer.sfn.describe_execution, executionArn=target))
-        if described["status"] == "RUNNING":
-            click.echo(f"Run {invocation.graph().spec.name}/{run_id}: RUNNING")
-            return
-        try:
-            report(deployer.sfn, target, invocation.graph().spec.name, run_id, described, click.echo,
-                   invocation.hint)
-        except RunFailed as failed:
+@click.command(help="Compile the flow, upload its code, and create or update the state machine and schedule.")
+@click.option("--max-workers", type=click.IntRange(1, 1000), default=100, show_default=True,
+              help="Most tasks run at once in each foreach.")
+@click.option("--only-json", is_flag=True, help="Print the state machine definition; touch nothing.")
+@click.option("--authorize", default=None, help="The production token of a flow someone else deployed.")
+@click.option("--generate-new-token", is_flag=True, help="Start a new production namespace.")
+@click.option("--workflow-timeout", type=click.IntRange(min=1), default=None, help="Execution timeout (s).")
+@click.option("--tag", "tags", multiple=True, help="Tag the state machine, as key:value (repeatable).")
+@click.option("--foreach-mode", multiple=True, metavar="[STEP=]MODE",
+              help="How foreaches run: auto (default: chosen per foreach), inline, array or distributed; "
+                   "STEP=MODE for one foreach (repeatable).")
+@click.option("--max-num-splits", multiple=True, metavar="[STEP=]N",
+              help=f"Most items a foreach may have (default {DEFAULT_MAX_NUM_SPLITS:,}); quotas are checked for "
+                   "it and wider foreaches fail. STEP=N for one foreach (repeatable).")
+@click.option("--explain", is_flag=True, help="Print the quota budget of one run (on stderr with --only-json).")
+def create(max_workers: int, only_json: bool, authorize: str | None, generate_new_token: bool,
+           workflow_timeout: int | None, tags: tuple[str, ...], foreach_mode: tuple[str, ...],
+           max_num_splits: tuple[str, ...], explain: bool) -> None:
+    from metaflow_r.aws.step_functions.quota import explain as explain_budget
+
+    invocation = current()
+    plan = _plan(invocation, only_json, max_workers=max_workers, workflow_timeout=workflow_timeout,
+                 tags=_parse_tags(tags), foreach_mode=foreach_mode, max_num_splits=max_num_splits)
+    describe_package(plan.package, err=only_json)  # stdout holds only the JSON then
+    if explain:
+        click.echo(explain_budget(plan.budget, plan.notes), err=only_json)
+    if only_json:
+        click.echo(json.dumps(plan.definition, indent=1))
+        return
+    if not explain:
+        for note in plan.notes:
+            click.echo(f"Note: {note}")
+    result = _deployer().apply(plan, authorize, generate_new_token)
+    invocation.result = {"kind": "deployment", "flow": plan.name, "state_machine_arn": result["state_machine_arn"],
+                         "namespace": result["namespace"], "schedule": plan.schedule}
+    click.echo(f"Flow {plan.name} is deployed to Step Functions ({result['state_machine_arn']}).")
+    click.echo(f"Its runs are in namespace {result['namespace']}.")
+
+
+def _plan(invocation: Invocation, only_json: bool, **options: Any):
+    """The deployment's plan, every setting and limit checked, without AWS."""
+    from metaflow_r.aws.settings import DeploySettings
+    from metaflow_r.aws.step_functions.plan import plan_deployment
+    from metaflow_r.aws.step_functions.schedule import schedule_expression
+
+    graph = invocation.graph()
+    settings = DeploySettings.from_environment(schedule_expression(graph.spec) is not None, placeholders=only_json)
+    withs = invocation.withs()
+    return plan_deployment(graph, invocation.raw_spec, settings, with_retry=withs.retry, with_batch=withs.batch,
+                           versions=invocation.versions, package_suffixes=invocation.package_suffixes, **options)
+
+
+@click.command(help="Start a run of the deployed flow.")
+@click.option("--run-id-file", default=None, help="Write the run id to this file.")
+@click.option("--run-id", default=None, help="Name the execution (repeating it never starts a second run).")
+@click.option("--wait", is_flag=True, help="Wait for the run to end; exit 1 if it fails.")
+def trigger(run_id_file: str | None, run_id: str | None, wait: bool, **values: Any) -> None:
+    invocation = current()
+    graph = invocation.graph()
+    parameters = _parameters_json(graph, values)
+    name = run_id or f"sfn-{uuid.uuid4().hex}"
+    if not EXECUTION_NAME.fullmatch(name):
+        raise UsageError(f"Run id {name!r} is not a valid execution name.", [("i", "Use 1-80 letters, digits, - and _.")])
+    deployer, arn = _deployed(invocation)
+    existing = deployer.start_execution(arn, name, json.dumps({"Parameters": parameters}))
+    if existing is None:
+        click.echo(f"Workflow {graph.spec.name} triggered on Step Functions (run-id {name}).")
+    else:
+        click.echo(f"Workflow {graph.spec.name} run-id {name} was already started ({existing}).")
+    if run_id_file:
+        Path(run_id_file).write_text(name, encoding="utf-8")
+    invocation.result = {"kind": "triggered", "flow": graph.spec.name, "run_id": name,
+                         "namespace": deployer.namespace(graph.spec.name), "waited": wait}
+    if wait:
+        _follow(invocation, deployer, arn, name)
+
+
+def _parameters_json(graph: FlowGraph, values: dict[str, Any]) -> str:
+    """The values given (every one checked before anything starts), as the execution's Parameters."""
+    given = {name: value for name, value in values.items() if value is not None}
+    typed = values_from_json(graph.spec, given)
+    parameters = json.dumps({k: v for k, v in typed.items() if k in given})
+    if len(parameters.encode()) > MAX_PARAMETERS_BYTES:
+        raise UsageError(f"The parameters are {len(parameters.encode()):,} bytes; a Batch job accepts about "
+                         f"{MAX_PARAMETERS_BYTES:,}.", [("i", "Pass large inputs through S3 instead.")])
+    return parameters
+
+
+def _follow(invocation: Invocation, deployer: Any, arn: str, name: str) -> None:
+    """Say how each step stands until the run ends; a run that did not succeed is an error."""
+    from metaflow_r.aws.step_functions.executions import execution_arn, failure, follow
+
+    flow = invocation.graph().spec.name
+    target = execution_arn(arn, name)
+    described = follow(deployer.sfn, target, {node.name for node in invocation.graph()}, click.echo)
+    click.echo(f"Run {flow}/{name}: {described['status']}")
+    failed = failure(deployer.sfn, target, flow, name, described, invocation.hint)
+    if failed is not None:
+        raise failed
+
+
+@click.command("list-runs", help="List the deployed flow's executions.")
+@click.option("--running", "status", flag_value="RUNNING")
+@click.option("--succeeded", "status", flag_value="SUCCEEDED")
+@click.option("--failed", "status", flag_value="FAILED")
+def list_runs(status: str | None) -> None:
+    deployer, arn = _deployed(current())
+    found = list(deployer.executions(arn, status))
+    for execution in found:
+        click.echo(f"{execution['name']}  {execution['status']}  started {execution['startDate']:%Y-%m-%d %H:%M:%S}")
+    if not found:
+        click.echo("No runs found.")
+
+
+@click.command(help="Show a run's status, and the failing step if it failed.")
+@click.argument("run_id")
+@click.option("--wait", is_flag=True, help="Wait for the run to end first.")
+def status(run_id: str, wait: bool) -> None:
+    from metaflow_r.aws.step_functions.executions import execution_arn, failure, wait_for
+
+    invocation = current()
+    flow = invocation.graph().spec.name
+    deployer, arn = _deployed(invocation)
+    target = execution_arn(arn, run_id)
+    described = wait_for(deployer.sfn, target) if wait else deployer.describe_execution(target)
+    click.echo(f"Run {flow}/{run_id}: {described['status']}")
+    if described["status"] != "RUNNING":
+        failed = failure(deployer.sfn, target, flow, run_id, described, invocation.hint)
+        if failed is not None:
             click.echo(failed.message)  # status reports a failure; it does not fail itself
 
-    @group.command(help="Remove the state machine and its schedule.")
-    def delete() -> None:
-        invocation = invocation_of()
-        deployer = Deployer(aws_session(), echo=click.echo)
-        name = invocation.graph().spec.name
-        arn = deployer.find_state_machine(name)
-        running = deployer.running_executions(arn) if arn else []
-        if running:
-            # AWS ends a deleted state machine's executions at their next transition; ending them here makes
-            # that immediate, and their runs say why.
-            click.echo(f"Warning: {len(running)} run(s) of {name} still running will be stopped: "
-                       f"{', '.join(running)}.", err=True)
-            ds = FlowDatastore(storage_for("s3"), name)
-            for run_id in running:
-                deployer.stop_execution(execution_arn(arn, run_id), "The flow was deleted (step-functions delete).")
-                if ds.run_record(run_id) is not None:
-                    ds.finish_run(run_id, False, reason="stopped: the flow was deleted")
-        if deployer.delete(name):
-            click.echo(f"State machine {name} and its schedule were deleted.")
-        else:
-            click.echo(f"Flow {name} was not deployed.")
 
-    @group.command(help="Print a task's log from CloudWatch: logs RUN_ID/STEP[/TASK_ID].")
-    @click.argument("pathspec")
-    def logs(pathspec: str) -> None:
-        from metaflow_r.aws.batch.logs import print_task_logs
+@click.command(help="Remove the state machine and its schedule.")
+def delete() -> None:
+    from metaflow_r.aws.step_functions.executions import execution_arn
 
-        print_task_logs(invocation_of(), aws_session(), pathspec)
+    name = current().graph().spec.name
+    deployer = _deployer()
+    arn = deployer.find_state_machine(name)
+    running = [e["name"] for e in deployer.executions(arn, "RUNNING")] if arn else []
+    if running:
+        # AWS ends a deleted state machine's executions at their next transition; ending them here makes
+        # that immediate, and their runs say why.
+        click.echo(f"Warning: {len(running)} run(s) of {name} still running will be stopped: "
+                   f"{', '.join(running)}.", err=True)
+        ds = deployer.datastore(name)
+        for run_id in running:
+            deployer.stop_execution(execution_arn(arn, run_id), "The flow was deleted (step-functions delete).")
+            if ds.run_record(run_id) is not None:
+                ds.finish_run(run_id, False, reason="stopped: the flow was deleted")
+    if deployer.delete(name):
+        click.echo(f"State machine {name} and its schedule were deleted.")
+    else:
+        click.echo(f"Flow {name} was not deployed.")
 
-    return group
+
+@click.command(help="Print a task's log from CloudWatch: logs RUN_ID/STEP[/TASK_ID].")
+@click.argument("pathspec")
+def logs(pathspec: str) -> None:
+    from metaflow_r.aws.batch.logs import task_log_lines
+    from metaflow_r.aws.session import client
+    from metaflow_r.datastore.flow import FlowDatastore, storage_for
+
+    parts = pathspec.strip("/").split("/")
+    if len(parts) not in (2, 3):
+        raise UsageError(f"{pathspec!r} is not RUN_ID/STEP or RUN_ID/STEP/TASK_ID.",
+                         [("i", "For example: step-functions logs sfn-1234/start")])
+    name = current().graph().spec.name
+    ds = FlowDatastore(storage_for("s3"), name)
+    run_id, step = parts[0], parts[1]
+    task_ids = [parts[2]] if len(parts) == 3 else ds.task_ids(run_id, step)
+    if not task_ids:
+        raise UsageError(f"Run {name}/{run_id} has no task of step {step!r}.",
+                         [("i", "List runs with: step-functions list-runs")])
+    for line in task_log_lines(ds, client("batch"), client("logs"), run_id, step, task_ids):
+        click.echo(line)
 
 
 def describe_package(package: CodePackage, err: bool = False, shown: int = 10) -> None:
@@ -207,14 +235,6 @@ def describe_package(package: CodePackage, err: bool = False, shown: int = 10) -
                    f"{names(package.left_out)}.", err=True)
 
 
-def _optional(option: click.Option) -> click.Option:
-    """A parameter option for trigger: unset unless given, so the start task applies the flow's defaults."""
-    option.default = None
-    option.required = False
-    option.show_default = False
-    return option
-
-
 def _parse_tags(tags: tuple[str, ...]) -> dict[str, str]:
     parsed = {}
     for tag in tags:
@@ -229,12 +249,3 @@ def _parse_tags(tags: tuple[str, ...]) -> dict[str, str]:
         raise UsageError(f"{len(parsed)} tags are too many: AWS allows {MAX_TAGS} on a state machine, one of them "
                          "metaflow:namespace.")
     return parsed
-
-
-def _deployed(invocation) -> tuple[Deployer, str]:
-    deployer = Deployer(aws_session(), echo=click.echo)
-    name = invocation.graph().spec.name
-    arn = deployer.find_state_machine(name)
-    if arn is None:
-        raise UsageError(f"Flow {name} is not deployed.", [("i", "Run: step-functions create")])
-    return deployer, arn

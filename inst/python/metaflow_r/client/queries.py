@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from metaflow_r.core.errors import DatastoreError, NotDeployed
 from metaflow_r.datastore import locate
 from metaflow_r.datastore.flow import FlowDatastore
-from metaflow_r.core.errors import DatastoreError
 
 # What the queries passed over since R last asked (take_notes): (kind, text), kind being "damaged_record"
 # or "unreachable_datastore"; R warns once for each.
@@ -146,8 +146,8 @@ def report(flow: str, run_id: str, spec_json: str | None = None, output: str | N
            datastore: str | None = None, root: str | None = None) -> str:
     """Write the run's report (see report.py); the flow's spec, when R has it, gives the steps not reached."""
     from metaflow_r.core.graph import FlowGraph
-    from metaflow_r.report.writer import write_report
     from metaflow_r.core.spec import parse_spec
+    from metaflow_r.report.writer import write_report
 
     graph = FlowGraph(parse_spec(spec_json)) if spec_json else None
     return write_report(_run_datastore(flow, run_id, datastore, root), run_id, graph, output)
@@ -158,8 +158,8 @@ def production_namespace(flow: str) -> str:
     ds = locate.flow_datastore(flow, "s3")
     record = ds.readable(ds.deployment)
     if not record:
-        raise DatastoreError(f"Flow {flow} is not deployed: {ds.storage.root}/{flow}/_deployment.json does not exist.",
-                             [("i", 'Deploy it with run(step_functions = "create").')])
+        raise NotDeployed(f"Flow {flow} is not deployed: {ds.storage.root}/{flow}/_deployment.json does not exist.",
+                          [("i", 'Deploy it with run(step_functions = "create").')])
     return record["namespace"]
 
 
@@ -169,9 +169,9 @@ def task_context(flow: str, run_id: str, step: str, task_id: str, datastore: str
     and the graph its run recorded, so R can give a user the same ``self`` the step saw."""
     import tempfile
 
-    from metaflow_r.runtime import task as tasks
     from metaflow_r.core.graph import FlowGraph
     from metaflow_r.core.spec import parse_spec
+    from metaflow_r.runtime import task as tasks
 
     ds = _run_datastore(flow, run_id, datastore, root)
     record = task(flow, run_id, step, task_id, datastore, root)
@@ -180,6 +180,6 @@ def task_context(flow: str, run_id: str, step: str, task_id: str, datastore: str
         raise DatastoreError(f"Run {flow}/{run_id} does not record its flow's graph, which a task's inputs "
                              "are rebuilt from.", [("i", "Runs made by this version of the package record it.")])
     graph = FlowGraph(parse_spec(run_record["spec"]))
-    spec = tasks.TaskSpec(run_id, step, task_id, record["input_paths"], tasks.split_index_of(graph, step, record),
+    spec = tasks.AttemptSpec(run_id, step, task_id, record["input_paths"], tasks.split_index_of(graph, step, record),
                           record["attempt"])
     return tasks.prepare(graph, ds, spec, run_record, tempfile.gettempdir()).context

@@ -7,9 +7,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from metaflow_r.core.errors import GraphError
-from metaflow_r.core.rules import (NAME_PATTERN, PARAMETER_TYPES, RESERVED_NAMES, RESERVED_PARAMETER_NAMES, check_decorator,
-                    reserved_why)
+from metaflow_r.core.errors import GraphError, ParameterError
+from metaflow_r.core.rules import (
+    NAME_PATTERN,
+    PARAMETER_TYPES,
+    RESERVED_NAMES,
+    RESERVED_PARAMETER_NAMES,
+    check_decorator,
+    reserved_why,
+)
 from metaflow_r.core.spec import FlowSpec, StepSpec
 
 
@@ -233,16 +239,16 @@ def check_names(spec: FlowSpec) -> None:
             )
     for param in spec.parameters:
         if not NAME_PATTERN.fullmatch(param.name):
-            raise GraphError(f"Parameter name {param.name!r} is not a valid name.")
+            raise ParameterError(f"Parameter name {param.name!r} is not a valid name.")
         if param.name in RESERVED_NAMES | RESERVED_PARAMETER_NAMES:
-            raise GraphError(f"Parameter name {param.name!r} is reserved.",
-                             [("i", reserved_why(param.name)), ("i", "Choose another name.")])
+            raise ParameterError(f"Parameter name {param.name!r} is reserved.",
+                                 [("i", reserved_why(param.name)), ("i", "Choose another name.")])
         if param.type not in PARAMETER_TYPES:
-            raise GraphError(
+            raise ParameterError(
                 f"Parameter {param.name!r} has type {param.type!r}.",
                 [("i", f"Use one of: {', '.join(PARAMETER_TYPES)}.")],
             )
     names = [p.name for p in spec.parameters]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        raise GraphError(f"Parameter {duplicates[0]!r} is defined twice.")
+        raise ParameterError(f"Parameter {duplicates[0]!r} is defined twice.")

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from metaflow_r.core.errors import UsageError
+from metaflow_r.core.errors import ParameterError
 from metaflow_r.core.spec import FlowSpec, Parameter
 
 R_INT_MAX = 2**31 - 1  # R's integers are 32-bit, and -2^31 is its NA
@@ -81,7 +81,7 @@ def parameter_values(spec: FlowSpec, given: dict[str, Any]) -> dict[str, Any]:
             try:
                 value = [CLICK_TYPES[p.type].convert(part, None, None) for part in str(value).split(p.separator)]
             except click.BadParameter as exc:
-                raise UsageError(f"Parameter {p.name!r}: {exc.message}",
+                raise ParameterError(f"Parameter {p.name!r}: {exc.message}",
                                  [("i", f"Give {p.type} values separated by {p.separator!r}.")]) from None
         values[p.name] = value
     return values
@@ -92,7 +92,7 @@ def values_from_json(spec: FlowSpec, raw: dict[str, Any]) -> dict[str, Any]:
     known = {p.name: p for p in spec.parameters}
     unknown = sorted(set(raw) - set(known))
     if unknown:
-        raise UsageError(f"The flow has no parameter {unknown[0]!r}.",
+        raise ParameterError(f"The flow has no parameter {unknown[0]!r}.",
                          [("i", f"Its parameters are: {', '.join(known) or 'none'}.")])
     given: dict[str, Any] = {}
     for name, p in known.items():
@@ -101,14 +101,14 @@ def values_from_json(spec: FlowSpec, raw: dict[str, Any]) -> dict[str, Any]:
             value = False
         if value is None:
             if p.required:
-                raise UsageError(f"Parameter {name!r} is required.", [("i", f"Give it a value: --{name} VALUE.")])
+                raise ParameterError(f"Parameter {name!r} is required.", [("i", f"Give it a value: --{name} VALUE.")])
             given[name] = None
             continue
         if p.separator and isinstance(value, list):
             # A list parameter as trigger sends it (already split): read it back as the text it was split from.
             value = p.separator.join(str(v).lower() if isinstance(v, bool) else str(v) for v in value)
         if not isinstance(value, (str, int, float, bool)):
-            raise UsageError(f"Parameter {name!r}: {json_type(value)} is not a {p.type} value.",
+            raise ParameterError(f"Parameter {name!r}: {json_type(value)} is not a {p.type} value.",
                              [("i", f"Give a {p.type} value.")])
         try:
             # JSON scalars are read as their text, as on the command line (so 2.5 is not an int).
@@ -116,7 +116,7 @@ def values_from_json(spec: FlowSpec, raw: dict[str, Any]) -> dict[str, Any]:
                 str(value) if isinstance(value, (int, float)) else value)
             given[name] = _click_type(p).convert(text, None, None)
         except click.BadParameter as exc:
-            raise UsageError(f"Parameter {name!r}: {exc.message}", [("i", f"Give a {p.type} value.")]) from None
+            raise ParameterError(f"Parameter {name!r}: {exc.message}", [("i", f"Give a {p.type} value.")]) from None
     return parameter_values(spec, given)
 
 

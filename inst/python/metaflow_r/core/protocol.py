@@ -18,9 +18,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from metaflow_r.core import DATA_DIR
 from metaflow_r.core.errors import ProtocolError
 
-from metaflow_r.core import DATA_DIR
 SCHEMA_DIR = DATA_DIR / "schemas"
 DOCUMENTS = ("spec", "context", "outputs", "task_error", "attempt")
 

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 from metaflow_r.core import DATA_DIR
-from metaflow_r.core.errors import GraphError
+from metaflow_r.core.errors import DecoratorError
 
 RULES: dict[str, Any] = json.loads((DATA_DIR / "rules.json").read_text("utf-8"))
 
@@ -48,25 +47,37 @@ ARGUMENT_KINDS = {
 }
 
 
+def join_list(items: list[str], conjunction: str, quote: str = "`") -> str:
+    """``a``, ``b``, or ``c``, as R's cli writes a vector in a message."""
+    quoted = [f"{quote}{item}{quote}" for item in items]
+    if len(quoted) <= 2:
+        return f" {conjunction} ".join(quoted)
+    return ", ".join(quoted[:-1]) + f", {conjunction} {quoted[-1]}"
+
+
+def decorator_error(key: str, **values: str) -> DecoratorError:
+    """The error rules.json's decorator_messages[key] describes, its placeholders filled with ``values``."""
+    entry = RULES["decorator_messages"][key]
+    bullets = [(kind, text.format(**values)) for kind, text in entry.items() if kind != "message"]
+    return DecoratorError(entry["message"].format(**values), bullets)
+
+
 def check_decorator(name: str, attributes: dict[str, Any], where: str) -> None:
     """One decorator of the flow (``where`` is "metaflow()") or of a step (``step("name")``)."""
     rule = DECORATORS.get(name)
     if rule is None:
-        raise GraphError(f"\"{name}\" is not a decorator.", [("i", f"Known decorators: {', '.join(DECORATORS)}.")])
+        raise decorator_error("unknown", name=json.dumps(name), known=join_list(list(DECORATORS), "and", '"'))
     if (rule["scope"] == "flow") != where.startswith("metaflow"):
-        raise GraphError(f"decorator(\"{name}\") cannot decorate {where}.",
-                         [("i", "Put flow decorators inside metaflow()." if rule["scope"] == "flow"
-                           else "Put step decorators inside step().")])
+        instead = RULES["decorator_messages"]["flow_scope" if rule["scope"] == "flow" else "step_scope"]
+        raise decorator_error("wrong_scope", name=name, where=where, instead=instead)
     for argument, value in attributes.items():
         kind = rule["arguments"].get(argument)
         if kind is None:
-            raise GraphError(f"decorator(\"{name}\") has no argument {argument}.",
-                             [("i", f"Its arguments are {', '.join(rule['arguments'])}.")])
+            raise decorator_error("unknown_argument", name=name, argument=f"`{argument}`",
+                                  arguments=join_list(list(rule["arguments"]), "and"))
         if not ARGUMENT_KINDS[kind](value):
-            raise GraphError(f"{argument} of decorator(\"{name}\") must be {RULES['argument_kinds'][kind]}.",
-                             [("x", f"You supplied {json.dumps(value)}.")])
+            raise decorator_error("bad_value", name=name, argument=argument, kind=RULES["argument_kinds"][kind],
+                                  value=json.dumps(value))
     one_of = rule.get("exactly_one_of")
     if one_of and len([a for a in one_of if attributes.get(a) not in (None, False)]) != 1:
-        arguments = ", ".join(one_of[:-1]) + f" or {one_of[-1]}"
-        raise GraphError(f"decorator(\"{name}\") needs exactly one of {arguments}.",
-                         [("i", f"For example {rule['example']}.")])
+        raise decorator_error("exactly_one", name=name, arguments=join_list(one_of, "or"), example=rule["example"])

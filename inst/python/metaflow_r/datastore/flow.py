@@ -1,15 +1,9 @@
 """The flow datastore: content-addressed artifacts and run/task records on top of a Storage.
 
-Layout below the storage root::
-
-    <Flow>/data/<sha[:2]>/<sha>                          an artifact (an R object written by saveRDS), immutable
-    <Flow>/<run>/_run.json                               run record: user, tags, parameters, start time
-    <Flow>/<run>/_status.json                            written when the run ends: successful or not
-    <Flow>/<run>/<step>/<task>/<attempt>/DONE.json       the attempt's record: artifacts (name -> sha), foreach
-                                                         stack, parents, outcome; written last, atomically
-    <Flow>/<run>/<step>/<task>/<attempt>/{stdout,stderr}.log
-
-An attempt without DONE.json (crashed, killed, still running) is invisible to readers.
+Its keys are layout.py's: artifacts by content (immutable, written by saveRDS), a run's record and its
+end, and each task attempt's ``DONE.json`` (artifacts by name -> sha, foreach stack, parents, outcome;
+written last, atomically) beside its stdout and stderr logs. An attempt without ``DONE.json`` (crashed,
+killed, still running) is invisible to readers.
 """
 from __future__ import annotations
 
@@ -21,12 +15,18 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from metaflow_r.core.config import setting
-from metaflow_r.core.errors import DatastoreError, UsageError
-from metaflow_r.datastore.storage import LocalStorage, S3Storage, Storage, sha256_stream
-
-DATASTORE_DIR = ".metaflow"
-# Where a run's end is recorded, by its runtime, its last task or (compile.py) its state machine.
-RUN_STATUS_KEY = "{flow}/{run_id}/_status.json"
+from metaflow_r.core.errors import ConfigurationError, DamagedRecord, DatastoreError, UsageError
+from metaflow_r.datastore.layout import (
+    ATTEMPT_PREFIX,
+    BLOB_KEY,
+    DATASTORE_DIR,
+    DEPLOYMENT_KEY,
+    RESUME_CLAIM_KEY,
+    RUN_KEY,
+    RUN_RECORD_KEY,
+    RUN_STATUS_KEY,
+)
+from metaflow_r.datastore.storage import LocalStorage, Storage, sha256_stream
 
 
 def find_local_root(start: str | os.PathLike | None = None) -> str:
@@ -50,16 +50,19 @@ def storage_for(kind: str = "local", root: str | None = None) -> Storage:
     if kind == "local":
         return LocalStorage(root or find_local_root())
     if kind == "s3":
-        root = root or setting("DATASTORE_SYSROOT_S3")
-        if not root:
-            from metaflow_r.core.errors import ConfigurationError
+        from metaflow_r.datastore.s3 import S3Storage  # a local run never loads AWS code
 
-            raise ConfigurationError(
-                "No S3 datastore is configured.",
-                [("i", "Set METAFLOW_DATASTORE_SYSROOT_S3 to s3://bucket/prefix.")],
-            )
-        return S3Storage(root)
+        return S3Storage(s3_root(root))
     raise DatastoreError(f"Unknown datastore {kind!r}.", [("i", "Use \"local\" or \"s3\".")])
+
+
+def s3_root(root: str | None = None) -> str:
+    """The S3 datastore's root: ``root``, else METAFLOW_DATASTORE_SYSROOT_S3."""
+    root = root or setting("DATASTORE_SYSROOT_S3")
+    if not root:
+        raise ConfigurationError("No S3 datastore is configured.",
+                                 [("i", "Set METAFLOW_DATASTORE_SYSROOT_S3 to s3://bucket/prefix.")])
+    return root
 
 
 # A stored blob whose name is met again is re-hashed up to this size (larger ones: their size is compared).
@@ -68,10 +71,6 @@ VERIFY_BYTES = 8 << 20
 
 def sha256_file(path: str) -> str:
     return sha256_stream(open(path, "rb"))
-
-
-class DamagedRecord(DatastoreError):
-    """A record that exists but cannot be read; scans skip it and say so (``FlowDatastore.damaged``)."""
 
 
 class FlowDatastore:
@@ -85,7 +84,7 @@ class FlowDatastore:
     # -- artifacts -----------------------------------------------------------------------------
 
     def blob_key(self, sha: str) -> str:
-        return f"{self.flow}/data/{sha[:2]}/{sha}"
+        return BLOB_KEY.format(flow=self.flow, sha2=sha[:2], sha=sha)
 
     def save_blob_file(self, path: str) -> str:
         """Store a file by content; returns its sha. A blob stored before under that sha is kept when it
@@ -113,18 +112,18 @@ class FlowDatastore:
         """Claim a fresh run id (microseconds since the epoch, unique even for concurrent runs)."""
         while True:
             candidate = run_id or str(time.time_ns() // 1000)
-            if self.storage.make_dir(f"{self.flow}/{candidate}"):
+            if self.storage.make_dir(RUN_KEY.format(flow=self.flow, run_id=candidate)):
                 break
             if run_id:
                 raise DatastoreError(f"Run {self.flow}/{run_id} already exists.",
                                      [("i", "Choose another run id, or let one be generated.")])
         record = {"flow": self.flow, "run_id": candidate, "user": user, "tags": sorted(set(tags)),
                   "parameters": parameters, "created_at": time.time(), **(extra or {})}
-        self._write_json(f"{self.flow}/{candidate}/_run.json", record)
+        self._write_json(RUN_RECORD_KEY.format(flow=self.flow, run_id=candidate), record)
         return candidate
 
     def run_record(self, run_id: str) -> dict[str, Any] | None:
-        return self._read_json(f"{self.flow}/{run_id}/_run.json")
+        return self._read_json(RUN_RECORD_KEY.format(flow=self.flow, run_id=run_id))
 
     def finish_run(self, run_id: str, successful: bool, reason: str | None = None) -> bool:
         """Mark a run ended, once: the first outcome written stands (a run stopped or failed never turns
@@ -158,7 +157,7 @@ class FlowDatastore:
     # -- task attempts -------------------------------------------------------------------------
 
     def attempt_prefix(self, run_id: str, step: str, task_id: str, attempt: int) -> str:
-        return f"{self.flow}/{run_id}/{step}/{task_id}/{attempt}"
+        return ATTEMPT_PREFIX.format(flow=self.flow, run_id=run_id, step=step, task_id=task_id, attempt=attempt)
 
     def write_attempt(self, run_id: str, step: str, task_id: str, attempt: int, record: dict[str, Any]) -> None:
         """Commit an attempt: its record becomes visible to readers in one atomic write."""
@@ -200,8 +199,11 @@ class FlowDatastore:
         return record
 
     def deployment(self) -> dict[str, Any] | None:
-        """The flow's deployment record (deploy.py writes it): production token, owner and namespace."""
-        return self._read_json(f"{self.flow}/_deployment.json")
+        """The flow's deployment record: production token, owner and namespace (None: not deployed)."""
+        return self._read_json(DEPLOYMENT_KEY.format(flow=self.flow))
+
+    def write_deployment(self, record: dict[str, Any]) -> None:
+        self._write_json(DEPLOYMENT_KEY.format(flow=self.flow), record)
 
     # -- resume --------------------------------------------------------------------------------
 
@@ -227,7 +229,7 @@ class FlowDatastore:
             self.storage.delete(key)
 
     def _resume_claim(self, origin_run_id: str) -> str:
-        return f"{self.flow}/{origin_run_id}/_resumed_by.json"
+        return RESUME_CLAIM_KEY.format(flow=self.flow, run_id=origin_run_id)
 
     # -- helpers -------------------------------------------------------------------------------
 

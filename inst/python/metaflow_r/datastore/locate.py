@@ -11,8 +11,8 @@ import os
 from typing import Iterator
 
 from metaflow_r.core.config import default_datastore, setting
-from metaflow_r.datastore.flow import FlowDatastore, find_local_root, storage_for
 from metaflow_r.core.errors import MetaflowRError
+from metaflow_r.datastore.flow import FlowDatastore, find_local_root, storage_for
 
 # (flow, run id) -> the datastore kind holding it, for runs found once in this process
 _found: dict[tuple[str, str], str] = {}

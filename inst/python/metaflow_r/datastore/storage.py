@@ -1,7 +1,7 @@
 """Byte storage under string keys: the one interface the datastore is written against.
 
-`LocalStorage` keeps keys as files under a directory; `S3Storage` keeps them as objects under an
-``s3://bucket/prefix`` root. Writes are atomic in both: a reader sees a whole object or none.
+`LocalStorage` (here) keeps keys as files under a directory; `S3Storage` (s3.py) keeps them as objects
+under an ``s3://bucket/prefix`` root. Writes are atomic in both: a reader sees a whole object or none.
 """
 from __future__ import annotations
 
@@ -11,9 +11,6 @@ import shutil
 import tempfile
 from pathlib import Path
 from typing import BinaryIO, Protocol
-from urllib.parse import urlparse
-
-from metaflow_r.core.errors import DatastoreError
 
 _UMASK = os.umask(0o022)  # read it (only os.umask can) and put it back
 os.umask(_UMASK)
@@ -41,6 +38,7 @@ class Storage(Protocol):
     def delete(self, key: str) -> None: ...
     def local_path(self, key: str, sha: str | None = None) -> str: ...  # immutable keys: S3 caches downloads
     def list_children(self, prefix: str) -> list[str]: ...
+    def make_dir(self, key: str) -> bool: ...  # claims a new key (a run id); False if it was claimed already
 
 
 class LocalStorage:
@@ -141,120 +139,3 @@ class LocalStorage:
             return True
         except FileExistsError:
             return False
-
-
-class S3Storage:
-    """Keys are objects below ``s3://bucket/prefix``; reads of blobs are cached in a local directory."""
-
-    kind = "s3"
-
-    def __init__(self, root: str, client=None, cache_dir: str | None = None) -> None:
-        parsed = urlparse(root)
-        if parsed.scheme != "s3" or not parsed.netloc:
-            raise DatastoreError(
-                f"{root!r} is not an S3 location.", [("i", "Set METAFLOW_DATASTORE_SYSROOT_S3 to s3://bucket/prefix.")]
-            )
-        self.root = root.rstrip("/")
-        self.bucket = parsed.netloc
-        self.prefix = parsed.path.strip("/")
-        if client is None:
-            import boto3
-
-            client = boto3.client("s3")
-        self.client = client
-        # Only immutable, content-addressed blobs are read through the cache, so it is safe to keep it
-        # across runs and sessions.
-        self.cache_dir = cache_dir or str(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache",
-                                                "metaflow-r", "s3", self.bucket, self.prefix))
-
-    def _key(self, key: str) -> str:
-        return f"{self.prefix}/{key}" if self.prefix else key
-
-    def exists(self, key: str) -> bool:
-        from botocore.exceptions import ClientError
-
-        try:
-            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
-            return True
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return False
-            raise
-
-    def size(self, key: str) -> int | None:
-        from botocore.exceptions import ClientError
-
-        try:
-            return self.client.head_object(Bucket=self.bucket, Key=self._key(key))["ContentLength"]
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return None
-            raise
-
-    def sha256(self, key: str) -> str | None:
-        try:
-            return sha256_stream(self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"])
-        except self.client.exceptions.NoSuchKey:
-            return None
-
-    def read_bytes(self, key: str) -> bytes | None:
-        try:
-            return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
-        except self.client.exceptions.NoSuchKey:
-            return None
-
-    def create(self, key: str, data: bytes) -> bool:
-        from botocore.exceptions import ClientError
-
-        try:
-            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, IfNoneMatch="*")
-            return True
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
-                return False
-            raise
-
-    def delete(self, key: str) -> None:
-        self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
-
-    def write_bytes(self, key: str, data: bytes) -> None:
-        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
-
-    def write_file(self, key: str, path: str) -> None:
-        self.client.upload_file(path, self.bucket, self._key(key))
-
-    def local_path(self, key: str, sha: str | None = None) -> str:
-        """A cached local copy; a download that does not hash to ``sha`` is refused, not cached."""
-        target = Path(self.cache_dir, key)
-        if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = f"{target}.part-{os.getpid()}"
-            self.client.download_file(self.bucket, self._key(key), tmp)
-            if sha is not None and sha256_stream(open(tmp, "rb")) != sha:
-                os.unlink(tmp)
-                raise DatastoreError(f"{self.root}/{key} does not hold what its name says: it is damaged.",
-                                     [("i", "Run the step that made it again (resume) to store it anew.")])
-            os.replace(tmp, target)
-        return str(target)
-
-    def list_children(self, prefix: str) -> list[str]:
-        full = self._key(prefix).rstrip("/")
-        full = full + "/" if full else ""  # the bucket's root has no "/" prefix
-        names: set[str] = set()
-        paginator = self.client.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=full, Delimiter="/"):
-            names.update(p["Prefix"][len(full):].rstrip("/") for p in page.get("CommonPrefixes", []))
-            names.update(o["Key"][len(full):] for o in page.get("Contents", []))
-        return sorted(n for n in names if n and not n.startswith("."))
-
-    def make_dir(self, key: str) -> bool:
-        """S3 has no directories: claim the id with a marker object that must not exist yet."""
-        from botocore.exceptions import ClientError
-
-        try:
-            self.client.put_object(Bucket=self.bucket, Key=self._key(key) + "/.claimed", Body=b"", IfNoneMatch="*")
-            return True
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
-                return False
-            raise

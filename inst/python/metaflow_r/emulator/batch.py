@@ -47,13 +47,13 @@ class JobRun:
     environment: dict[str, str]
 
 
-class Launcher(Protocol):
+class JobRunner(Protocol):
     def start(self, run: JobRun) -> subprocess.Popen: ...
 
     def stop(self, run: JobRun, process: subprocess.Popen, grace: float) -> None: ...
 
 
-class LocalLauncher:
+class LocalJobRunner:
     """The job's command as a local process; the emulator's environment (its endpoint, its PATH) is
     inherited, the job's own variables win."""
 
@@ -65,7 +65,7 @@ class LocalLauncher:
         _terminate(process, grace, group=True)  # the job's children too, as stopping a container would
 
 
-class ContainerLauncher:
+class ContainerJobRunner:
     """The job's command in its image. Values reach the engine as ``-e NAME`` from the engine's own
     environment, so none shows on a command line and any character is safe."""
 
@@ -107,9 +107,9 @@ def _terminate(process: subprocess.Popen, grace: float, group: bool = False) -> 
         send(signal.SIGKILL)
 
 
-def make_launcher(runner: str, settings: dict[str, str]) -> Launcher:
+def make_runner(runner: str, settings: dict[str, str]) -> JobRunner:
     if runner != "container":
-        return LocalLauncher()
+        return LocalJobRunner()
     from metaflow_r.emulator.containers import require_engine
 
     engine = require_engine()
@@ -128,16 +128,16 @@ def make_launcher(runner: str, settings: dict[str, str]) -> Launcher:
                                         "CONTAINERS_CONF=tools/podman-containers.conf from the repository "
                                         "(runc, capped limits), as `make image` and the tests do."),
                                   ("i", "Or run jobs as local processes: --batch-runner local.")])
-    return ContainerLauncher(engine, settings)
+    return ContainerJobRunner(engine, settings)
 
 
-def run_attempt(launcher: Launcher, run: JobRun, timeout: float | None, log: Callable[[str], None],
+def run_attempt(runner: JobRunner, run: JobRun, timeout: float | None, log: Callable[[str], None],
                 grace: float | None = None, terminated: Callable[[], bool] = lambda: False) -> tuple[int, bool]:
     """Run one attempt, passing each output line to ``log``; returns (exit status, timed out). The attempt
     is stopped at its timeout, or as soon as ``terminated()`` (TerminateJob)."""
     grace = STOP_GRACE_SECONDS if grace is None else grace
     try:
-        process = launcher.start(run)
+        process = runner.start(run)
     except OSError as exc:
         log(f"CannotStartContainerError: {run.command}: {exc}")
         return 127, False
@@ -147,12 +147,12 @@ def run_attempt(launcher: Launcher, run: JobRun, timeout: float | None, log: Cal
     def expire() -> None:
         timed_out.set()
         log(f"{TIMEOUT_REASON} ({timeout:g} s): stopping the job.")
-        launcher.stop(run, process, grace)
+        runner.stop(run, process, grace)
 
     def watch_for_termination() -> None:
         while not ended.wait(0.2):
             if terminated():
-                launcher.stop(run, process, grace)
+                runner.stop(run, process, grace)
                 return
 
     threading.Thread(target=watch_for_termination, daemon=True).start()
@@ -178,19 +178,19 @@ def run_attempt(launcher: Launcher, run: JobRun, timeout: float | None, log: Cal
 
 def run_job(self: Any, include_start_attempt: bool, job: Any) -> None:
     """Replaces moto's BatchSimpleBackend._mark_job_as_finished (which runs nothing): starts ``job`` in the
-    background, as Batch does, to run attempt by attempt with ``self._metaflow_r_launcher``."""
+    background, as Batch does, to run attempt by attempt with ``self._metaflow_r_runner``."""
     self.backend._jobs[job.job_id] = job
     job.log_stream_name = job._stream_name
     if not include_start_attempt:  # an array parent: its children do the work
         job.job_started_at = datetime.datetime.now()
         job._mark_stopped(success=True)
         return
-    launcher: Launcher = type(self)._metaflow_r_launcher  # moto forwards instance lookups elsewhere
+    runner: JobRunner = type(self)._metaflow_r_runner  # moto forwards instance lookups elsewhere
     if (job.array_properties or {}).get("index") is not None:
         # An array child runs where its array schedules it (moto_scale.py's pool), which waits for its end.
-        _run_attempts(self, job, launcher)
+        _run_attempts(self, job, runner)
         return
-    threading.Thread(target=_run_attempts, args=(self, job, launcher), name=f"batch-job-{job.job_id}",
+    threading.Thread(target=_run_attempts, args=(self, job, runner), name=f"batch-job-{job.job_id}",
                      daemon=True).start()
 
 
@@ -208,7 +208,7 @@ def retry_allowed(strategy: dict[str, Any], exit_code: int, status_reason: str) 
     return True
 
 
-def _run_attempts(self: Any, job: Any, launcher: Launcher) -> None:
+def _run_attempts(self: Any, job: Any, runner: JobRunner) -> None:
     """Each attempt in turn, recording what Batch records; whatever goes wrong here fails the job, saying why."""
     from moto.core.utils import unix_time_millis
 
@@ -237,7 +237,7 @@ def _run_attempts(self: Any, job: Any, launcher: Launcher) -> None:
             # An array child's id is "<parent>:<index>"; a container name may not hold ":".
             run = JobRun(f"metaflow-r-{job.job_id.replace(':', '-')}-{attempt}", container.get("image", ""), command,
                          {**environment, "AWS_BATCH_JOB_ATTEMPT": str(attempt)})
-            code, timed_out = run_attempt(launcher, run, timeout, log, terminated=lambda: job.stop)
+            code, timed_out = run_attempt(runner, run, timeout, log, terminated=lambda: job.stop)
             job.exit_code = code
             job.latest_attempt["container"]["exitCode"] = code
             job.latest_attempt["statusReason"] = (job.job_stopped_reason if job.stop else

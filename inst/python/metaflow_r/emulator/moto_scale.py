@@ -202,7 +202,6 @@ def _array_pool() -> ThreadPoolExecutor:
 
 
 def run_array_jobs_in_background() -> None:
-    from moto.batch.models import Job
     from moto.batch_simple.models import BatchSimpleBackend
 
     if getattr(BatchSimpleBackend, "_metaflow_r_arrays", False):
@@ -212,64 +211,81 @@ def run_array_jobs_in_background() -> None:
     def submit_job(self, job_name, job_def_id, job_queue, array_properties, depends_on=None,
                    container_overrides=None, eks_properties_override=None, timeout=None, parameters=None,
                    tags=None):
+        arguments = dict(job_name=job_name, depends_on=depends_on, container_overrides=container_overrides,
+                         eks_properties_override=eks_properties_override, timeout=timeout, parameters=parameters)
         size = (array_properties or {}).get("size")
         if size is None:
             return original(self, job_name, job_def_id, job_queue, array_properties, depends_on,
                             container_overrides, eks_properties_override, timeout, parameters, tags)
-        parent = original_parent(self, job_name, job_def_id, job_queue, array_properties, depends_on,
-                                 container_overrides, eks_properties_override, timeout, parameters, tags)
-        children = []
-        for index in range(int(size)):
-            overrides = copy.deepcopy(container_overrides or {})
-            overrides.setdefault("environment", []).append({"name": "AWS_BATCH_JOB_ARRAY_INDEX",
-                                                            "value": str(index)})
-            child = Job(job_name, parent.job_definition, parent.job_queue, self, log_backend=self.logs_backend,
-                        container_overrides=overrides, eks_properties_override=eks_properties_override,
-                        depends_on=depends_on, all_jobs=self._jobs, timeout=timeout,
-                        array_properties={"statusSummary": {}, "index": index}, parameters=parameters,
-                        provided_job_id=f"{parent.job_id}:{index}")
-            children.append(child)
-        # Registered here, in the request, so that no later write changes the size of the dict that
-        # DescribeJobs iterates over from other threads.
-        with _lock:
-            for child in children:
-                self.backend._jobs[child.job_id] = child
-        parent._child_jobs = children
-        remaining = [len(children)]
-
-        def run(child: Any) -> None:
-            try:
-                self._mark_job_as_finished(include_start_attempt=True, job=child)
-            except Exception:  # noqa: BLE001 - a child that cannot run has failed, like on AWS
-                child._mark_stopped(success=False)
-            with _lock:
-                remaining[0] -= 1
-                done = remaining[0] == 0
-            if done:
-                parent._mark_stopped(success=all(c.status == "SUCCEEDED" for c in children))
-
-        for child in children:
-            _array_pool().submit(run, child)
+        parent = _array_parent(self, job_def_id, job_queue, array_properties, tags, arguments)
+        children = _array_children(self, parent, int(size), arguments)
+        _run_in_background(self, parent, children)
         return job_name, parent.job_id, parent.arn
-
-    def original_parent(self, job_name, job_def_id, job_queue, array_properties, depends_on, container_overrides,
-                        eks_properties_override, timeout, parameters, tags) -> Any:
-        from moto.batch.exceptions import ClientException
-
-        job_def = self.get_job_definition(job_def_id)
-        if job_def is None:
-            raise ClientException(f"Job definition {job_def_id} does not exist")
-        queue = self.get_job_queue(job_queue)
-        if queue is None:
-            raise ClientException(f"Job queue {job_queue} does not exist")
-        parent = Job(job_name, job_def, queue, self, log_backend=self.logs_backend,
-                     container_overrides=container_overrides, eks_properties_override=eks_properties_override,
-                     depends_on=depends_on, all_jobs=self._jobs, timeout=timeout, array_properties=array_properties,
-                     parameters=parameters, tags=tags)
-        parent.job_started_at = datetime.datetime.now()
-        with _lock:
-            self.backend._jobs[parent.job_id] = parent
-        return parent
 
     BatchSimpleBackend.submit_job = submit_job
     BatchSimpleBackend._metaflow_r_arrays = True
+
+
+def _array_parent(backend: Any, job_def_id: str, job_queue: str, array_properties: dict[str, Any],
+                  tags: Any, arguments: dict[str, Any]) -> Any:
+    """The array job itself, RUNNING until its children end (registered while the request runs)."""
+    from moto.batch.exceptions import ClientException
+    from moto.batch.models import Job
+
+    job_def = backend.get_job_definition(job_def_id)
+    if job_def is None:
+        raise ClientException(f"Job definition {job_def_id} does not exist")
+    queue = backend.get_job_queue(job_queue)
+    if queue is None:
+        raise ClientException(f"Job queue {job_queue} does not exist")
+    parent = Job(arguments["job_name"], job_def, queue, backend, log_backend=backend.logs_backend,
+                 container_overrides=arguments["container_overrides"],
+                 eks_properties_override=arguments["eks_properties_override"], depends_on=arguments["depends_on"],
+                 all_jobs=backend._jobs, timeout=arguments["timeout"], array_properties=array_properties,
+                 parameters=arguments["parameters"], tags=tags)
+    parent.job_started_at = datetime.datetime.now()
+    with _lock:
+        backend.backend._jobs[parent.job_id] = parent
+    return parent
+
+
+def _array_children(backend: Any, parent: Any, size: int, arguments: dict[str, Any]) -> list[Any]:
+    """One job per index, each with its AWS_BATCH_JOB_ARRAY_INDEX in an environment of its own."""
+    from moto.batch.models import Job
+
+    children = []
+    for index in range(size):
+        overrides = copy.deepcopy(arguments["container_overrides"] or {})
+        overrides.setdefault("environment", []).append({"name": "AWS_BATCH_JOB_ARRAY_INDEX", "value": str(index)})
+        children.append(Job(arguments["job_name"], parent.job_definition, parent.job_queue, backend,
+                            log_backend=backend.logs_backend, container_overrides=overrides,
+                            eks_properties_override=arguments["eks_properties_override"],
+                            depends_on=arguments["depends_on"], all_jobs=backend._jobs, timeout=arguments["timeout"],
+                            array_properties={"statusSummary": {}, "index": index},
+                            parameters=arguments["parameters"], provided_job_id=f"{parent.job_id}:{index}"))
+    # Registered here, in the request, so that no later write changes the size of the dict that
+    # DescribeJobs iterates over from other threads.
+    with _lock:
+        for child in children:
+            backend.backend._jobs[child.job_id] = child
+    parent._child_jobs = children
+    return children
+
+
+def _run_in_background(backend: Any, parent: Any, children: list[Any]) -> None:
+    """The children on the shared pool; the parent ends when the last one does, FAILED if any failed."""
+    remaining = [len(children)]
+
+    def run(child: Any) -> None:
+        try:
+            backend._mark_job_as_finished(include_start_attempt=True, job=child)
+        except Exception:  # noqa: BLE001 - a child that cannot run has failed, like on AWS
+            child._mark_stopped(success=False)
+        with _lock:
+            remaining[0] -= 1
+            done = remaining[0] == 0
+        if done:
+            parent._mark_stopped(success=all(c.status == "SUCCEEDED" for c in children))
+
+    for child in children:
+        _array_pool().submit(run, child)

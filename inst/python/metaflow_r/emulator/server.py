@@ -19,8 +19,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from metaflow_r.emulator.batch import Launcher, LocalLauncher, make_launcher, run_job
 from metaflow_r.core.errors import UsageError
+from metaflow_r.emulator.batch import JobRunner, LocalJobRunner, make_runner, run_job
 from metaflow_r.emulator.moto_scale import apply_scale_patches
 
 PATCHED_MOTO = ("5.2.",)
@@ -39,8 +39,8 @@ def moto_needs_patches() -> bool:
     return moto.__version__.startswith(PATCHED_MOTO)
 
 
-def patch_moto(launcher: Launcher | None = None) -> None:
-    """Apply the workarounds (idempotent) and make Batch run jobs with ``launcher`` (default: locally)."""
+def patch_moto(runner: JobRunner | None = None) -> None:
+    """Apply the workarounds (idempotent) and make Batch run jobs with ``runner`` (default: locally)."""
     from botocore import xform_name
     from botocore.session import get_session
     from moto.batch_simple.models import BatchSimpleBackend
@@ -49,7 +49,7 @@ def patch_moto(launcher: Launcher | None = None) -> None:
     )
     from moto.stepfunctions.parser.models import StepFunctionsParserBackend
 
-    BatchSimpleBackend._metaflow_r_launcher = launcher or LocalLauncher()
+    BatchSimpleBackend._metaflow_r_runner = runner or LocalJobRunner()
     if getattr(BatchSimpleBackend, "_metaflow_r_patched", False):
         return
     if moto_needs_patches():
@@ -139,7 +139,7 @@ class Emulator:
     def __init__(self, port: int, batch_runner: str = "local", image: str | None = None) -> None:
         self.port = port
         self.env = settings(port, image or DEFAULT_IMAGES[batch_runner])
-        self.launcher = make_launcher(batch_runner, self.env)
+        self.runner = make_runner(batch_runner, self.env)
         self._server = None
 
     def start(self) -> "Emulator":
@@ -149,7 +149,7 @@ class Emulator:
         # Step Functions' interpreter calls the other services at localhost:$MOTO_PORT; jobs it runs
         # inherit this process's environment, so they reach the emulator too.
         os.environ.update(self.env, MOTO_PORT=str(self.port))
-        patch_moto(self.launcher)
+        patch_moto(self.runner)
         default_user_config["stepfunctions"] = {"execute_state_machine": True}
         default_user_config["batch"] = {"use_docker": False}
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
@@ -214,7 +214,7 @@ def serve(port: int, env_file: str | None, batch_runner: str = "local", image: s
         if env_file:
             write_env_file(env_file, emulator.env)
         where = "as local processes" if batch_runner == "local" else \
-            f"in their images ({emulator.launcher.engine}; default {emulator.env['METAFLOW_BATCH_CONTAINER_IMAGE']})"
+            f"in their images ({emulator.runner.engine}; default {emulator.env['METAFLOW_BATCH_CONTAINER_IMAGE']})"
         print(f"AWS emulator ready on http://127.0.0.1:{port}; Batch jobs run {where}"
               + (f"; settings in {env_file}" if env_file else ""), flush=True)
         while not stop.wait(0.5):

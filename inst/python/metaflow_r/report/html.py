@@ -6,23 +6,15 @@ errors, logs) is escaped; a Content-Security-Policy forbids the page from loadin
 """
 from __future__ import annotations
 
-import json
-import math
-import time
 from html import escape
-from typing import Any, Iterable
+from typing import Any
 
-from metaflow_r.report import dag_layout
-from metaflow_r.report.run_view import STATUSES, Failure, RunView, StepView, TaskView
+from metaflow_r.report.run_view import Failure, RunView, StepView
+from metaflow_r.report.svg import graph, legend, timeline
+from metaflow_r.report.text import clock, code, duration, short, size, slug, text
 
 FOLD_ABOVE_TASKS = 20  # a run with more tasks shows only its unfinished or failed steps' details unfolded
 MAX_TASK_ROWS = 100  # per step; a wide foreach lists its first tasks, the timeline still shows every one
-TIMELINE_WIDTH = 960.0
-LANE_HEIGHT = 12.0
-STEP_BLOCK_MAX = 160.0  # a step with many concurrent tasks squeezes its lanes into this height
-CHAR_WIDTH = 7.8  # monospace 13px, for sizing boxes without a browser
-SMALL_CHAR_WIDTH = 6.4  # sans-serif 11px
-CLOCK_TICKS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;color:#222;margin:0 auto;max-width:1040px;
@@ -64,14 +56,14 @@ def render(view: RunView) -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{escape(title)}: {view.status}</title><style>{CSS}</style></head><body>",
         f'<h1><span class="mono">{escape(title)}</span> {_badge(view.status)}</h1>',
-        f'<div class="top"><div>{_run_table(view)}</div><div>{_graph(view)}{_legend()}</div></div>',
+        f'<div class="top"><div>{_run_table(view)}</div><div>{graph(view)}{legend()}</div></div>',
         _errors(view),
         '<h2>Timeline</h2>',
-        _timeline(view),
+        timeline(view),
         '<h2>Steps</h2>',
         _steps_table(view),
         *(_step_details(view, step) for step in view.steps.values()),
-        f'<p class="muted">Written {_clock(view.read_at)} from the run\'s records. '
+        f'<p class="muted">Written {clock(view.read_at)} from the run\'s records. '
         + ("The graph is the flow's." if view.graph_source == "flow" else
            "The flow was not available: the graph shows the steps the run reached.")
         + "</p></body></html>",
@@ -88,17 +80,17 @@ def _run_table(view: RunView) -> str:
     ended = (view.ended or {}).get("finished_at")
     rows: list[tuple[str, str]] = [
         ("Status", _badge(view.status)),
-        ("Started", _clock(started)),
-        ("Finished", _clock(ended) if ended else "not yet" if view.status == "running" else "-"),
-        ("Duration", _duration(started, ended or view.read_at) + ("" if ended else " so far")),
+        ("Started", clock(started)),
+        ("Finished", clock(ended) if ended else "not yet" if view.status == "running" else "-"),
+        ("Duration", duration(started, ended or view.read_at) + ("" if ended else " so far")),
         ("User", escape(str(record.get("user") or "-"))),
-        ("Namespace", _code(record.get("namespace") or "-")),
-        ("Tags", ", ".join(_code(t) for t in record.get("tags") or []) or "-"),
+        ("Namespace", code(record.get("namespace") or "-")),
+        ("Tags", ", ".join(code(t) for t in record.get("tags") or []) or "-"),
     ]
     if record.get("origin_run_id"):
-        rows.append(("Resumed from", _code(f"{view.flow}/{record['origin_run_id']}")))
+        rows.append(("Resumed from", code(f"{view.flow}/{record['origin_run_id']}")))
     parameters = record.get("parameters") or {}
-    rows.append(("Parameters", ", ".join(f"{_code(k)} = {_code(_short(v))}" for k, v in parameters.items()) or "none"))
+    rows.append(("Parameters", ", ".join(f"{code(k)} = {code(short(v))}" for k, v in parameters.items()) or "none"))
     body = "".join(f"<tr><td>{k}</td><td>{v}</td></tr>" for k, v in rows)
     return f'<table class="meta">{body}</table>'
 
@@ -143,154 +135,6 @@ def _failure(view: RunView, failure: Failure) -> str:
 # -- the graph -------------------------------------------------------------------------------------
 
 
-def _subtitle(step: StepView) -> str:
-    done = sum(t.successful for t in step.tasks)
-    total = step.expected if step.expected is not None else len(step.tasks)
-    if total <= 1 and len(step.tasks) <= 1:
-        return step.status
-    if step.status == "succeeded":
-        return f"succeeded \u00b7 {done} tasks"
-    return f"{step.status} \u00b7 {done}/{max(total, len(step.tasks))}"
-
-
-def _graph(view: RunView) -> str:
-    steps = view.steps
-    subtitles = {name: _subtitle(step) for name, step in steps.items()}
-    widths = {name: max(90.0, len(name) * CHAR_WIDTH + 24, len(subtitles[name]) * SMALL_CHAR_WIDTH + 20)
-              for name in steps}
-    geometry = dag_layout.layout(list(steps), [(s, t) for s, t, _ in view.edges], widths)
-    labels = {(s, t): label for s, t, label in view.edges}
-    width = max([geometry.width] + [geometry.boxes[s].center + 12 + len(label) * SMALL_CHAR_WIDTH
-                                    for s, _, label in view.edges if label and s in geometry.boxes])
-    out = [f'<svg class="dag" role="img" aria-label="The graph of {escape(view.flow)}, coloured by step status" '
-           f'width="{width:.0f}" height="{geometry.height:.0f}" viewBox="0 0 {width:.0f} {geometry.height:.0f}">',
-           '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" '
-           'orient="auto-start-reverse"><path d="M0,0L10,5L0,10z" fill="#888"/></marker></defs>']
-    for route in geometry.routes:
-        out.append(f'<path class="edge" marker-end="url(#arrow)" d="{_curve(route.points)}"/>')
-        label = labels.get((route.source, route.target))
-        if label:
-            (x1, y1), (x2, y2) = route.points[0], route.points[1]
-            out.append(f'<text class="edge-label" x="{(x1 + x2) / 2 + 6:.1f}" y="{(y1 + y2) / 2 + 4:.1f}">'
-                       f'{escape(label)}</text>')
-    for name, box in geometry.boxes.items():
-        step = steps[name]
-        kind = " (foreach)" if step.foreach else " (join)" if step.is_join else ""
-        out.append(
-            f'<g class="step s-{_slug(step.status)}" data-step="{escape(name)}" data-status="{step.status}">'
-            f'<title>{escape(name)}{kind}: {escape(subtitles[name])}</title>'
-            f'<a href="#step-{escape(name)}"><rect x="{box.x:.1f}" y="{box.y:.1f}" width="{box.width:.1f}" '
-            f'height="{box.height:.1f}" rx="6"/>'
-            f'<text class="name" x="{box.center:.1f}" y="{box.y + 18:.1f}" text-anchor="middle">{escape(name)}</text>'
-            f'<text class="sub" x="{box.center:.1f}" y="{box.y + 34:.1f}" text-anchor="middle">'
-            f'{escape(subtitles[name])}</text></a></g>')
-    out.append("</svg>")
-    return "".join(out)
-
-
-def _curve(points: Iterable[tuple[float, float]]) -> str:
-    """A smooth path through the points, leaving and entering each one vertically."""
-    points = list(points)
-    d = [f"M{points[0][0]:.1f},{points[0][1]:.1f}"]
-    for (x1, y1), (x2, y2) in zip(points, points[1:]):
-        mid = (y1 + y2) / 2
-        d.append(f"C{x1:.1f},{mid:.1f} {x2:.1f},{mid:.1f} {x2:.1f},{y2:.1f}")
-    return "".join(d)
-
-
-def _legend() -> str:
-    colours = {"succeeded": "#2e7d32", "failed": "#c62828", "running": "#1565c0", "stopped": "#e65100",
-               "not reached": "#bdbdbd"}
-    return '<p class="legend">' + "".join(f'<span><i style="background:{colours[s]}"></i>{s}</span>'
-                                          for s in STATUSES) + "</p>"
-
-
-# -- the timeline ----------------------------------------------------------------------------------
-
-
-def _timeline(view: RunView) -> str:
-    attempts = [(step, task, a) for step in view.steps.values() for task in step.tasks if not task.cloned
-                for a in task.attempts]
-    if not attempts:
-        return '<p class="muted">No task of this run has finished yet.</p>'
-    origin = min([a["started_at"] for _, _, a in attempts] + [view.record.get("created_at") or math.inf])
-    end = max(a["finished_at"] for _, _, a in attempts)  # not "now": a run whose runtime died never ends
-    span = max(end - origin, 1e-3)
-    label_width = max(len(s.name) for s in view.steps.values()) * 7.0 + 16
-    plot = TIMELINE_WIDTH - label_width - 12
-    scale = plot / span
-    rows: list[str] = []
-    y = 26.0
-    for step in view.steps.values():
-        mine = sorted(((t, a) for s, t, a in attempts if s is step), key=lambda p: p[1]["started_at"])
-        if not mine:
-            continue
-        lanes = _pack(mine)
-        count = max(lanes.values()) + 1
-        lane = min(LANE_HEIGHT, max(2.0, STEP_BLOCK_MAX / count))
-        height = lane * count
-        rows.append(f'<text class="lane-label" x="0" y="{y + min(height, LANE_HEIGHT) - 2:.1f}">{escape(step.name)}'
-                    "</text>")
-        for task, attempt in mine:
-            x = label_width + (attempt["started_at"] - origin) * scale
-            w = max(1.0, (attempt["finished_at"] - attempt["started_at"]) * scale)
-            ok = bool(attempt.get("successful"))
-            tip = (f"{step.name}/{task.task_id}" + (f" [{task.split_label}]" if task.split_label else "")
-                   + f" attempt {attempt.get('attempt', 0)}: {'succeeded' if ok else 'failed'} in "
-                   + _duration(attempt["started_at"], attempt["finished_at"]))
-            rows.append(f'<rect class="{"a-ok" if ok else "a-failed"}" x="{x:.1f}" '
-                        f'y="{y + lanes[id(attempt)] * lane:.1f}" width="{w:.1f}" height="{max(1.0, lane - 1):.1f}">'
-                        f"<title>{escape(tip)}</title></rect>")
-        y += height + 8
-    axis = []
-    step_seconds = _tick(span)
-    tick = 0.0
-    while tick <= span + 1e-9:
-        x = label_width + tick * scale
-        axis.append(f'<line x1="{x:.1f}" y1="18" x2="{x:.1f}" y2="{y:.1f}"/>'
-                    f'<text x="{x:.1f}" y="12" text-anchor="middle">{_tick_label(tick)}</text>')
-        tick += step_seconds
-    return (f'<svg class="timeline" role="img" aria-label="When each task ran" width="{TIMELINE_WIDTH:.0f}" '
-            f'height="{y:.0f}" viewBox="0 0 {TIMELINE_WIDTH:.0f} {y:.0f}"><g class="axis">{"".join(axis)}</g>'
-            + "".join(rows) + "</svg>"
-            + '<p class="legend"><span><i style="background:#43a047"></i>attempt succeeded</span>'
-              '<span><i style="background:#e53935"></i>attempt failed</span>'
-              '<span class="muted">seconds since the run started; hover a bar for its task</span></p>')
-
-
-def _pack(attempts: list[tuple[TaskView, dict[str, Any]]]) -> dict[int, int]:
-    """Lanes for bars sorted by start: each goes into the first lane free by then (so lanes = concurrency)."""
-    lanes: list[float] = []
-    placed: dict[int, int] = {}
-    for _, attempt in attempts:
-        for index, free_at in enumerate(lanes):
-            if free_at <= attempt["started_at"]:
-                break
-        else:
-            index = len(lanes)
-            lanes.append(0.0)
-        lanes[index] = attempt["finished_at"]
-        placed[id(attempt)] = index
-    return placed
-
-
-def _tick(span: float) -> float:
-    """A round tick interval giving about six ticks: 1, 2 or 5 times a power of ten below a second, then
-    durations a clock reads (15 s, 5 min, 2 h, ...)."""
-    raw = span / 6
-    if raw < 1:
-        power = 10 ** math.floor(math.log10(raw))
-        return next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
-    return next((n for n in CLOCK_TICKS if n >= raw), 86400 * math.ceil(raw / 86400))
-
-
-def _tick_label(seconds: float) -> str:
-    for unit, size, above in (("h", 3600, 3600), ("min", 60, 60), ("s", 1, 0)):
-        if seconds >= above:
-            return f"{round(seconds / size, 3):g} {unit}"
-    return "0 s"
-
-
 # -- the steps -------------------------------------------------------------------------------------
 
 
@@ -305,8 +149,8 @@ def _steps_table(view: RunView) -> str:
             counts += f", {step.expected - len(step.tasks)} not finished"
         rows.append(f'<tr class="step-row" data-step="{escape(step.name)}"><td><a class="mono" '
                     f'href="#step-{escape(step.name)}">{escape(step.name)}</a></td><td>{_badge(step.status)}</td>'
-                    f"<td>{counts}</td><td>{_clock(step.started_at)}</td>"
-                    f"<td>{_duration(step.started_at, step.finished_at)}</td></tr>")
+                    f"<td>{counts}</td><td>{clock(step.started_at)}</td>"
+                    f"<td>{duration(step.started_at, step.finished_at)}</td></tr>")
     return ("<table><tr><th>Step</th><th>Status</th><th>Tasks</th><th>Started</th><th>Took</th></tr>"
             + "".join(rows) + "</table>")
 
@@ -333,8 +177,8 @@ def _tasks_table(step: StepView) -> str:
         rows.append(f"<tr><td class=\"mono\">{escape(task.task_id)}</td>"
                     + (f"<td>{escape(task.split_label)}</td>" if indexed else "")
                     + f"<td>{'succeeded' if task.successful else 'failed'}</td><td>{len(task.attempts)}</td>"
-                    f"<td>{_clock(latest.get('started_at'))}</td>"
-                    f"<td>{_duration(latest.get('started_at'), latest.get('finished_at'))}</td>"
+                    f"<td>{clock(latest.get('started_at'))}</td>"
+                    f"<td>{duration(latest.get('started_at'), latest.get('finished_at'))}</td>"
                     f'<td class="muted">{escape(note)}</td></tr>')
     more = len(step.tasks) - MAX_TASK_ROWS
     tail = (f'<p class="muted">and {more} more tasks: <code>run$step("{escape(step.name)}")$tasks</code> lists them '
@@ -365,9 +209,9 @@ def _artifacts(view: RunView, step: StepView) -> str:
     for name in names:
         entry = info.get(name) if isinstance(info.get(name), dict) else {}
         preview = entry.get("preview")
-        rows.append(f'<tr><td class="mono">{escape(name)}</td><td>{escape(_text(entry.get("type")))}</td>'
-                    f'<td>{_size(entry.get("size"))}</td>'
-                    f'<td class="preview mono">{escape(_short(preview)) if preview is not None else "-"}</td>'
+        rows.append(f'<tr><td class="mono">{escape(name)}</td><td>{escape(text(entry.get("type")))}</td>'
+                    f'<td>{size(entry.get("size"))}</td>'
+                    f'<td class="preview mono">{escape(short(preview)) if preview is not None else "-"}</td>'
                     f'<td class="muted">{origin(name)}</td></tr>')
     which = f" of task {escape(task.task_id)} (1 of {len(step.tasks)})" if len(step.tasks) > 1 else ""
     return (f"<p>Artifacts{which}:</p><table><tr><th>Name</th><th>Type</th><th>Size</th><th>Preview</th><th></th></tr>"
@@ -387,58 +231,5 @@ def _parent_shas(view: RunView, record: dict[str, Any]) -> dict[str, set[str]]:
     return found
 
 
-# -- formatting ------------------------------------------------------------------------------------
-
-
 def _badge(status: str) -> str:
-    return f'<span class="badge b-{_slug(status)}">{escape(status)}</span>'
-
-
-def _slug(status: str) -> str:
-    return status.replace(" ", "-")
-
-
-def _code(value: Any) -> str:
-    return f"<code>{escape(str(value))}</code>"
-
-
-def _text(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, list):
-        return ", ".join(map(str, value))
-    return str(value)
-
-
-def _short(value: Any, limit: int = 200) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, default=str)
-    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
-
-
-def _size(size: Any) -> str:
-    if not isinstance(size, (int, float)) or isinstance(size, bool):
-        return "-"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return "-"
-
-
-def _clock(seconds: Any) -> str:
-    if not isinstance(seconds, (int, float)):
-        return "-"
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds))
-
-
-def _duration(start: Any, end: Any) -> str:
-    if not isinstance(start, (int, float)) or not isinstance(end, (int, float)):
-        return "-"
-    seconds = max(0.0, end - start)
-    if seconds < 10:
-        return f"{seconds:.2f} s"
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    if seconds < 3600:
-        return f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
-    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
+    return f'<span class="badge b-{slug(status)}">{escape(status)}</span>'

@@ -20,9 +20,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from metaflow_r.report.dag_layout import layers
-from metaflow_r.datastore.flow import FlowDatastore
 from metaflow_r.core.graph import FlowGraph
+from metaflow_r.datastore.flow import FlowDatastore
+from metaflow_r.report.dag_layout import layers
 
 STATUSES = ("succeeded", "failed", "running", "stopped", "not reached")
 LOG_TAIL_LINES = 40

@@ -11,13 +11,13 @@ import os
 import tempfile
 from pathlib import Path
 
-from metaflow_r.datastore.flow import FlowDatastore
 from metaflow_r.core.errors import DatastoreError, GraphError, UsageError
 from metaflow_r.core.graph import FlowGraph
+from metaflow_r.core.spec import parse_spec
+from metaflow_r.datastore.flow import FlowDatastore
+from metaflow_r.datastore.storage import LocalStorage
 from metaflow_r.report.html import render
 from metaflow_r.report.run_view import read_run
-from metaflow_r.core.spec import parse_spec
-from metaflow_r.datastore.storage import LocalStorage
 
 REPORT_NAME = "_report.html"
 

@@ -27,11 +27,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Literal, Mapping
 
 from metaflow_r.core import protocol
-from metaflow_r.runtime import task as tasks
-from metaflow_r.datastore.flow import FlowDatastore
 from metaflow_r.core.errors import DatastoreError, ProtocolError
 from metaflow_r.core.graph import FlowGraph
-from metaflow_r.runtime.launchers import Exited, Launcher, Output, Started
+from metaflow_r.datastore.flow import FlowDatastore
+from metaflow_r.runtime import task as tasks
+from metaflow_r.runtime.events import AttemptLauncher, Exited, Output, Started
 
 Decision = Literal["succeeded", "retry", "catch", "failed"]
 Mode = Literal["here", "job"]
@@ -41,7 +41,7 @@ Echo = Callable[["Attempt", str, str], None]
 
 @dataclass(eq=False)
 class Attempt:
-    spec: tasks.TaskSpec
+    spec: tasks.AttemptSpec
     prepared: tasks.Prepared | None  # None in "job" mode: the job prepares its own context
     workdir: str
     started_at: float
@@ -59,22 +59,22 @@ class Attempt:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class AttemptOutcome:
     """How an attempt ended and what comes next: ``next`` is the attempt to run for a retry or a catch."""
 
     attempt: Attempt
     decision: Decision
     record: dict[str, Any]
     code: int
-    next: tasks.TaskSpec | None = None
+    next: tasks.AttemptSpec | None = None
 
     @property
-    def spec(self) -> tasks.TaskSpec:
+    def spec(self) -> tasks.AttemptSpec:
         return self.attempt.spec
 
 
 class AttemptEngine:
-    def __init__(self, graph: FlowGraph, ds: FlowDatastore, run_record: dict[str, Any], launcher: Launcher, *,
+    def __init__(self, graph: FlowGraph, ds: FlowDatastore, run_record: dict[str, Any], launcher: AttemptLauncher, *,
                  retries: Mapping[str, int], echo: Echo, scratch: str, batch_job_id: str | None = None,
                  mode: Mode = "here") -> None:
         self.graph = graph
@@ -90,7 +90,7 @@ class AttemptEngine:
 
     # -- the attempt's life ----------------------------------------------------------------------
 
-    def start(self, spec: tasks.TaskSpec, known: dict[str, dict[str, Any]] | None = None) -> Attempt:
+    def start(self, spec: tasks.AttemptSpec, known: dict[str, dict[str, Any]] | None = None) -> Attempt:
         """Prepare and launch one attempt; ``known`` holds parents' records the caller already has."""
         workdir = tempfile.mkdtemp(prefix=f"{spec.step}-{spec.task_id}-{spec.retry_count}-", dir=self.scratch)
         prepared = context_file = None
@@ -111,7 +111,7 @@ class AttemptEngine:
                                                            else "."))
         return attempt
 
-    def poll(self, timeout: float) -> list[Outcome]:
+    def poll(self, timeout: float) -> list[AttemptOutcome]:
         """Pass on the output that arrived within ``timeout`` seconds; returns the attempts that ended."""
         outcomes = []
         for event in self.launcher.poll(timeout):
@@ -129,7 +129,7 @@ class AttemptEngine:
                 self.launcher.kill(attempt)  # its exit arrives as an event, then it ends as timed out
         return outcomes
 
-    def run(self, spec: tasks.TaskSpec) -> Outcome:
+    def run(self, spec: tasks.AttemptSpec) -> AttemptOutcome:
         """One attempt from start to end (a Batch job runs exactly one, or two with a catch)."""
         attempt = self.start(spec)
         while True:
@@ -137,7 +137,7 @@ class AttemptEngine:
                 if outcome.attempt is attempt:
                     return outcome
 
-    def stop_recording(self, why: str) -> list[Outcome]:
+    def stop_recording(self, why: str) -> list[AttemptOutcome]:
         """Kill every attempt still running and record each as failed, its logs so far kept: a Batch job that
         AWS stops (its timeout, TerminateJob, a reclaimed instance) still says why in the datastore."""
         outcomes = []
@@ -165,7 +165,7 @@ class AttemptEngine:
 
     # -- ending --------------------------------------------------------------------------------------
 
-    def _end(self, attempt: Attempt, code: int, why: str | None = None) -> Outcome:
+    def _end(self, attempt: Attempt, code: int, why: str | None = None) -> AttemptOutcome:
         self.running.remove(attempt)
         spec = attempt.spec
         assert attempt.prepared is not None
@@ -178,7 +178,7 @@ class AttemptEngine:
                     reason = f"its artifacts could not be stored: {exc}"
                 else:
                     self.echo(attempt, "status", "Task finished successfully.")
-                    return Outcome(attempt, "succeeded", record, 0)
+                    return AttemptOutcome(attempt, "succeeded", record, 0)
             code = code or 1
             if reason is None:
                 reason = attempt.stopped or (f"timed out after {attempt.timeout:g} s" if attempt.timed_out
@@ -194,7 +194,7 @@ class AttemptEngine:
         finally:
             self._discard(attempt)
 
-    def _read_back(self, attempt: Attempt, code: int, why: str | None) -> Outcome:
+    def _read_back(self, attempt: Attempt, code: int, why: str | None) -> AttemptOutcome:
         """A Batch job's attempt ("job" mode): its record as the job committed it. A job that left none (its
         image could not be pulled, it was stopped, it died) gets a failure record saying how it ended."""
         self.running.remove(attempt)
@@ -214,7 +214,7 @@ class AttemptEngine:
                     record = {"error": reason, "exception": error}
             if record.get("successful"):
                 self.echo(attempt, "status", "Task finished successfully.")
-                return Outcome(attempt, "succeeded", record, 0)
+                return AttemptOutcome(attempt, "succeeded", record, 0)
             error = record.get("exception") or tasks.task_error("metaflow_task_failure", "The task failed.")
             return self._decide(attempt, record, code or 1, record.get("error") or f"exit status {code or 1}",
                                 error)
@@ -222,18 +222,18 @@ class AttemptEngine:
             self._discard(attempt)
 
     def _decide(self, attempt: Attempt, record: dict[str, Any], code: int, reason: str,
-                error: dict[str, Any]) -> Outcome:
+                error: dict[str, Any]) -> AttemptOutcome:
         spec = attempt.spec
         if spec.retry_count < self.retries.get(spec.step, 0) and spec.caught is None:
             self.echo(attempt, "status", f"Task failed ({reason}); retrying.")
-            return Outcome(attempt, "retry", record, code, replace(spec, retry_count=spec.retry_count + 1))
+            return AttemptOutcome(attempt, "retry", record, code, replace(spec, retry_count=spec.retry_count + 1))
         if self.graph[spec.step].spec.decorator("catch") is not None and spec.caught is None:
             self.echo(attempt, "status", f"Task failed ({reason}); decorator(\"catch\") records the error and the "
                                          "run goes on.")
-            return Outcome(attempt, "catch", record, code, replace(spec, retry_count=spec.retry_count + 1,
+            return AttemptOutcome(attempt, "catch", record, code, replace(spec, retry_count=spec.retry_count + 1,
                                                                    caught=error))
         self.echo(attempt, "status", f"Task failed ({reason}).")
-        return Outcome(attempt, "failed", record, code)
+        return AttemptOutcome(attempt, "failed", record, code)
 
     def _task_error(self, attempt: Attempt, reason: str) -> dict[str, Any]:
         """Why the attempt failed: R's own task error document when it wrote one."""

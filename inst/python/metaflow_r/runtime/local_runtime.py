@@ -12,23 +12,24 @@ import os
 import shutil
 import tempfile
 from collections import deque
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from metaflow_r.runtime import task as tasks
-from metaflow_r.runtime.attempt import Attempt, AttemptEngine, Outcome
-from metaflow_r.datastore.flow import FlowDatastore
 from metaflow_r.core.errors import DatastoreError
 from metaflow_r.core.graph import FlowGraph
-from metaflow_r.runtime.launchers import Launcher, WorkerLauncher
 from metaflow_r.core.procenv import subprocess_env
+from metaflow_r.datastore.flow import FlowDatastore
+from metaflow_r.runtime import task as tasks
+from metaflow_r.runtime.attempt import Attempt, AttemptEngine, AttemptOutcome
+from metaflow_r.runtime.events import AttemptLauncher
 from metaflow_r.runtime.progress import RunConsole
 from metaflow_r.runtime.reaper import Reaper
+from metaflow_r.runtime.resume import Clone
+from metaflow_r.runtime.workers import WorkerLauncher
 
 SCRATCH_PREFIX = "metaflow-r-"
 # Makes the launcher of attempts that run elsewhere and commit themselves, given the reaper's watch.
-RemoteLauncher = Callable[[Callable[[str, Any], None]], Launcher]
+RemoteLauncher = Callable[[Callable[[str, Any], None]], AttemptLauncher]
 OWNERS = ".owners"  # in a run's scratch directory: the pids of its runtime and its reaper
 
 
@@ -54,15 +55,6 @@ def _alive(pid: int) -> bool:
     return True
 
 
-@dataclass
-class Clone:
-    """What ``resume`` reuses: the finished tasks of an earlier run, before the steps it runs again."""
-
-    origin_run_id: str
-    reuse_before: set[str]  # steps whose finished tasks may be reused
-    origin: FlowDatastore  # where that run is: the run's own datastore, or S3 for a production run
-
-
 class LocalRuntime:
     def __init__(self, graph: FlowGraph, ds: FlowDatastore, run_id: str, run_record: dict[str, Any], *,
                  script: str, launch_dir: str, rscript: str, max_workers: int = 16,
@@ -74,18 +66,20 @@ class LocalRuntime:
         self.max_workers = max(1, max_workers)
         self.clone = clone
         self.console = console or RunConsole({n.name for n in graph if any(graph[s].is_foreach for s in n.split_parents)})
-        self.queue: deque[tasks.TaskSpec] = deque()
+        self.queue: deque[tasks.AttemptSpec] = deque()
         self.records: dict[str, dict[str, Any]] = {}  # successful task records of this run, by pathspec
         self.join_inputs: dict[tuple[str, str], dict[Any, str]] = {}
         self.next_task_id = 1
-        self.failed: tasks.TaskSpec | None = None
+        self.failed: tasks.AttemptSpec | None = None
         sweep_stale_scratch()
         self.scratch = tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{run_id}-")
         env = subprocess_env()
-        self.reaper = Reaper.start(ds.storage.kind, ds.storage.root, ds.flow, run_id, self.scratch, env)
-        Path(self.scratch, OWNERS).write_text(f"{os.getpid()} {self.reaper.process.pid}")
+        # The launcher starts nothing before its first attempt, so the reaper can be told its cleanup.
         self.launcher = remote(self._watch) if remote else WorkerLauncher(rscript, script, launch_dir, env,
                                                                            watch=self._watch)
+        self.reaper = Reaper.start(ds.storage.kind, ds.storage.root, ds.flow, run_id, self.scratch, env,
+                                   getattr(self.launcher, "cleanup_command", None))
+        Path(self.scratch, OWNERS).write_text(f"{os.getpid()} {self.reaper.process.pid}")
         self.engine = AttemptEngine(graph, ds, run_record, self.launcher, retries=retries or {},
                                     echo=self._say, scratch=self.scratch, mode="job" if remote else "here")
         self.origin_tasks = self._origin_tasks() if clone else {}
@@ -136,7 +130,7 @@ class LocalRuntime:
 
     # -- scheduling ------------------------------------------------------------------------------
 
-    def _ended(self, outcome: Outcome) -> None:
+    def _ended(self, outcome: AttemptOutcome) -> None:
         if outcome.decision == "succeeded":
             self._finished(outcome.spec, outcome.record)
         elif outcome.next is not None:  # a retry, or the catch's fallback attempt: before anything else
@@ -152,12 +146,12 @@ class LocalRuntime:
             task_id, record = origin
             self._reuse(step, task_id, record, input_paths)
             return
-        spec = tasks.TaskSpec(self.run_id, step, str(self.next_task_id), input_paths, split_index)
+        spec = tasks.AttemptSpec(self.run_id, step, str(self.next_task_id), input_paths, split_index)
         self.next_task_id += 1
         self.queue.append(spec)
         self.console.queued(step)
 
-    def _finished(self, spec: tasks.TaskSpec, record: dict[str, Any]) -> None:
+    def _finished(self, spec: tasks.AttemptSpec, record: dict[str, Any]) -> None:
         self.records[spec.pathspec] = record  # its children's prepare() reads it from here, not the datastore
         node = self.graph[spec.step]
         for child in node.next:
@@ -169,7 +163,7 @@ class LocalRuntime:
             else:
                 self._enqueue(child, [spec.pathspec], None)
 
-    def _arrive_at_join(self, join: str, spec: tasks.TaskSpec, record: dict[str, Any]) -> None:
+    def _arrive_at_join(self, join: str, spec: tasks.AttemptSpec, record: dict[str, Any]) -> None:
         frame = record["split_stack"][-1]  # the split this join closes
         key = (join, frame["task_id"])
         arrived = self.join_inputs.setdefault(key, {})
@@ -224,4 +218,4 @@ class LocalRuntime:
                 self.ds.write_log(self.run_id, step, task_id, record["attempt"], stream, log.encode())
         self.ds.write_attempt(self.run_id, step, task_id, record["attempt"], copied)
         self.console.line(f"[{self.run_id}/{step}/{task_id}] Cloned from run {origin}.")
-        self._finished(tasks.TaskSpec(self.run_id, step, task_id, input_paths), copied)
+        self._finished(tasks.AttemptSpec(self.run_id, step, task_id, input_paths), copied)

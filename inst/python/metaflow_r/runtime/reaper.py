@@ -3,10 +3,12 @@
 ``Rscript flow.R run`` may be killed (SIGKILL), terminated (SIGTERM) or lose its terminal (SIGHUP); none
 of these lets it clean up. So each local run starts this small process, in a session of its own, with a
 pipe from the runtime on its stdin. The runtime names each worker's process group as it starts one (and
-each Batch job of a ``run --with batch`` as it submits one) and says ``done`` when the run ended normally.
-When the pipe closes without ``done``, however the runtime died, the reaper kills every worker with the
-tasks it forked and their children, terminates the Batch jobs still going, marks the run failed with the
-reason, and removes the run's scratch directory, so nothing keeps running and ``resume`` continues the run.
+each job of a launcher whose attempts run elsewhere, such as ``run --with batch``'s Batch jobs, as it is
+submitted) and says ``done`` when the run ended normally. When the pipe closes without ``done``, however
+the runtime died, the reaper kills every worker with the tasks it forked and their children, runs the
+launcher's cleanup command with the jobs still going (which terminates them), marks the run failed with
+the reason, and removes the run's scratch directory, so nothing keeps running and ``resume`` continues it.
+The reaper knows no AWS: the command comes from the launcher.
 """
 from __future__ import annotations
 
@@ -19,7 +21,6 @@ import sys
 from typing import Any
 
 RUNTIME_ENDED = "interrupted: the process running it ended before the run did (killed, or its terminal closed)"
-JOB_STOPPED = "Stopped: the process running the local run that submitted it ended (killed, or its terminal closed)."
 
 
 class Reaper:
@@ -30,9 +31,10 @@ class Reaper:
 
     @classmethod
     def start(cls, storage_kind: str, storage_root: str, flow: str, run_id: str, scratch: str,
-              env: dict[str, str]) -> "Reaper":
+              env: dict[str, str], cleanup_command: list[str] | None = None) -> "Reaper":
+        """``cleanup_command``: run with the ids of the jobs still going if the runtime dies."""
         job = json.dumps({"storage": storage_kind, "root": storage_root, "flow": flow, "run_id": run_id,
-                          "scratch": scratch})
+                          "scratch": scratch, "cleanup": cleanup_command})
         process = subprocess.Popen([sys.executable, "-c", "import sys; from metaflow_r.runtime.reaper import main; "
                                     "sys.exit(main())", job], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                    env=env, start_new_session=True)
@@ -87,26 +89,14 @@ def reap(job: dict[str, Any], lines) -> bool:
             os.killpg(pgid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
-    if jobs:
-        _terminate_jobs(sorted(jobs))
+    if jobs and job.get("cleanup"):
+        subprocess.run([*job["cleanup"], *sorted(jobs)], stdin=subprocess.DEVNULL, check=False)
     from metaflow_r.datastore.flow import FlowDatastore, storage_for
 
     FlowDatastore(storage_for(job["storage"], job["root"]), job["flow"]).finish_run(job["run_id"], False,
                                                                                     reason=RUNTIME_ENDED)
     shutil.rmtree(job["scratch"], ignore_errors=True)
     return False
-
-
-def _terminate_jobs(job_ids: list[str]) -> None:
-    """The run's Batch jobs end with it (TerminateJob also cancels those not started yet)."""
-    from metaflow_r.aws.step_functions.deploy import aws_session
-
-    try:
-        batch = aws_session().client("batch")
-        for job_id in job_ids:
-            batch.terminate_job(jobId=job_id, reason=JOB_STOPPED)
-    except Exception as exc:  # noqa: BLE001 - the run is still marked failed below
-        print(f"metaflow-r reaper: Batch jobs {', '.join(job_ids)} could not be stopped: {exc}", file=sys.stderr)
 
 
 def main() -> int:

@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from metaflow_r.core import protocol
-from metaflow_r.datastore.flow import FlowDatastore
-from metaflow_r.core.errors import DatastoreError
+from metaflow_r.core.errors import TASK_FAILURES, DatastoreError
 from metaflow_r.core.graph import FlowGraph
+from metaflow_r.datastore.flow import FlowDatastore
 
 
 @dataclass
-class TaskSpec:
+class AttemptSpec:
     """What identifies one attempt of one task."""
 
     run_id: str
@@ -78,7 +78,7 @@ def child_split_stack(graph: FlowGraph, parent_step: str, parent: dict[str, Any]
     return stack
 
 
-def prepare(graph: FlowGraph, ds: FlowDatastore, task: TaskSpec, run_record: dict[str, Any],
+def prepare(graph: FlowGraph, ds: FlowDatastore, task: AttemptSpec, run_record: dict[str, Any],
             output_dir: str, known: dict[str, dict[str, Any]] | None = None) -> Prepared:
     """The context the R task runs with: inherited artifacts, join inputs, foreach stack, parameters.
 
@@ -129,11 +129,14 @@ def _catch_context(decorator, caught: dict[str, Any] | None) -> dict[str, Any] |
 
 
 def task_error(error_class: str, message: str) -> dict[str, Any]:
-    """A task error document for a failure R could not describe (a timeout, a crash, a lost worker)."""
+    """A task error document for a failure R could not describe (a timeout, a crash, a lost worker); its
+    class is one of the catalogue's task failures (data/errors.json)."""
+    if error_class not in TASK_FAILURES:
+        raise ValueError(f"{error_class} is not a task failure of data/errors.json")
     return {"class": [error_class, "error", "condition"], "message": message, "call": None, "traceback": []}
 
 
-def commit(ds: FlowDatastore, task: TaskSpec, prepared: Prepared, started_at: float,
+def commit(ds: FlowDatastore, task: AttemptSpec, prepared: Prepared, started_at: float,
            batch_job_id: str | None = None) -> dict[str, Any]:
     """Store the artifacts the R task left in its output directory and make the attempt visible."""
     output_dir = prepared.output_dir
@@ -155,7 +158,7 @@ def commit(ds: FlowDatastore, task: TaskSpec, prepared: Prepared, started_at: fl
     return record
 
 
-def record_failure(ds: FlowDatastore, task: TaskSpec, prepared: Prepared, started_at: float, reason: str,
+def record_failure(ds: FlowDatastore, task: AttemptSpec, prepared: Prepared, started_at: float, reason: str,
                    exception: dict[str, Any] | None, batch_job_id: str | None = None) -> dict[str, Any]:
     record = _attempt_record(task, prepared, started_at, successful=False, batch_job_id=batch_job_id)
     record.update(artifacts={}, error=reason, exception=exception)
@@ -163,7 +166,7 @@ def record_failure(ds: FlowDatastore, task: TaskSpec, prepared: Prepared, starte
     return record
 
 
-def _attempt_record(task: TaskSpec, prepared: Prepared, started_at: float, successful: bool,
+def _attempt_record(task: AttemptSpec, prepared: Prepared, started_at: float, successful: bool,
                     batch_job_id: str | None) -> dict[str, Any]:
     stack = [{k: v for k, v in frame.items() if k != "var_path"} for frame in prepared.context["split_stack"]]
     record = {"successful": successful, "step": task.step, "task_id": task.task_id, "attempt": task.retry_count,

@@ -1,6 +1,6 @@
 """Which attempt a Batch job of a local run (``run --with batch``) runs: told explicitly, in its environment.
 
-A Step Functions task derives its identity from the execution (sfn_task.py); a local run's runtime has
+A Step Functions task derives its identity from the execution (step_functions/task_identity.py); a local run's runtime has
 already decided everything, so it tells the job: run id, step, task id, parents, split index, retry count
 and, for the fallback attempt of decorator("catch"), the error it records. Batch caps a SubmitJob request
 at 30 KiB, so the parents are written compactly (a foreach join's task ids as ranges: ``body/3-102``) and
@@ -12,42 +12,42 @@ import json
 import os
 from typing import Any, Mapping
 
-from metaflow_r.runtime import task as tasks
+from metaflow_r.aws.batch import environment as env
 from metaflow_r.core.errors import UsageError
+from metaflow_r.runtime import task as tasks
 
-TASK_ID = "METAFLOW_TASK_ID"
 # SubmitJob's whole request must stay under 30 KiB (AWS Batch quotas); the job's identity gets this much.
 MAX_IDENTITY_BYTES = 16 * 1024
 MAX_CAUGHT_BYTES = 8 * 1024
 
 
-def job_environment(spec: tasks.TaskSpec) -> dict[str, str]:
+def job_environment(spec: tasks.AttemptSpec) -> dict[str, str]:
     """The variables that tell a job its attempt (``told_attempt`` reads them back)."""
-    env = {"METAFLOW_RUN_ID": spec.run_id, "METAFLOW_STEP": spec.step, TASK_ID: spec.task_id,
-           "METAFLOW_INPUT_PATHS": compact_paths(spec.run_id, spec.input_paths),
-           "METAFLOW_SPLIT_INDEX": "" if spec.split_index is None else str(spec.split_index),
-           "METAFLOW_RETRY_COUNT": str(spec.retry_count)}
+    values = {env.RUN_ID: spec.run_id, env.STEP: spec.step, env.TASK_ID: spec.task_id,
+              env.INPUT_PATHS: compact_paths(spec.run_id, spec.input_paths),
+              env.SPLIT_INDEX: "" if spec.split_index is None else str(spec.split_index),
+              env.RETRY_COUNT: str(spec.retry_count)}
     if spec.caught is not None:
-        env["METAFLOW_CAUGHT"] = json.dumps(shortened(spec.caught), separators=(",", ":"))
-    size = sum(len(k) + len(v.encode()) for k, v in env.items())
+        values[env.CAUGHT] = json.dumps(shortened(spec.caught), separators=(",", ":"))
+    size = sum(len(k) + len(v.encode()) for k, v in values.items())
     if size > MAX_IDENTITY_BYTES:
         raise UsageError(f"Task {spec.pathspec} has too many parents to tell its Batch job ({size:,} bytes; a "
                          f"Batch job accepts about {MAX_IDENTITY_BYTES:,}).",
                          [("i", "Run the flow without --with batch, or deploy it with step-functions create.")])
-    return env
+    return values
 
 
-def told_attempt(environ: Mapping[str, str] = os.environ) -> tasks.TaskSpec | None:
+def told_attempt(environ: Mapping[str, str] = os.environ) -> tasks.AttemptSpec | None:
     """The attempt a job was told to run, or None for a job of a Step Functions execution."""
-    task_id = environ.get(TASK_ID)
+    task_id = environ.get(env.TASK_ID)
     if not task_id:
         return None
-    run_id = environ["METAFLOW_RUN_ID"]
-    split = environ.get("METAFLOW_SPLIT_INDEX", "")
-    caught = environ.get("METAFLOW_CAUGHT")
-    return tasks.TaskSpec(run_id, environ["METAFLOW_STEP"], task_id,
-                          expand_paths(run_id, environ.get("METAFLOW_INPUT_PATHS", "")),
-                          int(split) if split else None, int(environ.get("METAFLOW_RETRY_COUNT", "0")),
+    run_id = environ[env.RUN_ID]
+    split = environ.get(env.SPLIT_INDEX, "")
+    caught = environ.get(env.CAUGHT)
+    return tasks.AttemptSpec(run_id, environ[env.STEP], task_id,
+                          expand_paths(run_id, environ.get(env.INPUT_PATHS, "")),
+                          int(split) if split else None, int(environ.get(env.RETRY_COUNT, "0")),
                           json.loads(caught) if caught else None)
 
 

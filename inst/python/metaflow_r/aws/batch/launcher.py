@@ -11,15 +11,19 @@ arrive together (CloudWatch keeps one stream per job); the attempt's logs in the
 """
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from metaflow_r.aws.batch import environment as env
 from metaflow_r.aws.batch.identity import job_environment
+from metaflow_r.aws.batch.job_definitions import BatchJobs
+from metaflow_r.aws.batch.logs import read_events
+from metaflow_r.aws.errors import call, translate
+from metaflow_r.aws.session import client
 from metaflow_r.aws.step_functions.compile import batch_job_name
-from metaflow_r.aws.step_functions.deploy import BatchJobs, Deployer, aws_error
-from metaflow_r.runtime.launchers import Event, Exited, Output
-from metaflow_r.aws.batch.logs import LOG_GROUP
+from metaflow_r.runtime.events import Event, Exited, Output
 
 DESCRIBE_SECONDS = 1.0
 DESCRIBE_MAX_JOBS = 100  # DescribeJobs takes at most 100 job ids
@@ -43,14 +47,14 @@ class _Job:
 class BatchLauncher:
     """Submits, follows and stops the Batch jobs of one local run."""
 
-    def __init__(self, session: Any, jobs: BatchJobs, flow: str,
-                 watch: Callable[[str, str], None] | None = None) -> None:
-        """``watch("submitted" | "finished", job_id)`` hears of each job (see reaper.py)."""
-        from botocore.config import Config
+    # What the reaper runs, with the ids of the jobs still going, if the run dies (runtime/reaper.py).
+    cleanup_command = [sys.executable, "-m", "metaflow_r.aws.batch.terminate"]
 
-        config = Config(retries={"mode": "standard", "max_attempts": 10})  # throttling is waited out
-        self.batch = session.client("batch", config=config)
-        self.logs = session.client("logs", config=config)
+    def __init__(self, jobs: BatchJobs, flow: str, watch: Callable[[str, str], None] | None = None,
+                 session: Any = None) -> None:
+        """``watch("submitted" | "finished", job_id)`` hears of each job (see reaper.py)."""
+        self.batch = client("batch", patient=True, session_=session)  # throttling is waited out
+        self.logs = client("logs", patient=True, session_=session)
         self.plan = jobs
         self.flow = flow
         self.watch = watch or (lambda event, job_id: None)
@@ -61,13 +65,11 @@ class BatchLauncher:
 
     def launch(self, attempt: Any, context_file: str | None) -> str:
         spec = attempt.spec
-        environment = {**job_environment(spec), "METAFLOW_CODE_URL": self.plan.code_url,
-                       "METAFLOW_CODE_SHA": self.plan.package.sha}
-        submitted = Deployer.call(f"submitting the Batch job of {spec.pathspec}", self.batch.submit_job,
-                               jobName=batch_job_name(self.flow, spec.step), jobQueue=self.plan.queues[spec.step],
-                               jobDefinition=self.plan.by_step[spec.step],
-                               containerOverrides={"environment": [{"name": k, "value": v}
-                                                                   for k, v in environment.items()]})
+        environment = {**job_environment(spec), env.CODE_URL: self.plan.code_url, env.CODE_SHA: self.plan.package.sha}
+        submitted = call(f"submitting the Batch job of {spec.pathspec}", self.batch.submit_job,
+                         jobName=batch_job_name(self.flow, spec.step), jobQueue=self.plan.queues[spec.step],
+                         jobDefinition=self.plan.by_step[spec.step],
+                         containerOverrides={"environment": env.overrides(environment)})
         job = _Job(submitted["jobId"], attempt)
         self.jobs[job.id] = job
         self.watch("submitted", job.id)
@@ -105,8 +107,8 @@ class BatchLauncher:
     def _describe(self) -> None:
         ids = [job_id for job_id, job in self.jobs.items() if job.ended is None]
         for first in range(0, len(ids), DESCRIBE_MAX_JOBS):
-            found = Deployer.call("following the run's Batch jobs", self.batch.describe_jobs,
-                               jobs=ids[first:first + DESCRIBE_MAX_JOBS])["jobs"]
+            found = call("following the run's Batch jobs", self.batch.describe_jobs,
+                         jobs=ids[first:first + DESCRIBE_MAX_JOBS])["jobs"]
             for description in found:
                 job = self.jobs[description["jobId"]]
                 job.stream = job.stream or description.get("container", {}).get("logStreamName")
@@ -124,24 +126,13 @@ class BatchLauncher:
         return chosen
 
     def _read(self, job: _Job, to_the_end: bool = False) -> list[Event]:
-        """The job's log lines not passed on yet (all of them at its end) as the task's output."""
-        events: list[Event] = []
-        while job.stream:
-            job.read_at = time.monotonic()
-            kwargs = {"nextToken": job.token} if job.token else {}
-            try:
-                page = self.logs.get_log_events(logGroupName=LOG_GROUP, logStreamName=job.stream,
-                                                startFromHead=True, **kwargs)
-            except self.logs.exceptions.ResourceNotFoundException:
-                break  # its container has not written a line yet
-            except Exception as exc:  # noqa: BLE001
-                raise aws_error(f"reading the log of Batch job {job.id}", exc) from None
-            events += [Output(job.attempt, "stdout", e["message"].encode()) for e in page["events"]]
-            done = page.get("nextForwardToken") in (None, job.token)
-            job.token = page.get("nextForwardToken") or job.token
-            if done or not to_the_end:
-                break
-        return events
+        """The job's log lines not passed on yet (all of them at its end) as the task's output: one page per
+        poll while it runs, keeping within CloudWatch's GetLogEvents quota."""
+        if not job.stream:
+            return []
+        job.read_at = time.monotonic()
+        messages, job.token = read_events(self.logs, job.stream, job.token, max_pages=None if to_the_end else 1)
+        return [Output(job.attempt, "stdout", message.encode()) for message in messages]
 
     @staticmethod
     def _exited(job: _Job) -> Exited:
@@ -158,6 +149,6 @@ class BatchLauncher:
         try:
             self.batch.terminate_job(jobId=job.id, reason=reason)
         except Exception as exc:  # noqa: BLE001 - stopping is best effort; the caller is ending anyway
-            print(f"Warning: Batch job {job.id} could not be stopped: {aws_error('stopping it', exc)}", flush=True)
+            print(f"Warning: Batch job {job.id} could not be stopped: {translate('stopping it', exc)}", flush=True)
             return
         self.watch("finished", job.id)

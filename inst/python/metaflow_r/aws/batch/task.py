@@ -2,10 +2,10 @@
 
 Everything comes from the environment the job definition and the submitter set, in one of two ways:
   * a Step Functions execution gives the step, the execution (run id), the foreach indices (split path)
-    and the code package; the task finds its own id and its parents' from those alone (sfn_task.py). A
+    and the code package; the task finds its own id and its parents' from those alone (step_functions/task_identity.py). A
     failed attempt exits non-zero so that Batch's own retry strategy runs the next one; the fallback of
     decorator("catch") runs in the same job.
-  * a local run (``run --with batch``) tells the job its whole attempt (batch_identity.py); the job runs
+  * a local run (``run --with batch``) tells the job its whole attempt (identity.py); the job runs
     exactly that attempt and exits, and the local runtime decides what comes next.
 Either way the attempt engine (attempt.py) runs the task exactly as a local task runs, as a plain
 ``Rscript flow.R task`` process, and commits it to S3.
@@ -22,20 +22,22 @@ import threading
 import time
 import traceback
 
-from metaflow_r.runtime import task as tasks
-from metaflow_r.runtime.attempt import Attempt, AttemptEngine, Outcome
+from metaflow_r.aws.batch import environment as env
 from metaflow_r.aws.batch.identity import told_attempt
+from metaflow_r.aws.code_package import extract_package
 from metaflow_r.aws.step_functions.compile import task_id
-from metaflow_r.datastore.flow import FlowDatastore
+from metaflow_r.aws.step_functions.foreach_width import publish_foreach_width
+from metaflow_r.aws.step_functions.task_identity import resolve_split_path, task_identity
 from metaflow_r.core.errors import ConfigurationError, MetaflowRError
 from metaflow_r.core.graph import FlowGraph
-from metaflow_r.runtime.launchers import SubprocessLauncher
-from metaflow_r.aws.code_package import extract_package
 from metaflow_r.core.params import values_from_json
 from metaflow_r.core.procenv import subprocess_env
-from metaflow_r.aws.step_functions.task_identity import publish_foreach_width, resolve_split_path, task_identity
 from metaflow_r.core.spec import parse_spec
-from metaflow_r.datastore.storage import S3Storage
+from metaflow_r.datastore.flow import FlowDatastore
+from metaflow_r.datastore.s3 import S3Storage
+from metaflow_r.runtime import task as tasks
+from metaflow_r.runtime.attempt import Attempt, AttemptEngine, AttemptOutcome
+from metaflow_r.runtime.process import SubprocessLauncher
 
 
 def _require(name: str) -> str:
@@ -75,7 +77,7 @@ def run_batch_task(rscript: str = "Rscript", storage: S3Storage | None = None, d
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _attempt(engine: AttemptEngine, spec: tasks.TaskSpec) -> tuple[Outcome, bool]:
+def _attempt(engine: AttemptEngine, spec: tasks.AttemptSpec) -> tuple[AttemptOutcome, bool]:
     """``engine.run(spec)``, and whether Batch stopped the job meanwhile: then the attempt is recorded as
     stopped, its logs so far kept."""
     try:
@@ -93,38 +95,38 @@ def _record_setup_failure(exc: Exception, storage: S3Storage | None) -> int:
     text = str(exc) if isinstance(exc, MetaflowRError) else "".join(traceback.format_exception(exc)).rstrip()
     print(f"The task could not start: {text}", file=sys.stderr, flush=True)
     try:
-        flow = _require("METAFLOW_FLOW_NAME")
-        ds = FlowDatastore(storage or S3Storage(_require("METAFLOW_DATASTORE_SYSROOT_S3")), flow)
+        flow = _require(env.FLOW_NAME)
+        ds = FlowDatastore(storage or S3Storage(_require(env.DATASTORE_ROOT)), flow)
         spec = told_attempt() or _sfn_attempt(None, None)
         error = tasks.task_error("metaflow_task_setup_error", f"The task could not start: "
                                                               f"{type(exc).__name__}: {exc}"[:4000])
         ds.write_log(spec.run_id, spec.step, spec.task_id, spec.retry_count, "stderr", (text + "\n").encode())
         tasks.record_failure(ds, spec, tasks.Prepared({"split_stack": []}, {}), time.time(),
                              f"the task could not start: {type(exc).__name__}", error,
-                             os.environ.get("AWS_BATCH_JOB_ID"))
+                             os.environ.get(env.JOB_ID))
     except Exception as unrecorded:  # noqa: BLE001 - nothing more can be done than saying so
         print(f"Its failure could not be recorded either: {unrecorded}", file=sys.stderr, flush=True)
     return code or 1
 
 
-def _sfn_attempt(graph: FlowGraph | None, ds: FlowDatastore | None) -> tasks.TaskSpec:
+def _sfn_attempt(graph: FlowGraph | None, ds: FlowDatastore | None) -> tasks.AttemptSpec:
     """The attempt of a Step Functions task, from its step, split path and Batch attempt; without a graph
     (it could not be read), the task's id alone."""
-    step, run_id = _require("METAFLOW_STEP"), _require("METAFLOW_RUN_ID")
-    split_path = resolve_split_path(os.environ.get("METAFLOW_SPLIT_PATH", ""))  # an array child's too
-    attempt = int(os.environ.get("AWS_BATCH_JOB_ATTEMPT", "1")) - 1
+    step, run_id = _require(env.STEP), _require(env.RUN_ID)
+    split_path = resolve_split_path(os.environ.get(env.SPLIT_PATH, ""))  # an array child's too
+    attempt = int(os.environ.get(env.JOB_ATTEMPT, "1")) - 1
     if graph is None or ds is None:
-        return tasks.TaskSpec(run_id, step, task_id(step, split_path.split("-") if split_path else []),
+        return tasks.AttemptSpec(run_id, step, task_id(step, split_path.split("-") if split_path else []),
                               retry_count=attempt)
     own_id, inputs, split_index = task_identity(graph, ds, run_id, step, split_path)
-    return tasks.TaskSpec(run_id, step, own_id, inputs, split_index, attempt)
+    return tasks.AttemptSpec(run_id, step, own_id, inputs, split_index, attempt)
 
 
 def _run_in(workdir: str, rscript: str, storage: S3Storage | None, dynamodb) -> int:
     told = told_attempt()
-    storage = storage or S3Storage(_require("METAFLOW_DATASTORE_SYSROOT_S3"))
-    code_key = _require("METAFLOW_CODE_URL")[len(storage.root) + 1:]
-    manifest = extract_package(storage.read_bytes(code_key) or b"", _require("METAFLOW_CODE_SHA"), workdir)
+    storage = storage or S3Storage(_require(env.DATASTORE_ROOT))
+    code_key = _require(env.CODE_URL)[len(storage.root) + 1:]
+    manifest = extract_package(storage.read_bytes(code_key) or b"", _require(env.CODE_SHA), workdir)
     raw_spec = manifest["spec"]
     script = os.path.join(workdir, manifest["script"])
     graph = FlowGraph(parse_spec({**raw_spec, "script": script}))
@@ -135,19 +137,19 @@ def _run_in(workdir: str, rscript: str, storage: S3Storage | None, dynamodb) -> 
                                      [("i", "The job was submitted by a local run (--with batch) that "
                                             "stores its runs elsewhere.")])
         return _run_told(graph, ds, told, rscript, script, workdir)
-    step, run_id = _require("METAFLOW_STEP"), _require("METAFLOW_RUN_ID")
+    step, run_id = _require(env.STEP), _require(env.RUN_ID)
     if step == "start" and ds.run_record(run_id) is None:
         deployment = ds.deployment() or {}
-        given = json.loads(os.environ.get("METAFLOW_PARAMETERS") or "{}")
+        given = json.loads(os.environ.get(env.PARAMETERS) or "{}")
         namespace = deployment.get("namespace", "production:unknown")
         ds.new_run([namespace, "runtime:step-functions"], values_from_json(graph.spec, given),
                    deployment.get("owner", "production"), run_id=run_id,
                    extra={"namespace": namespace, "execution": run_id, "spec": raw_spec})
     spec = _sfn_attempt(graph, ds)
-    attempts = int(os.environ.get("METAFLOW_BATCH_ATTEMPTS", "1"))
+    attempts = int(os.environ.get(env.BATCH_ATTEMPTS, "1"))
     launcher = SubprocessLauncher(rscript, script, workdir, subprocess_env())
     engine = AttemptEngine(graph, ds, ds.run_record(run_id) or {}, launcher, retries={step: attempts - 1},
-                           echo=_echo, scratch=workdir, batch_job_id=os.environ.get("AWS_BATCH_JOB_ID"))
+                           echo=_echo, scratch=workdir, batch_job_id=os.environ.get(env.JOB_ID))
     try:
         outcome, stopped = _attempt(engine, spec)
         if outcome.decision == "catch" and not stopped:  # the last attempt failed: record it, the run goes on
@@ -166,13 +168,13 @@ def _run_in(workdir: str, rscript: str, storage: S3Storage | None, dynamodb) -> 
     return 0
 
 
-def _run_told(graph: FlowGraph, ds: FlowDatastore, spec: tasks.TaskSpec, rscript: str, script: str,
+def _run_told(graph: FlowGraph, ds: FlowDatastore, spec: tasks.AttemptSpec, rscript: str, script: str,
               workdir: str) -> int:
     """Exactly the attempt a local run told the job: no retry, no fallback, the run's end left to the runtime,
     which prints its own account of the attempt (so the engine's lines are not echoed here)."""
     launcher = SubprocessLauncher(rscript, script, workdir, subprocess_env())
     engine = AttemptEngine(graph, ds, ds.run_record(spec.run_id) or {}, launcher, retries={},
-                           echo=_echo_task_only, scratch=workdir, batch_job_id=os.environ.get("AWS_BATCH_JOB_ID"))
+                           echo=_echo_task_only, scratch=workdir, batch_job_id=os.environ.get(env.JOB_ID))
     try:
         outcome, _ = _attempt(engine, spec)
     finally:

@@ -19,7 +19,7 @@ Task ids follow from the step and the foreach indices alone, so no state has to 
 
 The split path (``METAFLOW_SPLIT_PATH``) carries those indices to the job. A child of an array job cannot
 be told its own index by the state machine, so its last index is written ``+<offset>``: the child adds its
-``AWS_BATCH_JOB_ARRAY_INDEX`` (sfn_task.py does).
+``AWS_BATCH_JOB_ARRAY_INDEX`` (task_identity.py does).
 
 Every task state keeps its input (``ResultPath: null``), so ``run_id``, ``split_path`` and
 ``Parameters`` flow through the whole execution.
@@ -30,8 +30,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from metaflow_r.datastore.flow import RUN_STATUS_KEY
+from metaflow_r.aws.batch import environment as env
 from metaflow_r.core.graph import FlowGraph, Node
+from metaflow_r.datastore.layout import FOREACH_ITEMS_KEY, MAP_RESULTS_PREFIX, RUN_STATUS_KEY, split_s3_url
 
 BATCH_RESOURCE = "arn:aws:states:::batch:submitJob.sync"
 DYNAMODB_GET_ITEM = "arn:aws:states:::dynamodb:getItem"
@@ -57,10 +58,6 @@ S3_SDK_PUT_OBJECT = "arn:aws:states:::aws-sdk:s3:putObject"
 FOREACH_MODES = ("inline", "array", "distributed")
 DEFAULT_MAX_NUM_SPLITS = 10_000
 MAX_ARRAY_SIZE = 10_000  # AWS Batch: an array job has 2 to 10,000 children (SubmitJob's arrayProperties.size)
-# Below the datastore root: the indices a DISTRIBUTED Map reads (written by the foreach task) and the
-# results it writes. Neither name is a run or a step ("_" first), so the datastore's listings skip them.
-FOREACH_ITEMS_KEY = "{flow}/{run_id}/_foreach/{step}/{task_id}.json"
-MAP_RESULTS_PREFIX = "{flow}/_map_results"
 
 
 @dataclass(frozen=True)
@@ -100,14 +97,6 @@ def array_chunks(width: int) -> list[dict[str, int]]:
         chunks.append({"offset": offset, "size": size})
         offset += size
     return chunks
-
-
-def split_s3_url(url: str) -> tuple[str, str]:
-    """(bucket, key prefix without slashes at either end) of s3://bucket/prefix."""
-    match = re.fullmatch(r"s3://([^/]+)/?(.*)", url)
-    if not match:
-        raise ValueError(f"{url!r} is not an s3:// URL")
-    return match.group(1), match.group(2).strip("/")
 
 
 def _literal(text: str) -> str:
@@ -314,14 +303,14 @@ class _Compiler:
         else:
             path_entry = {"Value.$": "$.split_path"} if in_foreach else {"Value": ""}
         environment: list[dict[str, str]] = [
-            {"Name": "METAFLOW_STEP", "Value": node.name},
-            {"Name": "METAFLOW_RUN_ID", "Value.$": "$.run_id"},
-            {"Name": "METAFLOW_SPLIT_PATH", **path_entry},
-            {"Name": "METAFLOW_CODE_URL", "Value": self.settings.code_url},
-            {"Name": "METAFLOW_CODE_SHA", "Value": self.settings.code_sha},
+            {"Name": env.STEP, "Value": node.name},
+            {"Name": env.RUN_ID, "Value.$": "$.run_id"},
+            {"Name": env.SPLIT_PATH, **path_entry},
+            {"Name": env.CODE_URL, "Value": self.settings.code_url},
+            {"Name": env.CODE_SHA, "Value": self.settings.code_sha},
         ]
         if node.name == "start":
-            environment.append({"Name": "METAFLOW_PARAMETERS", "Value.$": "$.Parameters"})
+            environment.append({"Name": env.PARAMETERS, "Value.$": "$.Parameters"})
         if node.is_foreach:
             environment += self._foreach_environment(node, in_foreach)
         return {
@@ -338,13 +327,13 @@ class _Compiler:
         }
 
     def _foreach_environment(self, node: Node, in_foreach: bool) -> list[dict[str, str]]:
-        """What a foreach task must publish, and for at most how many items (sfn_task.publish_foreach_width)."""
+        """What a foreach task must publish, and for at most how many items (foreach_width.py)."""
         mode = self.mode(node)
-        found = [{"Name": "METAFLOW_FOREACH_MODE", "Value": mode},
-                 {"Name": "METAFLOW_MAX_NUM_SPLITS",
+        found = [{"Name": env.FOREACH_MODE, "Value": mode},
+                 {"Name": env.MAX_NUM_SPLITS,
                   "Value": str(self.settings.max_num_splits.get(node.name, DEFAULT_MAX_NUM_SPLITS))}]
         if mode == "distributed":
-            found.append({"Name": "METAFLOW_FOREACH_ITEMS_KEY", "Value.$": self._items_key(node, in_foreach)})
+            found.append({"Name": env.FOREACH_ITEMS_KEY, "Value.$": self._items_key(node, in_foreach)})
         return found
 
 

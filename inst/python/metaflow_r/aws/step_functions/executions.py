@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from metaflow_r.aws.errors import call, pages
 from metaflow_r.core.errors import RunFailed
 
 TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
@@ -17,7 +18,7 @@ def execution_arn(state_machine_arn: str, name: str) -> str:
 def wait_for(sfn, arn: str, poll_seconds: float = 1.0, timeout: float | None = None) -> dict[str, Any]:
     deadline = time.time() + timeout if timeout else None
     while True:
-        described = sfn.describe_execution(executionArn=arn)
+        described = _describe(sfn, arn)
         if described["status"] in TERMINAL or (deadline and time.time() > deadline):
             return described
         time.sleep(poll_seconds)
@@ -28,7 +29,7 @@ def follow(sfn, arn: str, steps: set[str], echo, poll_seconds: float = 2.0) -> d
     one line whenever a step's counts change; returns the final DescribeExecution."""
     shown: dict[str, tuple[int, int]] = {}
     while True:
-        described = sfn.describe_execution(executionArn=arn)
+        described = _describe(sfn, arn)
         for step, counts in _step_counts(sfn, arn, steps).items():
             if shown.get(step) != counts:
                 shown[step] = counts
@@ -39,27 +40,33 @@ def follow(sfn, arn: str, steps: set[str], echo, poll_seconds: float = 2.0) -> d
         time.sleep(poll_seconds)
 
 
+def _describe(sfn, arn: str) -> dict[str, Any]:
+    return call(f"reading run {arn.rsplit(':', 1)[-1]}", sfn.describe_execution, executionArn=arn)
+
+
+def _history(sfn, arn: str):
+    for page in pages("reading the run's history", sfn, "get_execution_history", executionArn=arn):
+        yield from page["events"]
+
+
 def _step_counts(sfn, arn: str, steps: set[str]) -> dict[str, tuple[int, int]]:
     """(tasks done, tasks running) of each step that has started, from the execution's history."""
     entered: dict[str, int] = {}
     exited: dict[str, int] = {}
-    for page in sfn.get_paginator("get_execution_history").paginate(executionArn=arn):
-        for event in page["events"]:
-            if event["type"] == "TaskStateEntered":
-                name = event["stateEnteredEventDetails"]["name"]
-                entered[name] = entered.get(name, 0) + 1
-            elif event["type"] == "TaskStateExited":
-                name = event["stateExitedEventDetails"]["name"]
-                exited[name] = exited.get(name, 0) + 1
+    for event in _history(sfn, arn):
+        if event["type"] == "TaskStateEntered":
+            name = event["stateEnteredEventDetails"]["name"]
+            entered[name] = entered.get(name, 0) + 1
+        elif event["type"] == "TaskStateExited":
+            name = event["stateExitedEventDetails"]["name"]
+            exited[name] = exited.get(name, 0) + 1
     return {step: (exited.get(step, 0), entered[step] - exited.get(step, 0)) for step in entered if step in steps}
 
 
 def failed_step(sfn, arn: str) -> str | None:
     """The state whose task failed first (or whose distributed Map's children failed), from the execution's
     history. The compiler names a step's states after the step: ``body``, ``body-one``, ``start-foreach``."""
-    events: dict[int, dict[str, Any]] = {}
-    for page in sfn.get_paginator("get_execution_history").paginate(executionArn=arn):
-        events.update((e["id"], e) for e in page["events"])
+    events = {e["id"]: e for e in _history(sfn, arn)}
     for event in sorted(events.values(), key=lambda e: e["id"]):
         if event["type"] in ("TaskFailed", "TaskTimedOut", "TaskSubmitFailed", "TaskStartFailed", "MapRunFailed"):
             previous = events.get(event.get("previousEventId", 0))
@@ -70,17 +77,16 @@ def failed_step(sfn, arn: str) -> str | None:
     return None
 
 
-def report(sfn, arn: str, flow: str, name: str, described: dict[str, Any], echo,
-           hint=lambda *command: " ".join(command)) -> None:
-    """Print the outcome; a run that did not succeed raises RunFailed naming the failing step. ``hint``
-    writes a command as the user runs it (see cli.Invocation.hint)."""
-    echo(f"Run {flow}/{name}: {described['status']}")
+def failure(sfn, arn: str, flow: str, name: str, described: dict[str, Any],
+            hint=lambda *command: " ".join(command)) -> RunFailed | None:
+    """Why run ``name`` did not succeed, naming the failing step (None when it succeeded). ``hint`` writes
+    a command as the user runs it (see cli.invocation.Invocation.hint)."""
     if described["status"] == "SUCCEEDED":
-        return
+        return None
     if described["status"] not in TERMINAL:
-        raise RunFailed(f"Run {flow}/{name} is still {described['status']}.",
-                        [("i", f"Check later with: {hint('step-functions', 'status', name)}")],
-                        data={"flow": flow, "run_id": name})
+        return RunFailed(f"Run {flow}/{name} is still {described['status']}.",
+                         [("i", f"Check later with: {hint('step-functions', 'status', name)}")],
+                         data={"flow": flow, "run_id": name})
     state = failed_step(sfn, arn)
     step = state.split("-")[0] if state else None
     if state and state.endswith("-foreach"):
@@ -92,6 +98,6 @@ def report(sfn, arn: str, flow: str, name: str, described: dict[str, Any], echo,
         where, detail = f" in step {step!r}", f"Its log: {hint('step-functions', 'logs', f'{name}/{step}')}"
     else:
         where, detail = "", f"Details: {described.get('error', '')} {described.get('cause', '')}"[:500]
-    raise RunFailed(f"Run {flow}/{name} {described['status'].lower().replace('_', ' ')}{where}.", [("i", detail)],
-                    data={"flow": flow, "run_id": name, "step": step,
-                          "pathspec": f"{flow}/{name}/{step}" if step else None})
+    return RunFailed(f"Run {flow}/{name} {described['status'].lower().replace('_', ' ')}{where}.", [("i", detail)],
+                     data={"flow": flow, "run_id": name, "step": step,
+                           "pathspec": f"{flow}/{name}/{step}" if step else None})

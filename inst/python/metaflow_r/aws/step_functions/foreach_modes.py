@@ -12,9 +12,15 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from metaflow_r.aws.step_functions.compile import DEFAULT_MAX_NUM_SPLITS, FOREACH_MODES
+from metaflow_r.aws.step_functions.quota import (
+    DYNAMODB_ITEM_BYTES,
+    HISTORY_EVENTS,
+    INLINE_MAP_CONCURRENCY,
+    STATE_PAYLOAD_BYTES,
+    Budget,
+)
 from metaflow_r.core.errors import UsageError
 from metaflow_r.core.graph import FlowGraph, Node
-from metaflow_r.aws.step_functions.quota import DYNAMODB_ITEM_BYTES, HISTORY_EVENTS, INLINE_MAP_CONCURRENCY, STATE_PAYLOAD_BYTES, Budget
 
 AUTO = "auto"
 HISTORY_SHARE = 0.8  # of the quota, when auto decides: a retried submission adds events

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from metaflow_r.aws.step_functions.compile import BATCH_RESOURCE, MAX_ARRAY_SIZE, array_chunks
-from metaflow_r.core.errors import UsageError
+from metaflow_r.core.errors import QuotaExceeded
 
 HISTORY_EVENTS = 25_000  # events in one execution's history (hard quota)
 STATE_PAYLOAD_BYTES = 256 * 1024  # a state's or an execution's input or output
@@ -260,10 +260,6 @@ def _payloads(widths: dict[str, int], modes: dict[str, str],
         if dynamo > item:
             item, item_of = dynamo, step
     return largest, where, item, item_of
-
-
-class QuotaExceeded(UsageError):
-    """A deployment that would break an AWS quota at the width it is planned for."""
 
 
 def check(budget: Budget) -> None:

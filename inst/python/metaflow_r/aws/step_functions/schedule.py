@@ -7,6 +7,7 @@ import re
 from metaflow_r.core.errors import UsageError
 from metaflow_r.core.rules import SCHEDULE_PRESETS
 from metaflow_r.core.spec import FlowSpec
+
 _MONTHS = "JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC"
 _DAYS = "SUN|MON|TUE|WED|THU|FRI|SAT"
 # field name, smallest value, largest value, names allowed, extra characters allowed

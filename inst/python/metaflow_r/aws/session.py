@@ -1,0 +1,28 @@
+"""The one way the backend reaches AWS: a boto3 session in the configured region, and its clients.
+
+Every AWS client the backend makes comes from here (tests/python/test_layers.py checks that nothing else
+imports boto3), so the region rule and retry behaviour are the same for every call.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from metaflow_r.core.config import setting
+
+
+def session() -> Any:
+    """A boto3 session in METAFLOW_AWS_REGION, else in boto3's own region (AWS_REGION, AWS_DEFAULT_REGION)."""
+    import boto3
+
+    return boto3.session.Session(region_name=setting("AWS_REGION") or None)
+
+
+def client(service: str, *, patient: bool = False, session_: Any = None) -> Any:
+    """A client of ``service``. ``patient`` clients wait out throttling (up to 10 attempts, as AWS advises
+    for callers that poll), for the calls a long local run makes again and again."""
+    config = None
+    if patient:
+        from botocore.config import Config
+
+        config = Config(retries={"mode": "standard", "max_attempts": 10})
+    return (session_ or session()).client(service, config=config)

@@ -1,0 +1,136 @@
+"""Reading many processes' output at once, line by line, and ending processes with what they started."""
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+import subprocess
+from typing import Any
+
+STREAMS = ("stdout", "stderr")
+# A line longer than this is passed on in pieces, so memory and time stay linear in the output even for
+# a progress bar that redraws with "\r" and never ends its line.
+MAX_LINE = 64 * 1024
+# Bytes always kept back when a long line is cut: the worker's exit marker can follow a task's last,
+# unterminated line, and must never be cut in two.
+_TAIL = 64
+# Reads of one pipe per poll, so a task that prints without pause cannot starve the others.
+_READS_PER_POLL = 16
+
+
+class LineBuffer:
+    """Splits a byte stream into lines in time linear in its length."""
+
+    def __init__(self) -> None:
+        self.partial = bytearray()
+
+    def feed(self, data: bytes) -> list[bytes]:
+        lines: list[bytes] = []
+        start = 0
+        while (end := data.find(b"\n", start)) >= 0:
+            self.partial += data[start:end]
+            lines.append(bytes(self.partial))
+            self.partial.clear()
+            start = end + 1
+        self.partial += data[start:]
+        if len(self.partial) > MAX_LINE:
+            cut = len(self.partial) - _TAIL
+            lines.extend(bytes(self.partial[i:min(i + MAX_LINE, cut)]) for i in range(0, cut, MAX_LINE))
+            del self.partial[:cut]
+        return lines
+
+    def rest(self) -> list[bytes]:
+        """What is left of an unterminated last line."""
+        rest = [bytes(self.partial)] if self.partial else []
+        self.partial.clear()
+        return rest
+
+
+class Pipes:
+    """Non-blocking reads of many processes' stdout and stderr through one selector."""
+
+    def __init__(self) -> None:
+        self.selector = selectors.DefaultSelector()
+        self.buffers: dict[tuple[int, str], LineBuffer] = {}
+
+    def watch(self, process: subprocess.Popen, owner: Any) -> None:
+        for stream in STREAMS:
+            pipe = getattr(process, stream)
+            os.set_blocking(pipe.fileno(), False)
+            self.selector.register(pipe, selectors.EVENT_READ, (owner, stream))
+            self.buffers[(process.pid, stream)] = LineBuffer()
+
+    def ready(self, timeout: float) -> list[tuple[Any, str]]:
+        return [key.data for key, _ in self.selector.select(timeout)]
+
+    def read(self, process: subprocess.Popen, stream: str) -> list[bytes]:
+        """The complete lines now readable on one pipe; once it ends, its unterminated last line too."""
+        pipe = getattr(process, stream)
+        if pipe.closed:
+            return []
+        buffer = self.buffers[(process.pid, stream)]
+        lines: list[bytes] = []
+        for _ in range(_READS_PER_POLL):
+            try:
+                data = os.read(pipe.fileno(), 65536)
+            except BlockingIOError:
+                break
+            if not data:
+                self.selector.unregister(pipe)
+                pipe.close()
+                return lines + self.buffers.pop((process.pid, stream)).rest()
+            lines += buffer.feed(data)
+        return lines
+
+    def rest(self, process: subprocess.Popen, stream: str) -> list[bytes]:
+        buffer = self.buffers.get((process.pid, stream))
+        return buffer.rest() if buffer else []
+
+    def close(self) -> None:
+        self.selector.close()
+
+
+def kill_group(process: subprocess.Popen) -> None:
+    """The process and everything it started: each launched process leads a process group of its own."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def kill_leftovers(worker: subprocess.Popen) -> None:
+    """Processes a finished task left in its worker's process group (``system("cmd &")``, a forked job):
+    they end with the task. The worker itself is the group's leader and stays."""
+    for pid in group_members(worker.pid):
+        if pid != worker.pid:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def group_members(pgid: int) -> list[int]:
+    """The processes of a process group: from /proc where there is one (Linux), else from ps."""
+    if not os.path.isdir("/proc/self"):
+        listing = subprocess.run(["ps", "-A", "-o", "pid=,pgid="], capture_output=True, text=True).stdout
+        return [int(pid) for pid, group in (line.split() for line in listing.splitlines()) if int(group) == pgid]
+    members = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as handle:
+                stat = handle.read()
+        except OSError:
+            continue  # it ended meanwhile
+        # After the command name, which may hold spaces and is in parentheses: state, ppid, pgrp.
+        fields = stat[stat.rfind(b")") + 2:].split()
+        if len(fields) > 2 and int(fields[2]) == pgid:
+            members.append(int(name))
+    return members
+
+
+def close_pipes(process: subprocess.Popen) -> None:
+    for pipe in (process.stdin, process.stdout, process.stderr):
+        if pipe is not None and not pipe.closed:
+            pipe.close()
