@@ -38,13 +38,12 @@ emulator_start <- function(port = 5055L, env_file = tempfile("metaflow-emulator-
                      "i" = "Run {.code make setup} in the repository."), "installation_error")
   }
   unlink(env_file)
-  # R puts Debian's libpython first on LD_LIBRARY_PATH; the backend's Python needs its own.
-  libdir <- file.path(dirname(dirname(normalizePath(python))), "lib")
   process <- processx::process$new(
     command, c("emulator", "--port", as.character(port), "--env-file", env_file, "--batch-runner", batch_runner,
                if (!is.null(image)) c("--image", image)),
     stdout = "|", stderr = "2>&1", cleanup = TRUE,
-    env = c("current", LD_LIBRARY_PATH = paste(libdir, Sys.getenv("LD_LIBRARY_PATH"), sep = ":"))
+    # R puts Debian's libpython first on LD_LIBRARY_PATH; the backend's Python needs its own first.
+    env = c("current", LD_LIBRARY_PATH = backend("core.procenv")$library_path())
   )
   deadline <- Sys.time() + timeout
   while (!file.exists(env_file)) {
@@ -58,8 +57,7 @@ emulator_start <- function(port = 5055L, env_file = tempfile("metaflow-emulator-
     }
     Sys.sleep(0.1)
   }
-  lines <- sub("^export ", "", readLines(env_file))
-  env <- stats::setNames(sub("^[^=]*=", "", lines), sub("=.*$", "", lines))
+  env <- unlist(backend("emulator.server")$read_env_file(env_file))
   do.call(Sys.setenv, as.list(env))
   cli::cli_alert_success("AWS emulator running on {.url {env[['AWS_ENDPOINT_URL']]}}; its settings are set in this session.")
   structure(list(process = process, env = env, env_file = env_file), class = "metaflow_emulator")

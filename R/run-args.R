@@ -48,7 +48,7 @@ parameter_args <- function(params, flow, call = rlang::caller_env()) {
     }
     if (is.null(value)) return(NULL)  # not given: the default applies
     if (isTRUE(parameter$is_flag)) {
-      check_value(name, value, is.logical(value) && length(value) == 1 && !is.na(value), "TRUE or FALSE", call)
+      check_value(name, value, is.logical(value) && length(value) == 1 && !is.na(value), wanted("bool"), call)
       return(paste0(if (value) "--" else "--no-", name))
     }
     separator <- parameter$separator
@@ -68,20 +68,20 @@ parameter_args <- function(params, flow, call = rlang::caller_env()) {
 parameter_text <- function(value, type, name, call) {
   switch(type,
     bool = {
-      check_value(name, value, is.logical(value) && !is.na(value), "TRUE or FALSE", call)
+      check_value(name, value, is.logical(value) && !is.na(value), wanted("bool"), call)
       if (value) "true" else "false"
     },
     int = {
       check_value(name, value, is.numeric(value) && !is.na(value) && value == round(value) &&
-                    abs(value) <= .Machine$integer.max, "a whole number within R's integer range", call)
+                    abs(value) <= rules()$parameter_values$int$largest, wanted("int"), call)
       format(value, scientific = FALSE, trim = TRUE)
     },
     float = {
-      check_value(name, value, is.numeric(value) && is.finite(value), "a finite number", call)
+      check_value(name, value, is.numeric(value) && is.finite(value), wanted("float"), call)
       exact_number(value)
     },
     {
-      check_value(name, value, is.atomic(value) && !is.na(value), "a string", call)
+      check_value(name, value, is.atomic(value) && !is.na(value), wanted("str"), call)
       as.character(value)
     }
   )
@@ -95,6 +95,9 @@ exact_number <- function(x) {
   }
   trimws(text)
 }
+
+# What a value of parameter type `type` must be, in the words the backend uses too (rules.json).
+wanted <- function(type) rules()$parameter_values[[type]]$what
 
 check_value <- function(name, value, ok, wanted, call) {
   if (!isTRUE(ok)) {

@@ -1,5 +1,5 @@
 # Running one task: `Rscript flow.R task --context FILE` on Batch, or a fork of a warm worker locally
-# (R/worker.R). Both run run_task_reporting_errors().
+# (R/task-worker.R). Both run run_task_reporting_errors().
 #
 # The launcher prepared FILE, the protocol's context document (inherited artifacts, join inputs, foreach
 # stack); this process runs the step function and leaves the artifacts it produced, as RDS files plus the

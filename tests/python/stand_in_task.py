@@ -1,5 +1,5 @@
 """A foreach step's Batch job without R, for test_foreach_scale.py: it finds its task id the way a Batch task
-does (sfn_task.resolve_split_path) and publishes the foreach's items (sfn_task.publish_foreach_width) for the
+does (task_identity.resolve_split_path) and publishes the foreach's items (foreach_width.publish_foreach_width) for the
 width the test chose (STAND_IN_WIDTHS, step -> width)."""
 from __future__ import annotations
 
@@ -17,6 +17,6 @@ path = resolve_split_path(os.environ.get("METAFLOW_SPLIT_PATH", ""))
 own = task_id(step, path.split("-") if path else [])
 try:
     publish_foreach_width(None, f"{run_id}/{step}/{own}", json.loads(os.environ["STAND_IN_WIDTHS"])[step])
-except MetaflowRError as exc:  # as the Batch task ends on it (batch_task.py)
+except MetaflowRError as exc:  # as the Batch task ends on it (aws/batch/task.py)
     print(exc, file=sys.stderr)
     sys.exit(exc.exit_code)

@@ -234,7 +234,7 @@ def test_foreach_is_a_map_over_the_width_stored_in_dynamodb():
     assert lookup["Type"] == "Task" and lookup["Resource"] == DYNAMODB_GET_ITEM
     assert lookup["Parameters"]["TableName"] == "metaflow-foreach"
     assert lookup["Parameters"]["ConsistentRead"] is True
-    # The key batch_task writes: <run id>/<step>/<task id>, the task id of a top-level step being its name.
+    # The key the Batch task writes: <run id>/<step>/<task id>, the task id of a top-level step being its name.
     assert lookup["Parameters"]["Key"] == {"pathspec": {"S.$": "States.Format('{}/start/start', $.run_id)"}}
     assert lookup["ResultSelector"] == {"items.$": "$.Item.for_each_cardinality.L"}
     mapped = states[lookup["Next"]]

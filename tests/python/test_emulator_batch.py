@@ -1,4 +1,4 @@
-"""The emulator's Batch (emulator_batch.py) keeps AWS Batch's books: environment, retries, timeouts, exit
+"""The emulator's Batch (emulator/batch.py) keeps AWS Batch's books: environment, retries, timeouts, exit
 status, CloudWatch lines. Jobs are submitted to moto in a fresh interpreter (the patch is process-wide)
 and run as local processes; the container runner differs only in how it starts the command, checked
 on its command line here and end to end in test_image_e2e.py."""
@@ -18,7 +18,7 @@ os.environ.update(AWS_ACCESS_KEY_ID="x", AWS_SECRET_ACCESS_KEY="x", AWS_DEFAULT_
 import boto3
 from moto import mock_aws
 from metaflow_r.emulator import batch as emulator_batch
-from metaflow_r.emulator.server import patch_moto
+from metaflow_r.emulator.moto_patches import patch_moto
 
 emulator_batch.STOP_GRACE_SECONDS = 1
 patch_moto()

@@ -1,4 +1,4 @@
-"""The emulator's workarounds for moto (emulator.py, moto_scale.py): applied only to the moto versions that need
+"""The emulator's workarounds for moto (moto_patches.py, moto_scale.py): applied only to the moto versions that need
 them, and each one necessary (the defect shows without it) and sufficient (the execution works with it)."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 import moto
 import pytest
 
-from metaflow_r.emulator.server import moto_needs_patches
+from metaflow_r.emulator.moto_patches import moto_needs_patches
 
 # A Step Functions execution of one Batch task in moto, in a fresh interpreter so patches do not leak.
 SCENARIO = r"""
@@ -18,7 +18,7 @@ os.environ.update(AWS_ACCESS_KEY_ID="x", AWS_SECRET_ACCESS_KEY="x", AWS_DEFAULT_
 import boto3
 from moto import mock_aws
 if sys.argv[1] == "patched":
-    from metaflow_r.emulator.server import patch_moto
+    from metaflow_r.emulator.moto_patches import patch_moto
     patch_moto()
 config = {"stepfunctions": {"execute_state_machine": True}, "batch": {"use_docker": False}}
 with mock_aws(config=config):
@@ -76,7 +76,7 @@ import json, os, sys, threading, time
 os.environ.update(AWS_ACCESS_KEY_ID="x", AWS_SECRET_ACCESS_KEY="x", AWS_DEFAULT_REGION="us-east-1")
 import boto3
 from moto import mock_aws
-from metaflow_r.emulator import server as emulator
+from metaflow_r.emulator import moto_patches as emulator
 if sys.argv[1] == "base":
     emulator.apply_scale_patches = lambda: None
 emulator.patch_moto()

@@ -4,7 +4,7 @@ emulator records, every task of the run exactly once, and a run's history that s
 its foreach has 30 items or 3,000.
 
 A foreach step's job publishes its items as a Batch task does (tests/python/stand_in_task.py, through
-sfn_task.py); every job appends its run, step, split path and array index to a record file.
+step_functions/task_identity.py); every job appends its run, step, split path and array index to a record file.
 """
 from __future__ import annotations
 

@@ -58,8 +58,8 @@ def test_wrong_values_are_rejected(param_spec, args, error):
     (["--alpha", "inf"], "is not a finite number"),
     (["--alpha", "-Infinity"], "is not a finite number"),
     (["--alpha", "1e400"], "is not a finite number"),
-    (["--n_items", "2147483648"], "outside R's integer range"),
-    (["--n_items", "-2147483648"], "outside R's integer range"),
+    (["--n_items", "2147483648"], "is not a whole number within R's integer range"),
+    (["--n_items", "-2147483648"], "is not a whole number within R's integer range"),
 ])
 def test_values_r_cannot_hold_exactly_are_refused_before_the_run(param_spec, args, error):
     with pytest.raises(click.BadParameter, match=error):

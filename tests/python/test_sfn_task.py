@@ -1,4 +1,4 @@
-"""What a Batch task derives from its Step Functions execution (sfn_task.py): its task id from the split path
+"""What a Batch task derives from its Step Functions execution (task_identity.py, foreach_width.py): its task id from the split path
 (an array child's from its AWS_BATCH_JOB_ARRAY_INDEX too), and its foreach's items, published in the form
 each construct reads. End to end, the constructs read what is published: test_foreach_scale.py."""
 from __future__ import annotations

@@ -144,7 +144,7 @@ def log(flow: str, run_id: str, step: str, task_id: str, attempt: int, stream: s
 
 def report(flow: str, run_id: str, spec_json: str | None = None, output: str | None = None,
            datastore: str | None = None, root: str | None = None) -> str:
-    """Write the run's report (see report.py); the flow's spec, when R has it, gives the steps not reached."""
+    """Write the run's report (see report/writer.py); the flow's spec, when R has it, gives the steps not reached."""
     from metaflow_r.core.graph import FlowGraph
     from metaflow_r.core.spec import parse_spec
     from metaflow_r.report.writer import write_report

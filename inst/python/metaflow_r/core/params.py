@@ -7,9 +7,11 @@ from typing import Any
 import click
 
 from metaflow_r.core.errors import ParameterError
+from metaflow_r.core.rules import RULES
 from metaflow_r.core.spec import FlowSpec, Parameter
 
-R_INT_MAX = 2**31 - 1  # R's integers are 32-bit, and -2^31 is its NA
+VALUES = RULES["parameter_values"]  # what a value of each type must be, as R's run() checks it too
+R_INT_MAX = VALUES["int"]["largest"]
 
 
 class FiniteFloat(click.ParamType):
@@ -20,7 +22,7 @@ class FiniteFloat(click.ParamType):
     def convert(self, value: Any, param: Any, ctx: Any) -> float:
         number = click.FLOAT.convert(value, param, ctx)
         if not math.isfinite(number):
-            self.fail(f"{value!r} is not a finite number.", param, ctx)
+            self.fail(f"{value!r} is not {VALUES['float']['what']}.", param, ctx)
         return number
 
 
@@ -32,7 +34,7 @@ class RInteger(click.ParamType):
     def convert(self, value: Any, param: Any, ctx: Any) -> int:
         number = click.INT.convert(value, param, ctx)
         if not -R_INT_MAX <= number <= R_INT_MAX:
-            self.fail(f"{value!r} is outside R's integer range (±{R_INT_MAX}); declare the parameter "
+            self.fail(f"{value!r} is not {VALUES['int']['what']} (±{R_INT_MAX}); declare the parameter "
                       "type = \"float\" for larger numbers.", param, ctx)
         return number
 

@@ -9,11 +9,18 @@ import os
 import sysconfig
 
 
+def library_path() -> str:
+    """LD_LIBRARY_PATH for a process we start: this interpreter's lib dir first (R's emulator_start() asks
+    for it too, for the emulator it starts)."""
+    libdir = sysconfig.get_config_var("LIBDIR")
+    current = [p for p in os.environ.get("LD_LIBRARY_PATH", "").split(os.pathsep) if p and p != libdir]
+    return os.pathsep.join([libdir, *current] if libdir else current)
+
+
 def subprocess_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ)
-    libdir = sysconfig.get_config_var("LIBDIR")
-    if libdir:
-        current = [p for p in env.get("LD_LIBRARY_PATH", "").split(os.pathsep) if p and p != libdir]
-        env["LD_LIBRARY_PATH"] = os.pathsep.join([libdir, *current])
+    path = library_path()
+    if path:
+        env["LD_LIBRARY_PATH"] = path
     env.update(extra or {})
     return env

@@ -1,6 +1,6 @@
 """The rules a flow obeys, from the table R reads too (data/rules.json), enforced on the spec R sends.
 
-R checks each rule where the user types it (R/rules.R reads the same table); these checks hold for any
+R checks each rule where the user types it (R/backend-rules.R reads the same table); these checks hold for any
 spec that reaches the backend, e.g. through ``metaflow-r --spec FILE`` or a script from another version.
 """
 from __future__ import annotations
@@ -34,7 +34,7 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-# What each argument kind accepts; R/rules.R checks the same kinds on R values.
+# What each argument kind accepts; R/backend-rules.R checks the same kinds on R values.
 ARGUMENT_KINDS = {
     "flag": lambda v: isinstance(v, bool),
     "count": lambda v: _is_number(v) and v >= 0 and float(v).is_integer(),

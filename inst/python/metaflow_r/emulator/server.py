@@ -1,12 +1,8 @@
 """An offline stand-in for AWS: a moto server on 127.0.0.1 whose Step Functions interpreter executes
-state machines and whose Batch runs each job (emulator_batch.py): as a local process (the local R
-install stands in for the image), or in the job definition's image with ``--batch-runner container``.
-
-moto 5.2 needs small workarounds, applied only to the versions known to need them:
-  * its Step Functions Batch integration passes ASL names (``JobName``) to Batch unchanged, so every
-    batch task fails; we translate them with botocore's service model, as AWS does;
-  * an execution started without a name is named None; we name it, as AWS does;
-  * wide foreaches (Map workers, DISTRIBUTED Map failures, Batch array jobs): see moto_scale.py.
+state machines and whose Batch runs each job (batch.py): as a local process (the local R install stands
+in for the image), or in the job definition's image with ``--batch-runner container``. moto needs a few
+workarounds first (moto_patches.py). Its state lives in memory: a stopped emulator forgets its
+deployments and runs' executions (the runs' data in its S3 goes with them).
 """
 from __future__ import annotations
 
@@ -15,15 +11,13 @@ import os
 import signal
 import sys
 import threading
-import uuid
 from pathlib import Path
 from typing import Any
 
 from metaflow_r.core.errors import UsageError
-from metaflow_r.emulator.batch import JobRunner, LocalJobRunner, make_runner, run_job
-from metaflow_r.emulator.moto_scale import apply_scale_patches
+from metaflow_r.emulator.batch import make_runner
+from metaflow_r.emulator.moto_patches import patch_moto
 
-PATCHED_MOTO = ("5.2.",)
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 BUCKET = "metaflow-r-emulator"
@@ -31,57 +25,6 @@ QUEUE = "metaflow-r-queue"
 TABLE = "metaflow-r-sfn"
 ROLES = {"batch": "metaflow-r-batch", "sfn": "metaflow-r-sfn", "events": "metaflow-r-events",
          "ecs": "metaflow-r-ecs-service"}
-
-
-def moto_needs_patches() -> bool:
-    import moto
-
-    return moto.__version__.startswith(PATCHED_MOTO)
-
-
-def patch_moto(runner: JobRunner | None = None) -> None:
-    """Apply the workarounds (idempotent) and make Batch run jobs with ``runner`` (default: locally)."""
-    from botocore import xform_name
-    from botocore.session import get_session
-    from moto.batch_simple.models import BatchSimpleBackend
-    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_batch import (
-        StateTaskServiceBatch,
-    )
-    from moto.stepfunctions.parser.models import StepFunctionsParserBackend
-
-    BatchSimpleBackend._metaflow_r_runner = runner or LocalJobRunner()
-    if getattr(BatchSimpleBackend, "_metaflow_r_patched", False):
-        return
-    if moto_needs_patches():
-        models = get_session()
-
-        def operation(service: StateTaskServiceBatch, boto_service_name=None, action=None):
-            model = models.get_service_model(service._get_boto_service_name(boto_service_name))
-            names = {xform_name(n): n for n in model.operation_names}
-            return model.operation_model(names[xform_name(action or service.resource.api_action)])
-
-        def normalise_parameters(self, parameters, boto_service_name=None, service_action_name=None):
-            shape = operation(self, boto_service_name, service_action_name).input_shape
-            if shape is not None:
-                self._to_boto_request(parameters, shape)
-
-        def normalise_response(self, response, boto_service_name=None, service_action_name=None):
-            shape = operation(self, boto_service_name, service_action_name).output_shape
-            if shape is not None:
-                self._from_boto_response(response, shape)
-
-        StateTaskServiceBatch._normalise_parameters = normalise_parameters
-        StateTaskServiceBatch._normalise_response = normalise_response
-
-        original_start = StepFunctionsParserBackend.start_execution
-
-        def start_execution(self, state_machine_arn, name=None, execution_input=None, trace_header=None):
-            return original_start(self, state_machine_arn, name or str(uuid.uuid4()), execution_input, trace_header)
-
-        StepFunctionsParserBackend.start_execution = start_execution
-        apply_scale_patches()  # wide foreaches: Map workers, Map Run failures, array jobs (moto_scale.py)
-    BatchSimpleBackend._mark_job_as_finished = run_job
-    BatchSimpleBackend._metaflow_r_patched = True
 
 
 # The image jobs name when none is given: what the local runner ignores, or what `make image` tags last.
@@ -175,6 +118,16 @@ def write_env_file(path: str, env: dict[str, str]) -> None:
     tmp = target.with_name(f".{target.name}.tmp")
     tmp.write_text("".join(f"export {name}={value}\n" for name, value in env.items()))
     os.replace(tmp, target)
+
+
+def read_env_file(path: str) -> dict[str, str]:
+    """The settings ``write_env_file`` wrote (R's emulator_start() reads them this way)."""
+    found = {}
+    for line in Path(path).read_text().splitlines():
+        name, _, value = line.removeprefix("export ").partition("=")
+        if name:
+            found[name] = value
+    return found
 
 
 def check_port_free(port: int) -> None:

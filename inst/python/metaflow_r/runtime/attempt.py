@@ -1,14 +1,14 @@
 """The attempt engine: one task attempt's whole life, the same for a local task and for a Batch job.
 
     prepare  the context (task.prepare), written for R as the protocol's context document
-    launch   through a launcher (launchers.py): a warm worker's fork locally, a plain process on Batch
+    launch   through a launcher (events.py): a warm worker's fork locally, a plain process on Batch
     capture  stdout and stderr apart, line by line: echoed as they come, stored as the attempt's two logs
     timeout  decorator("timeout"): the attempt is killed when its time is up
     end      commit (task.commit) or record the failure with R's task error document
     decide   what comes next: a retry, the fallback attempt of decorator("catch"), or the step failed
 
-The callers only schedule: the local runtime (runtime.py) walks the graph and keeps the join barrier;
-the Batch entry (batch_task.py) runs the one attempt its job is for. Neither knows how an attempt runs.
+The callers only schedule: the local runtime (local_runtime.py) walks the graph and keeps the join barrier;
+the Batch entry (aws/batch/task.py) runs the one attempt its job is for. Neither knows how an attempt runs.
 
 Where an attempt is prepared and committed is the engine's mode:
     "here"  the task runs beside the engine, which prepares its context and commits what it leaves (a

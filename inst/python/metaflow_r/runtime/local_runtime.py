@@ -4,7 +4,7 @@ It owns only what is particular to a local run: which tasks become ready as othe
 barrier, the bound on concurrent tasks, and resume's reuse of an earlier run's tasks. How each attempt
 runs, ends and is retried is the attempt engine's (attempt.py), the same as on Batch; here attempts run
 in forks of warm R workers, or, given a launcher of remote attempts (``run --with batch``: the caller
-passes batch_launcher.py's, so this module imports no AWS code), as Batch jobs that commit themselves.
+passes aws/batch/launcher.py's, so this module imports no AWS code), as Batch jobs that commit themselves.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """A local run's attempts as AWS Batch jobs (``run --with batch``): one job per attempt.
 
 It only starts and follows jobs; the attempt engine (attempt.py, in "job" mode) owns each attempt's life.
-Each job is told its attempt (batch_identity.py) and runs ``metaflow-r batch-task`` in the image, which
+Each job is told its attempt (identity.py) and runs ``metaflow-r batch-task`` in the image, which
 runs the task and commits it to S3. Here, the job's CloudWatch log lines come back as the task's output
 while it runs, and its end as its exit status (with Batch's reason when the container never ran).
 

@@ -30,6 +30,3 @@ current <- function(value) {
                      "i" = "Ask for one of {.val {c('flow_name', 'run_id', 'step_name', 'task_id', 'retry_count', 'pathspec', 'username', 'namespace', 'tags', 'is_running_flow')}}."), "usage_error")
   )
 }
-
-# Package-level state: the running task's context, the Python backend once loaded.
-the <- new.env(parent = emptyenv())
