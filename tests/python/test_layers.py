@@ -135,3 +135,21 @@ def test_a_local_run_loads_no_aws_code(tmp_path):
     code, loaded = json.loads(done.stdout.strip().splitlines()[-1])
     assert code == 0, done.stderr
     assert loaded == []
+
+
+def test_r_files_and_functions_are_short():
+    """The same rule for the R package's files and functions (R parses them)."""
+    program = """
+    for (f in list.files("R", full.names = TRUE)) {
+      n <- length(readLines(f))
+      if (n >= %d) cat(sprintf("file %%s: %%d lines\\n", f, n))
+      data <- utils::getParseData(parse(f, keep.source = TRUE))
+      for (id in data$parent[data$token == "FUNCTION"]) {
+        expr <- data[data$id == id, ]
+        if (expr$line2 - expr$line1 + 1 >= %d) cat(sprintf("%%s:%%d: %%d lines\\n", f, expr$line1, expr$line2 - expr$line1 + 1))
+      }
+    }
+    cat("checked\\n")
+    """ % (MAX_MODULE_LINES, MAX_FUNCTION_LINES)
+    done = subprocess.run(["Rscript", "-e", program], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert done.stdout.splitlines() == ["checked"], done.stdout
