@@ -11,6 +11,12 @@
 
 SHELL := /bin/bash
 VENV := .venv
+# R_LIB=DIR installs the R package into DIR instead of R's site library, and every R the targets start
+# finds it there first: a second checkout (a git worktree) keeps its own package beside the main one's.
+R_LIB ?=
+ifneq ($(R_LIB),)
+export R_LIBS := $(abspath $(R_LIB))$(if $(R_LIBS),:$(R_LIBS))
+endif
 PYTHON ?= python3
 STAMPS := .stamps
 APT_PACKAGES := r-base-core r-cran-reticulate r-cran-testthat r-cran-magrittr r-cran-jsonlite \
@@ -49,7 +55,8 @@ $(STAMPS)/rpkg: $(STAMPS)/apt $(STAMPS)/venv $(R_SOURCES) $(PY_SOURCES)
 	@rm -rf $(STAMPS)/build && mkdir -p $(STAMPS)/build
 	@cd $(STAMPS)/build && R CMD build --no-manual $(CURDIR) >$(CURDIR)/$(STAMPS)/rpkg.log 2>&1 \
 		|| { cat $(CURDIR)/$(STAMPS)/rpkg.log; exit 1; }
-	@METAFLOW_R_PYTHON=$(CURDIR)/$(VENV)/bin/python R CMD INSTALL --no-test-load $(STAMPS)/build/metaflow_*.tar.gz \
+	@$(if $(R_LIB),mkdir -p $(R_LIB) &&) METAFLOW_R_PYTHON=$(CURDIR)/$(VENV)/bin/python R CMD INSTALL --no-test-load \
+		$(if $(R_LIB),-l $(R_LIB)) $(STAMPS)/build/metaflow_*.tar.gz \
 		>>$(STAMPS)/rpkg.log 2>&1 || { cat $(STAMPS)/rpkg.log; exit 1; }
 	@touch $@
 
