@@ -14,7 +14,8 @@ read_artifact <- function(path) {
     error = function(e) {
       abort(c("The artifact file {.file {path}} cannot be read: it is damaged.",
               "x" = cli_escape(conditionMessage(e)),
-              stats::setNames(vapply(warned, function(w) cli_escape(conditionMessage(w)), ""), rep("x", length(warned))),
+              stats::setNames(vapply(warned, function(w) cli_escape(conditionMessage(w)), ""),
+                              rep("x", length(warned))),
               "i" = "Run the step that made it again ({.code resume}) to store it anew."),
             "datastore_error", call = NULL)
     })

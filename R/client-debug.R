@@ -16,6 +16,7 @@
 debug_task <- function(pathspec) {
   task <- task_client$new(pathspec)
   started <- task$debug()
-  cli::cli_inform(c("i" = "{.code $self} is what task {.val {pathspec}} started with; call its step function on it, e.g. {.code {task$step_name}(task$self)}."))
+  cli::cli_inform(c("i" = paste("{.code $self} is what task {.val {pathspec}} started with; call its step function",
+                                "on it, e.g. {.code {task$step_name}(task$self)}.")))
   invisible(started)
 }

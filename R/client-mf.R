@@ -137,7 +137,8 @@ client_id <- function(x, arg, call = NULL) {
   if (grepl("/", x, fixed = TRUE)) {
     abort(c("{.arg {arg}} must be an id, not a pathspec.",
                      "x" = "You supplied {.val {x}}.",
-                     "i" = "Pass a pathspec as the only argument, e.g. {.code run_client$new(\"MyFlow/1712345678901234\")}."), "usage_error",
+                     "i" = paste("Pass a pathspec as the only argument, e.g.",
+                                 "{.code run_client$new(\"MyFlow/1712345678901234\")}.")), "usage_error",
                    call = call)
   }
   x

@@ -30,7 +30,8 @@ run_client <- R6::R6Class("run_client",
       if (is.null(run_id)) {
         if (inherits(flow, "flow_client")) {
           abort(c("{.code run_client$new()} needs a {.arg run_id} with a {.cls flow_client}.",
-                           "i" = "For example {.code run_client$new(flow, flow$latest_run)}."), "usage_error", call = NULL)
+                           "i" = "For example {.code run_client$new(flow, flow$latest_run)}."),
+                         "usage_error", call = NULL)
         }
         parts <- split_pathspec(flow, 2, "MyFlow/1712345678901234")
         flow_name <- parts[[1]]
@@ -67,8 +68,10 @@ run_client <- R6::R6Class("run_client",
         status <- private$info()
         abort(c(
           "Run {.val {self$pathspec}} has no {.val end} step to read {.val {name}} from.",
-          "x" = if (isTRUE(status$finished)) "The run failed before its end step." else "The run has not reached its end step yet.",
-          "i" = "Read it from a task of the step that set it, e.g. {.code run$step(\"start\")$task(\"1\")$artifact(\"{name}\")}."
+          "x" = if (isTRUE(status$finished)) "The run failed before its end step."
+                else "The run has not reached its end step yet.",
+          "i" = paste("Read it from a task of the step that set it, e.g.",
+                      "{.code run$step(\"start\")$task(\"1\")$artifact(\"{name}\")}.")
         ), "datastore_error", call = NULL)
       }
       task_client$new(step_client$new(self, "end"), task)$artifact(name)

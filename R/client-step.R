@@ -37,7 +37,8 @@ step_client <- R6::R6Class("step_client",
       if (!length(client_query("tasks", run$flow_name, run$id, step_id))) {
         steps <- run$steps
         abort(c("Run {.val {run$pathspec}} has no step {.val {step_id}}.",
-                         "i" = if (length(steps)) "Its steps: {.val {steps}}." else "None of its tasks has finished yet."), "datastore_error",
+                         "i" = if (length(steps)) "Its steps: {.val {steps}}."
+                               else "None of its tasks has finished yet."), "datastore_error",
                        call = NULL)
       }
       private$run_ <- run

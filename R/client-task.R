@@ -26,7 +26,8 @@ task_client <- R6::R6Class("task_client",
       if (is.null(task_id)) {
         if (inherits(step, "step_client")) {
           abort(c("{.code task_client$new()} needs a {.arg task_id} with a {.cls step_client}.",
-                           "i" = "For example {.code task_client$new(step, step$tasks[1])}."), "usage_error", call = NULL)
+                           "i" = "For example {.code task_client$new(step, step$tasks[1])}."),
+                         "usage_error", call = NULL)
         }
         parts <- split_pathspec(step, 4, "MyFlow/1712345678901234/start/1")
         step <- step_client$new(run_client$new(parts[[1]], parts[[2]]), parts[[3]])
@@ -55,7 +56,8 @@ task_client <- R6::R6Class("task_client",
         known <- names(record$artifacts)
         abort(c(
           "Task {.val {self$pathspec}} has no attribute '{name}'.",
-          "x" = if (!isTRUE(record$successful)) "The task failed ({record$error %||% 'no reason recorded'}); a failed task keeps no artifacts.",
+          "x" = if (!isTRUE(record$successful))
+            "The task failed ({record$error %||% 'no reason recorded'}); a failed task keeps no artifacts.",
           "i" = if (length(known)) "Its artifacts: {.val {known}}." else "It has no artifacts."
         ), "datastore_error", call = NULL)
       }

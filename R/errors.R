@@ -11,7 +11,7 @@
 #' |---|---|---|---|
 #' | `metaflow_error` |  | 1 | every error of the package |
 #' | `metaflow_usage_error` | `metaflow_error` | 2 | a function or command called the wrong way |
-#' | `metaflow_parameter_error` | `metaflow_usage_error` | 2 | a parameter defined, or a value given for one, the wrong way |
+#' | `metaflow_parameter_error` | `metaflow_usage_error` | 2 | a parameter defined, or given a value, wrongly |
 #' | `metaflow_not_deployed` | `metaflow_usage_error` | 2 | the flow is not deployed to AWS Step Functions |
 #' | `metaflow_quota_error` | `metaflow_usage_error` | 2 | the flow's state machine would break an AWS quota |
 #' | `metaflow_graph_error` | `metaflow_error` | 3 | the flow's steps do not make a valid graph |
@@ -24,11 +24,11 @@
 #' | `metaflow_run_failed` | `metaflow_error` | 1 | a run ended with a failed task |
 #' | `metaflow_run_interrupted` | `metaflow_run_failed` | 130 | a run stopped by the user (Ctrl-C) |
 #' | `metaflow_foreach_error` | `metaflow_error` | 1 | a foreach step's variable cannot be split over |
-#' | `metaflow_foreach_too_wide` | `metaflow_foreach_error` | 86 | a foreach produced more items than its deployment takes (no retry helps) |
+#' | `metaflow_foreach_too_wide` | `metaflow_foreach_error` | 86 | a foreach wider than its deployment takes |
 #' | `metaflow_attribute_error` | `metaflow_error` | 1 | a step read or wrote an artifact it may not (self$x) |
 #' | `metaflow_merge_conflict` | `metaflow_error` | 1 | merge_artifacts() met inputs that disagree |
 #' | `metaflow_quit_error` | `metaflow_error` | 1 | a step called quit() instead of returning |
-#' | `metaflow_installation_error` | `metaflow_error` | 1 | the package or its Python backend is missing or incomplete |
+#' | `metaflow_installation_error` | `metaflow_error` | 1 | the Python backend is missing or incomplete |
 #' | `metaflow_emulator_error` | `metaflow_error` | 1 | the offline AWS emulator did not start |
 #' | `metaflow_backend_error` | `metaflow_error` | 1 | the backend failed unexpectedly (a bug) |
 #'
@@ -88,7 +88,8 @@ abort_backend_error <- function(e, call = NULL) {
   }
   abort(c("The metaflow backend failed.",
           "x" = cli_escape(python_error_text(conditionMessage(e))),
-          "i" = "This is a bug in {.pkg metaflow}; please report it with the output of {.code reticulate::py_last_error()}."),
+          "i" = paste("This is a bug in {.pkg metaflow}; please report it with the output of",
+                      "{.code reticulate::py_last_error()}.")),
         "backend_error", call = call, parent = e)
 }
 

@@ -39,7 +39,8 @@ print.metaflow_flow <- function(x, ...) {
     arrow <- if (length(s$next_step)) paste(" ->", paste(s$next_step, collapse = ", ")) else ""
     kind <- c(if (!is.null(s$foreach)) paste("foreach over", s$foreach), if (isTRUE(s$join)) "join")
     decorators <- vapply(s$decorators, format, "")
-    cat(sprintf("  %s%s%s%s\n", s$step, arrow, if (length(kind)) paste0(" (", paste(kind, collapse = ", "), ")") else "",
+    cat(sprintf("  %s%s%s%s\n", s$step, arrow,
+                if (length(kind)) paste0(" (", paste(kind, collapse = ", "), ")") else "",
                 if (length(decorators)) paste0(" ", decorators, collapse = "") else ""))
   }
   invisible(x)

@@ -101,7 +101,8 @@ wanted <- function(type) rules()$parameter_values[[type]]$what
 
 check_value <- function(name, value, ok, wanted, call) {
   if (!isTRUE(ok)) {
-    abort(c("Parameter {.val {name}} must be {wanted}.", "x" = "You supplied {.obj_type_friendly {value}}: {.val {format(value)}}."),
+    abort(c("Parameter {.val {name}} must be {wanted}.",
+            "x" = "You supplied {.obj_type_friendly {value}}: {.val {format(value)}}."),
           "parameter_error", call = call)
   }
 }

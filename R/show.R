@@ -9,10 +9,10 @@
 #' In the Mermaid text each step is a node named `step_<name>` and labelled with the step's name (a node
 #' called `end` would end the diagram in Mermaid).
 #'
-#' `show()` masks `methods::show()`: given anything but a flow it calls `methods::show()`, so S4 objects
-#' still print as before.
+#' `show()` masks [methods::show()]: given anything but a flow (and no `format`), it is `methods::show()`,
+#' so objects still show as before.
 #'
-#' @param flow A flow from [metaflow()].
+#' @param object A flow from [metaflow()].
 #' @param format `"text"` (the default) or `"mermaid"`.
 #' @return The diagram as one string (lines separated by `"\n"`) of class `metaflow_diagram`, which prints
 #'   as the text itself; `as.character()` drops the class.
@@ -33,15 +33,17 @@
 #' cat("```{mermaid}", show(flow, format = "mermaid"), "```", sep = "\n")
 #' }
 #' @export
-show <- function(flow, format = "text") {
-  if (!inherits(flow, "metaflow_flow") && isS4(flow)) {
-    return(methods::show(flow))
+show <- function(object, format = "text") {
+  if (!inherits(object, "metaflow_flow") && missing(format)) {
+    return(methods::show(object))
   }
+  flow <- object
   call <- sys.call()
   check_flow(flow, call = call)
   formats <- c("text", "mermaid")
   if (!is.character(format) || length(format) != 1 || !format %in% formats) {
-    supplied <- if (is.character(format)) "You supplied {.val {format}}." else "You supplied {.obj_type_friendly {format}}."
+    supplied <- if (is.character(format)) "You supplied {.val {format}}."
+                else "You supplied {.obj_type_friendly {format}}."
     abort(c("{.arg format} must be {.or {.val {formats}}}.", "x" = supplied), "usage_error", call = call)
   }
   spec <- flow_spec(flow, NULL)

@@ -10,6 +10,9 @@
 #' @param foreach The name of an artifact (a vector or list) set by this step: the next step runs once
 #'   per element, reading it as `self$input` and its 0-based position as `self$index`.
 #' @return The flow, with the step added.
+#'
+#'   `step()` masks [stats::step()]: a call without `step =` is `stats::step()`'s, evaluated where it was
+#'   written and unchanged, so `step(lm(mpg ~ ., mtcars))` still selects a model.
 #' @examples
 #' start <- function(self) self$items <- c("a", "b")
 #' body <- function(self) self$upper <- toupper(self$input)
@@ -21,10 +24,17 @@
 #'   step(step = "end")
 #' @export
 step <- function(flow, ..., step, r_function = NULL, next_step = NULL, join = FALSE, foreach = NULL) {
-  check_flow(flow)
   if (missing(step)) {
-    abort(c("{.fn step} needs a name.", "i" = "Write {.code step(step = \"start\", ...)}."), "graph_error")
+    if (!missing(flow) && inherits(flow, "metaflow_flow")) {
+      abort(c("{.fn step} needs a name.", "i" = "Write {.code step(step = \"start\", ...)}."), "graph_error")
+    }
+    # Every step of a flow is named: this is a call of the stats::step() we mask. Its other arguments are
+    # evaluated where the user wrote them; the first, evaluated above, is passed as it is (not twice).
+    args <- as.list(match.call())[-1]
+    if (!missing(flow)) args <- c(list(flow), args[names(args) != "flow"])
+    return(eval(as.call(c(quote(stats::step), args)), parent.frame()))
   }
+  check_flow(flow)
   check_name(step, "step", "graph_error")
   decorators <- list(...)
   check_decorators(decorators, sprintf("step(\"%s\")", step))

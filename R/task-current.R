@@ -8,6 +8,8 @@
 #' current("is_running_flow")
 #' @export
 current <- function(value) {
+  known <- c("flow_name", "run_id", "step_name", "task_id", "retry_count", "pathspec", "username", "namespace",
+             "tags", "is_running_flow")
   ctx <- the$task
   if (identical(value, "is_running_flow")) {
     return(!is.null(ctx))
@@ -15,6 +17,9 @@ current <- function(value) {
   if (is.null(ctx)) {
     abort(c("{.fn current} has no value outside a running task.",
                      "i" = "Call it inside a step function."), "usage_error")
+  }
+  if (!is.character(value) || length(value) != 1 || !value %in% known) {
+    abort(c("{.fn current} knows no {.val {value}}.", "i" = "Ask for one of {.val {known}}."), "usage_error")
   }
   switch(value,
     flow_name = ctx$flow,
@@ -25,8 +30,6 @@ current <- function(value) {
     pathspec = paste(ctx$flow, ctx$run_id, ctx$step, ctx$task_id, sep = "/"),
     username = ctx$user,
     namespace = ctx$namespace,
-    tags = unlist(ctx$tags),
-    abort(c("{.fn current} knows no {.val {value}}.",
-                     "i" = "Ask for one of {.val {c('flow_name', 'run_id', 'step_name', 'task_id', 'retry_count', 'pathspec', 'username', 'namespace', 'tags', 'is_running_flow')}}."), "usage_error")
+    tags = unlist(ctx$tags)
   )
 }

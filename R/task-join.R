@@ -48,7 +48,8 @@ merge_artifacts <- function(flow, inputs, exclude = list()) {
   }
   if (length(conflicts)) {
     abort(c(
-      "MergeArtifactsException: step {.val {ctx$step}} cannot merge {.val {conflicts}}: the inputs hold different values.",
+      paste("MergeArtifactsException: step {.val {ctx$step}} cannot merge {.val {conflicts}}:",
+            "the inputs hold different values."),
       "i" = "Set those artifacts in the join step before merging, or pass {.code exclude = list(...)}."
     ), "merge_conflict", call = NULL)
   }

@@ -27,7 +27,7 @@ self_state <- function(self, name) get(name, envir = self, inherits = FALSE)
 `[[.metaflow_self` <- function(x, i, ...) self_get(x, i)
 
 #' @export
-`$<-.metaflow_self` <- function(x, name, value) self_set(x, name, value)
+`$<-.metaflow_self` <- function(x, name, value) self_set(x, name, value)  # nolint: object_name_linter
 
 #' @export
 `[[<-.metaflow_self` <- function(x, i, value) self_set(x, i, value)
@@ -133,9 +133,9 @@ foreach_frames <- function(self) {
 top_foreach_frame <- function(self, what) {
   frames <- foreach_frames(self)
   if (!length(frames)) {
-    step <- self_state(self, ".ctx")$step
-    abort(c("Step {.val {step}}: 'self' has no attribute '{what}'.",
-                     "i" = "{.code self${what}} exists only in steps that run inside a foreach."), "attribute_error", call = NULL)
+    abort(c("Step {.val {self_state(self, '.ctx')$step}}: 'self' has no attribute '{what}'.",
+            "i" = "{.code self${what}} exists only in steps that run inside a foreach."),
+          "attribute_error", call = NULL)
   }
   frames[[length(frames)]]
 }

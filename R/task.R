@@ -15,7 +15,7 @@ run_task <- function(flow, args) {
     abort("The flow has no step {.val {ctx$step}}; the script changed since the run started.", "graph_error")
   }
   if (length(ctx$environment)) {
-    do.call(Sys.setenv, lapply(ctx$environment, as.character))  # decorator("environment", vars = ...)
+    do.call(Sys.setenv, lapply(ctx$environment, as.character))  # the step's environment decorator
   }
   started <- task_self(ctx)
   self <- started$self
@@ -35,10 +35,10 @@ run_task <- function(flow, args) {
 run_task_reporting_errors <- function(flow, args) {
   # Task output becomes log lines prefixed by the runtime: never wrap messages at the console width.
   old <- options(cli.width = 10000)
-  on.exit({options(old); the$task <- NULL}, add = TRUE)
+  on.exit(options(old), add = TRUE)
+  on.exit(the$task <- NULL, add = TRUE)
   cat(protocol()$task_start_marker, "\n", sep = "")  # the launcher starts the task's clock here
   flush(stdout())
-  guard_quit()
   frames <- character()
   tryCatch(
     withCallingHandlers(run_task(flow, args), error = function(e) frames <<- step_frames(flow)),
@@ -54,17 +54,22 @@ run_task_reporting_errors <- function(flow, args) {
 }
 
 # quit() inside a step would end the process without a word: the task's artifacts lost, and, in a forked
-# task, the worker's tempdir deleted under it. While a task runs, quit() and q() are an error that says
-# so, unless the flow's script defines functions of those names itself.
-guard_quit <- function() {
-  guard <- function(save = "default", status = 0, runLast = TRUE) {
+# task, the worker's tempdir deleted under it. The step function runs in an environment where quit() and
+# q() are an error that says so (unless the flow's script defines functions of those names itself); the
+# user's global environment is left alone.
+guarded_from_quit <- function(fn) {
+  guard <- function(save = "default", status = 0, runLast = TRUE) {  # nolint: object_name_linter (quit's own)
     abort(c("Step {.val {the$task$step}} called {.code quit(status = {status})}.",
             "i" = "A step ends by returning, and its artifacts are saved then; to fail it, call {.fn stop}."),
           "quit_error", call = NULL)
   }
+  home <- environment(fn) %||% globalenv()
+  guards <- new.env(parent = home)
   for (name in c("quit", "q")) {
-    if (!exists(name, envir = globalenv(), inherits = FALSE)) assign(name, guard, envir = globalenv())
+    if (identical(get0(name, envir = home), get(name, envir = baseenv()))) assign(name, guard, envir = guards)
   }
+  environment(fn) <- guards
+  fn
 }
 
 # The task error document of an R condition.
@@ -80,7 +85,8 @@ step_frames <- function(flow) {
   calls <- sys.calls()
   step <- flow$steps[[the$task$step %||% ""]]
   if (is.null(step) || is.null(step$r_function)) return(character())
-  first <- Position(function(i) identical(sys.function(i), step$r_function), seq_along(calls))
+  first <- Position(function(i) identical(sys.function(i), step$r_function, ignore.environment = TRUE),
+                    seq_along(calls))
   if (is.na(first)) return(character())
   keep <- calls[first:(length(calls) - 2L)]  # the last two are the calling handler and this function
   signalling <- c(".handleSimpleError", "h", "signalCondition", "signal_abort", "abort", "cli_abort")
@@ -109,7 +115,7 @@ format_task_error <- function(step, error) {
 call_step_function <- function(step, self, inputs = NULL) {
   name <- as.name(step$r_function_name %||% step$step)  # an anonymous function goes by its step
   scope <- new.env(parent = emptyenv())
-  assign(as.character(name), step$r_function, envir = scope)
+  assign(as.character(name), guarded_from_quit(step$r_function), envir = scope)
   assign("self", self, envir = scope)
   assign("inputs", inputs, envir = scope)
   call <- if (is.null(inputs)) call(as.character(name), quote(self)) else
@@ -139,7 +145,8 @@ task_option <- function(args, name) {
   at <- match(name, args)
   if (is.na(at) || at == length(args)) {
     abort(c("The {.code task} command needs {.arg {name}}.",
-                     "i" = "Tasks are launched by {.code run} or by a Step Functions job; run the flow instead."), "usage_error")
+                     "i" = "Tasks are launched by {.code run} or by a Step Functions job; run the flow instead."),
+        "usage_error")
   }
   args[[at + 1]]
 }
@@ -177,7 +184,8 @@ foreach_width <- function(self, step) {
   var <- step$foreach
   if (!self_has(self, var)) {
     abort(c("Step {.val {step$step}} has {.code foreach = \"{var}\"} but never sets {.code self${var}}.",
-                     "i" = "Assign the vector or list to split over to {.code self${var}}."), "foreach_error", call = NULL)
+                     "i" = "Assign the vector or list to split over to {.code self${var}}."),
+          "foreach_error", call = NULL)
   }
   value <- self_get(self, var)
   if (!(is.atomic(value) || is.list(value)) || is.null(value) || is.environment(value)) {

@@ -38,9 +38,16 @@ test_that("show() checks the graph and its arguments", {
   expect_error(show(square_flow(), format = "svg"), "`format` must be \"text\" or \"mermaid\".*You supplied \"svg\"")
   expect_error(show(square_flow(), format = c("text", "mermaid")), "`format` must be")
   expect_error(show(square_flow(), format = 1), "You supplied a number")
-  expect_error(show(list(name = "x")), "Expected a flow made by `metaflow\\(\\)`")
+  expect_error(show(list(name = "x"), format = "mermaid"), "Expected a flow made by `metaflow\\(\\)`")
 })
 
 test_that("show() on an S4 object is methods::show(), which it masks", {
   expect_output(show(methods::getClass("numeric")), "Class \"numeric\"", fixed = TRUE)
+})
+
+test_that("show() on anything but a flow is methods::show(), unchanged", {
+  expect_identical(utils::capture.output(show(1:3)), utils::capture.output(methods::show(1:3)))
+  expect_identical(utils::capture.output(show(object = mtcars[1:2, 1:3])),
+                   utils::capture.output(methods::show(mtcars[1:2, 1:3])))
+  expect_error(show(list(name = "x"), format = "text"), "Expected a flow made by `metaflow\\(\\)`")
 })

@@ -19,3 +19,23 @@ test_that("step() checks its arguments where the user typed them", {
   expect_error(step(flow, "retry", step = "start"), "must be decorators")
   expect_error(step(flow, decorator("schedule", daily = TRUE), step = "start"), "cannot decorate")
 })
+
+test_that("step() without step = is stats::step(), unchanged, which it masks", {
+  fit <- stats::lm(mpg ~ wt + hp + qsec, data = mtcars)
+  expect_equal(step(fit, trace = 0), stats::step(fit, trace = 0))
+  expect_equal(step(object = fit, direction = "backward", trace = 0),
+               stats::step(fit, direction = "backward", trace = 0))
+  # Its refits find data that lives only where the user called it, and the model is fitted once per call.
+  fits <- 0
+  select <- function() {
+    cars <- mtcars
+    fitted <- function() {
+      fits <<- fits + 1
+      stats::lm(mpg ~ wt + hp + qsec, data = cars)
+    }
+    step(fitted(), trace = 0)
+  }
+  expect_s3_class(select(), "lm")
+  expect_identical(fits, 1)
+  expect_equal(fit %>% step(trace = 0), stats::step(fit, trace = 0))
+})
