@@ -21,15 +21,18 @@ PYTHON ?= python3
 STAMPS := .stamps
 APT_PACKAGES := r-base-core r-cran-reticulate r-cran-testthat r-cran-magrittr r-cran-jsonlite \
 	r-cran-cli r-cran-processx r-cran-withr r-cran-r6 r-cran-matrix r-cran-rlang
-# Not in the Batch image, which installs APT_PACKAGES: the report's browser tests, and building the vignette.
-TEST_APT_PACKAGES := chromium r-cran-knitr r-cran-markdown
+# Not in the Batch image, which installs APT_PACKAGES: the report's browser tests, building the vignette,
+# R CMD check --as-cran (qpdf, and devscripts' checkbashisms), the website, lintr, roxygen2, and the Python
+# the installation test makes a user's backend environment with.
+TEST_APT_PACKAGES := chromium r-cran-knitr r-cran-markdown qpdf devscripts r-cran-pkgdown r-cran-lintr \
+	r-cran-roxygen2 python3-venv
 R_SOURCES := DESCRIPTION NAMESPACE configure .Rbuildignore $(wildcard R/*.R) $(wildcard man/*.Rd) $(wildcard vignettes/*.Rmd)
 PY_SOURCES := $(shell find inst/python -name '*.py' 2>/dev/null)
 # What building and running the Batch image needs where Docker does not answer: rootful podman with runc,
 # and debootstrap for a base image when no registry can be reached (tools/batch_image.py).
 CONTAINER_PACKAGES := podman buildah runc debootstrap uidmap slirp4netns fuse-overlayfs
 
-.PHONY: setup demo demo-sfn image test test-python test-r test-slow bench docs clean
+.PHONY: setup demo demo-sfn image test test-python test-r test-slow bench docs check site lint clean
 
 setup: $(STAMPS)/apt $(STAMPS)/venv $(STAMPS)/rpkg $(STAMPS)/node $(STAMPS)/containers
 
@@ -43,14 +46,21 @@ $(STAMPS)/apt: Makefile
 	fi
 	@touch $@
 
-$(STAMPS)/venv: pyproject.toml
+$(STAMPS)/venv: pyproject.toml inst/python/pyproject.toml
 	@mkdir -p $(STAMPS)
 	@[ -x $(VENV)/bin/python ] || $(PYTHON) -m venv $(VENV)
-	@$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[test]'
+	@$(VENV)/bin/pip install -q --disable-pip-version-check -e './inst/python[emulator]' -e .
 	@touch $@
 
 # The R package records the venv's interpreter (see ./configure) so library(metaflow) needs no setting. It is
 # built first (R CMD build), which renders the vignette, so vignette("scheduling-flows") finds it.
+# R's site library is shared: another checkout may have installed its own copy over this one's since, and
+# then this one is installed again.
+INSTALLED_PYTHON := $(shell cat "$$($(if $(R_LIB),R_LIBS=$(R_LIBS)) Rscript -e \
+	'cat(system.file("venv-python", package = "metaflow"))' 2>/dev/null)" 2>/dev/null)
+ifneq ($(INSTALLED_PYTHON),$(CURDIR)/$(VENV)/bin/python)
+$(shell rm -f $(STAMPS)/rpkg)
+endif
 $(STAMPS)/rpkg: $(STAMPS)/apt $(STAMPS)/venv $(R_SOURCES) $(PY_SOURCES)
 	@rm -rf $(STAMPS)/build && mkdir -p $(STAMPS)/build
 	@cd $(STAMPS)/build && R CMD build --no-manual $(CURDIR) >$(CURDIR)/$(STAMPS)/rpkg.log 2>&1 \
@@ -101,6 +111,15 @@ demo-sfn: setup
 test: setup
 	@$(MAKE) --no-print-directory -j2 --output-sync=target test-python test-r
 
+# R CMD check --as-cran of the built package, offline: what CRAN's incoming checks ask that needs the network
+# is left out, and the time check (it asks a web service) is the one note allowed (tests/python/test_package.py).
+check: setup
+	@rm -rf $(STAMPS)/check && mkdir -p $(STAMPS)/check
+	@cd $(STAMPS)/check && _R_CHECK_CRAN_INCOMING_REMOTE_=false METAFLOW_R_PYTHON=$(CURDIR)/$(VENV)/bin/python \
+		R CMD check --as-cran --no-manual $(CURDIR)/$(STAMPS)/build/metaflow_*.tar.gz >check.log 2>&1 \
+		|| { cat check.log; exit 1; }
+	@tail -n 3 $(STAMPS)/check/check.log
+
 test-python:
 	$(VENV)/bin/python -m pytest -q -n auto --dist worksteal tests/python
 
@@ -116,6 +135,15 @@ bench: setup
 	$(VENV)/bin/python bench/compile_large.py
 	bash bench/compare_metaflow.sh
 	$(VENV)/bin/python bench/sfn_scale.py
+
+# The package's website, with pkgdown (Debian's r-cran-pkgdown), into site/ (docs/ holds the project's own
+# documents); tests/python/test_site_browser.py checks what Chromium shows of it.
+site: setup
+	Rscript -e 'pkgdown::build_site(preview = FALSE, install = FALSE, new_process = FALSE)'
+
+# lintr, under the repository's .lintr.
+lint: setup
+	Rscript -e 'lints <- lintr::lint_package(); print(lints); if (length(lints)) quit(status = 1)'
 
 # Regenerates man/ and NAMESPACE from the roxygen comments (needs Debian's r-cran-roxygen2).
 docs:

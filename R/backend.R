@@ -1,12 +1,18 @@
 # The bridge to the Python backend (inst/python/metaflow_r), loaded once per R session, on first use.
 # Tasks never load it: a task is plain R, which keeps each task's start-up cheap.
 
+# The Python holding the backend, in the order ?install_metaflow documents; "" when none is found.
 python_path <- function() {
   from_env <- Sys.getenv("METAFLOW_R_PYTHON")
-  if (nzchar(from_env)) return(from_env)
-  recorded <- system.file("venv-python", package = "metaflow")
-  if (nzchar(recorded)) return(readLines(recorded, n = 1))
-  ""
+  if (nzchar(from_env)) return(from_env)  # named explicitly: used (or said missing), never passed over
+  recorded <- system.file("venv-python", package = "metaflow")  # configure's, when installed so
+  candidates <- c(
+    if (nzchar(recorded)) readLines(recorded, n = 1),
+    if (file.exists(remembered_python_file())) readLines(remembered_python_file(), n = 1),
+    file.path(virtualenv_path("r-metaflow"), "bin", "python")
+  )
+  found <- candidates[nzchar(candidates) & file.exists(candidates)]
+  if (length(found)) found[[1]] else ""
 }
 
 # The backend's module `metaflow_r.<module>` (the package itself without one), e.g. backend("cli").
@@ -21,18 +27,25 @@ backend <- function(module = NULL) {
 
 start_backend <- function() {
   python <- python_path()
+  advice <- c("i" = "Install it with {.code metaflow::install_metaflow()}.")
   if (!nzchar(python) || !file.exists(python)) {
-    abort(c(
-      "The Python backend of {.pkg metaflow} is not installed.",
-      "x" = if (nzchar(python)) "{.file {python}} does not exist." else "No Python interpreter is recorded.",
-      "i" = "Run {.code make setup} in the repository, or set {.envvar METAFLOW_R_PYTHON} to a Python with {.code metaflow_r} installed."
-    ), "installation_error", call = NULL)
+    abort(c("The Python backend of {.pkg metaflow} is not installed.",
+            "x" = if (nzchar(python)) "{.envvar METAFLOW_R_PYTHON} names {.file {python}}, which does not exist.",
+            advice), "installation_error", call = NULL)
   }
   Sys.setenv(RETICULATE_PYTHON = python)
   # Python's output goes through R's console, so sink(), capture.output() and knitr see it as R output.
   Sys.setenv(RETICULATE_REMAP_OUTPUT_STREAMS = "1")
   reticulate::use_python(python, required = TRUE)
-  the$backend <- reticulate::import("metaflow_r", convert = TRUE)
+  module <- tryCatch(reticulate::import("metaflow_r", convert = TRUE), error = function(e) NULL)
+  version <- if (!is.null(module)) tryCatch(module$`__version__`, error = function(e) NULL)
+  if (is.null(module) || !identical(version, backend_version())) {
+    abort(c("The Python backend of {.pkg metaflow} at {.file {python}} is not this package's.",
+            "x" = if (is.null(module)) "It has no {.code metaflow_r} module."
+                  else "It is version {version %||% 'unknown'}; this package is {backend_version()}.",
+            advice, "i" = "Then restart R."), "installation_error", call = NULL)
+  }
+  the$backend <- module
   the$modules <- list()
   invisible(the$backend)
 }

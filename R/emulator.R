@@ -3,7 +3,8 @@
 #' `emulator_start()` starts the backend's offline AWS emulator (`metaflow-r emulator`): a moto server on
 #' 127.0.0.1 whose Step Functions execute your deployed state machine and whose Batch runs each job as a
 #' local R process, or, with `batch_runner = "container"`, in the job definition's image as AWS Batch
-#' would (Docker or Podman; build the image with `make image`). It waits until the emulator is ready and sets its settings (`AWS_ENDPOINT_URL`,
+#' would (Docker or Podman; build the image with `make image`). It waits until the emulator is ready and
+#' sets its settings (`AWS_ENDPOINT_URL`,
 #' fake credentials, every `METAFLOW_*` variable) in this R session, so `run(step_functions = "create")`,
 #' `run(step_functions = "trigger")` and the Client API talk to it. `emulator_stop()` stops it and unsets
 #' them. Nothing leaves the machine.
@@ -30,12 +31,15 @@ emulator_start <- function(port = 5055L, env_file = tempfile("metaflow-emulator-
     abort(c("{.arg image} must be one image name, such as {.val metaflow-r:latest}.",
             "x" = "You supplied {.obj_type_friendly {image}}."), "usage_error")
   }
-  python <- python_path()
-  command <- file.path(dirname(python), "metaflow-r")
+  here <- rlang::current_env()
+  server <- backend("emulator.server")
+  tryCatch(server$check_installed(), error = function(e) abort_backend_error(e, call = here))
+  command <- file.path(dirname(python_path()), "metaflow-r")
   if (!file.exists(command)) {
     abort(c("The backend's {.code metaflow-r} command is not installed.",
-                     "x" = "{.file {command}} does not exist.",
-                     "i" = "Run {.code make setup} in the repository."), "installation_error")
+            "x" = "{.file {command}} does not exist.",
+            "i" = "Install the backend again: {.code metaflow::install_metaflow(emulator = TRUE)}."),
+          "installation_error")
   }
   unlink(env_file)
   process <- processx::process$new(
@@ -51,15 +55,18 @@ emulator_start <- function(port = 5055L, env_file = tempfile("metaflow-emulator-
       output <- if (process$is_alive()) "" else process$read_all_output()
       process$kill()
       # The backend's own message names an image or engine problem and its fix; otherwise the port.
-      hint <- if (!grepl("image|engine", output)) c("i" = "Is the port in use? Try another: {.code emulator_start(port = 5056)}.")
+      hint <- if (!grepl("image|engine", output)) {
+        c("i" = "Is the port in use? Try another: {.code emulator_start(port = 5056)}.")
+      }
       abort(c("The AWS emulator did not start on port {port}.",
               "x" = if (nzchar(output)) output else "It was not ready after {timeout} s.", hint), "emulator_error")
     }
     Sys.sleep(0.1)
   }
-  env <- unlist(backend("emulator.server")$read_env_file(env_file))
+  env <- unlist(server$read_env_file(env_file))
   do.call(Sys.setenv, as.list(env))
-  cli::cli_alert_success("AWS emulator running on {.url {env[['AWS_ENDPOINT_URL']]}}; its settings are set in this session.")
+  cli::cli_alert_success(paste("AWS emulator running on {.url {env[['AWS_ENDPOINT_URL']]}};",
+                               "its settings are set in this session."))
   structure(list(process = process, env = env, env_file = env_file), class = "metaflow_emulator")
 }
 

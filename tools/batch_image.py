@@ -28,12 +28,11 @@ import time
 from pathlib import Path
 
 from metaflow_r.core.errors import MetaflowRError
-from metaflow_r.emulator.containers import require_engine
+from metaflow_r.emulator.containers import engine_env, require_engine
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "inst" / "container" / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
-PODMAN_CONF = ROOT / "tools" / "podman-containers.conf"
 REPOSITORY = "metaflow-r"
 BASE = "docker.io/library/debian:bookworm-slim"
 SUITE = "bookworm"
@@ -103,14 +102,6 @@ def image_tag() -> str:
 
 
 # -- the engine ---------------------------------------------------------------------------------------
-
-def engine_env(engine: str) -> dict[str, str]:
-    """Podman reads the project's containers.conf unless the user names one (see the file for why)."""
-    env = dict(os.environ)
-    if engine == "podman":
-        env.setdefault("CONTAINERS_CONF", str(PODMAN_CONF))
-    return env
-
 
 def has_image(engine: str, name: str) -> bool:
     return subprocess.run([engine, "image", "inspect", name], capture_output=True,

@@ -15,6 +15,20 @@ from typing import Any
 
 import pytest
 
+REPO = Path(__file__).resolve().parents[2]
+BROWSER_LOOK = REPO / "tests" / "browser" / "look.mjs"
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+needs_browser = pytest.mark.skipif(
+    not (shutil.which("node") and os.path.exists(CHROMIUM) and (REPO / ".tools" / "node_modules" / "playwright-core").is_dir()),
+    reason="needs node, Debian's chromium and playwright-core in .tools: make setup installs them")
+
+
+def build_package(where: Path) -> Path:
+    """The R package as `R CMD build` makes it: what remotes, pak and CRAN install."""
+    subprocess.run(["R", "CMD", "build", "--no-manual", str(REPO)], cwd=where, check=True, capture_output=True)
+    (tarball,) = where.glob("metaflow_*.tar.gz")
+    return tarball
+
 
 def pytest_addoption(parser):
     parser.addoption("--slow", action="store_true", help="also run the tests marked slow (make test-slow)")
@@ -331,10 +345,10 @@ def emulator_in_image(tmp_path_factory, image: str | None):
     if image is None:
         yield from running_emulator(tmp_path_factory)
         return
-    from metaflow_r.emulator.containers import container_engine
+    from metaflow_r.emulator.containers import container_engine, engine_env
 
     yield from running_emulator(tmp_path_factory, "--batch-runner", "container", "--image", image,
-                                env=batch_image.engine_env(container_engine()))
+                                env=engine_env(container_engine()))
 
 
 @pytest.fixture(scope="session")

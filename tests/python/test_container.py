@@ -91,11 +91,14 @@ def makefile_apt_packages() -> list[str]:
 
 
 def venv_dir() -> str:
+    """Where the image's install_metaflow() puts the backend."""
     for run in of("RUN"):
         for words in commands(run):
-            if words[:3] == ["python3", "-m", "venv"]:
-                return words[3].rstrip("/")
-    raise AssertionError("the Dockerfile creates no venv (python3 -m venv DIR)")
+            if words[:2] == ["Rscript", "-e"]:
+                found = re.search(r'metaflow::install_metaflow\(envname = "([^"]+)"\)', words[2])
+                if found:
+                    return found.group(1).rstrip("/")
+    raise AssertionError("the Dockerfile installs no backend with metaflow::install_metaflow(envname = DIR)")
 
 
 # -- the linter ------------------------------------------------------------------------------------
@@ -171,18 +174,20 @@ def test_installs_every_apt_package_the_makefile_lists():
         assert "apt-get update" in run, "apt-get update must run in the same layer as install"
 
 
-def test_r_finds_the_backend_in_the_venv_the_image_creates():
+def test_the_image_installs_the_package_as_a_user_does_and_finds_its_backend():
     venv = venv_dir()
-    python = f"{venv}/bin/python"
     values = env()
-    assert values.get("METAFLOW_R_PYTHON") == python
+    assert values.get("METAFLOW_R_PYTHON") == f"{venv}/bin/python"
     assert values.get("PATH", "").split(":")[0] == f"{venv}/bin", "metaflow-r must be found on PATH first"
     runs = [words for run in of("RUN") for words in commands(run)]
-    # The backend goes into that venv, and ./configure records the same interpreter in the R package.
-    assert any(words[:2] == [f"{venv}/bin/pip", "install"] and "--no-cache-dir" in words and "." in words
-               for words in runs), "the backend must be pip-installed (--no-cache-dir) into the venv"
-    assert any(words[:4] == [f"METAFLOW_R_PYTHON={python}", "R", "CMD", "INSTALL"] and "." in words
-               for words in runs), "the R package must be installed with METAFLOW_R_PYTHON set to the venv"
+    steps = [" ".join(words[:3]) for words in runs]
+    # The built tarball, as remotes and pak install it, then the backend as install_metaflow() installs it.
+    built = steps.index("R CMD build")
+    installed = next(i for i, words in enumerate(runs) if words[:3] == ["R", "CMD", "INSTALL"]
+                     and words[-1] == "metaflow_*.tar.gz")
+    backend = next(i for i, words in enumerate(runs) if words[:2] == ["Rscript", "-e"]
+                   and "install_metaflow" in words[2])
+    assert built < installed < backend
 
 
 def test_the_final_user_is_not_root():
@@ -234,7 +239,7 @@ def checkout(tmp_path, monkeypatch):
 def test_the_inputs_are_what_the_dockerfile_copies(checkout):
     inputs = batch_image.inputs()
     sources = batch_image.copied_sources()
-    assert {"DESCRIPTION", "configure", "pyproject.toml", "R", "inst"} <= set(sources)
+    assert {"DESCRIPTION", "configure", "R", "inst"} <= set(sources)
     for source in sources:
         assert any(i == source or i.startswith(f"{source}/") for i in inputs), source
     assert all(any(i == s or i.startswith(f"{s}/") for s in sources) for i in inputs

@@ -17,6 +17,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+# The R package's version (DESCRIPTION): R refuses a backend of another version.
+__version__ = "0.1.0"
+
 _EXPORTS = {
     "FlowDatastore": "metaflow_r.datastore.flow", "find_local_root": "metaflow_r.datastore.flow",
     "storage_for": "metaflow_r.datastore.flow", "FlowGraph": "metaflow_r.core.graph",

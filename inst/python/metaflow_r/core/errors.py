@@ -114,6 +114,11 @@ class AwsError(MetaflowRError):
 
 
 @_catalogued
+class InstallationError(MetaflowRError):
+    """A part of the backend that is not installed, e.g. the emulator's moto (an optional extra)."""
+
+
+@_catalogued
 class ProtocolError(MetaflowRError):
     """A document between R and Python does not follow its schema: the two sides come from different versions."""
 

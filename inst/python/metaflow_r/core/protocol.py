@@ -69,8 +69,9 @@ def check(name: str, document: Any, source: str) -> Any:
         raise ProtocolError(
             f"The {name} document {source} does not follow the protocol between R and Python.",
             [("x", line) for line in found[:5]]
-            + [("i", "The R package and the Python backend must come from the same version: reinstall both "
-                     "(make setup, or rebuild the image).")])
+            + [("i", "The R package and the Python backend must come from the same version: after installing the "
+                     "package, run metaflow::install_metaflow() (in a clone: make setup; for Batch: rebuild the "
+                     "image).")])
     return document
 
 

@@ -118,17 +118,31 @@ def make_runner(runner: str, settings: dict[str, str]) -> JobRunner:
         raise ConfigurationError(f"The image {image} is not in {engine}'s local images.",
                                  [("i", "Build it with `make image` in the repository, or name one with --image.")])
     # A container that cannot start fails every job with only an exit status (126 for podman's "cannot set
-    # rlimit"): say so once, now, with the engine's own words.
-    probe = subprocess.run([engine, "run", "--rm", "--network", "host", image, "true"], capture_output=True,
-                           text=True, timeout=300)
-    if probe.returncode != 0:
-        said = (probe.stderr.strip().splitlines() or [f"exit status {probe.returncode}"])[-1]
+    # rlimit"): try one now. Where podman's defaults fail so, its settings for such hosts are used.
+    said = _cannot_run(engine, image, os.environ)
+    if said and engine == "podman" and "CONTAINERS_CONF" not in os.environ:
+        from metaflow_r.emulator.containers import engine_env
+
+        if not _cannot_run(engine, image, engine_env(engine)):
+            os.environ["CONTAINERS_CONF"] = engine_env(engine)["CONTAINERS_CONF"]  # for every job of this emulator
+            print(f"podman could not start a container with its own settings ({said}); every job runs with "
+                  f"CONTAINERS_CONF={os.environ['CONTAINERS_CONF']} (runc, capped limits).", flush=True)
+            said = None
+    if said:
         raise ConfigurationError(f"{engine} cannot run a container of {image}: {said}",
-                                 [("i", "Where podman cannot set resource limits (rlimit, cgroups), export "
-                                        "CONTAINERS_CONF=tools/podman-containers.conf from the repository "
-                                        "(runc, capped limits), as `make image` and the tests do."),
+                                 [("i", "Where podman cannot set resource limits (rlimit, cgroups), install runc "
+                                        "and the emulator uses its own settings for it."),
                                   ("i", "Or run jobs as local processes: --batch-runner local.")])
     return ContainerJobRunner(engine, settings)
+
+
+def _cannot_run(engine: str, image: str, env: dict[str, str]) -> str | None:
+    """What the engine says when a container of ``image`` cannot start with ``env``; None when it starts."""
+    probe = subprocess.run([engine, "run", "--rm", "--network", "host", image, "true"], capture_output=True,
+                           text=True, timeout=300, env=env)
+    if probe.returncode == 0:
+        return None
+    return (probe.stderr.strip().splitlines() or [f"exit status {probe.returncode}"])[-1]
 
 
 def run_attempt(runner: JobRunner, run: JobRun, timeout: float | None, log: Callable[[str], None],

@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from metaflow_r.core.errors import UsageError
+from metaflow_r.core.errors import InstallationError, UsageError
 from metaflow_r.emulator.batch import make_runner
 from metaflow_r.emulator.moto_patches import patch_moto
 
@@ -151,8 +151,19 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def check_installed() -> None:
+    """The emulator is an optional extra: without moto, say how to add it."""
+    import importlib.util
+
+    if importlib.util.find_spec("moto") is None or importlib.util.find_spec("flask") is None:
+        raise InstallationError("The offline AWS emulator is not installed: it needs moto, an optional part of the "
+                                "backend.", [("i", "In R: metaflow::install_metaflow(emulator = TRUE)."),
+                                             ("i", "With pip: pip install 'metaflow-r[emulator]'.")])
+
+
 def serve(port: int, env_file: str | None, batch_runner: str = "local", image: str | None = None) -> int:
     """Run in the foreground until SIGTERM or Ctrl-C; port 0 picks a free port."""
+    check_installed()
     port = port or free_port()
     check_port_free(port)
     # Jobs run `metaflow-r batch-task` and `Rscript`: make sure this interpreter's scripts come first.
