@@ -4,6 +4,8 @@
 //                                     colours, the errors shown, and every request the page made
 //   node look.mjs mermaid FILE.json   renders each Mermaid diagram of a JSON list with the npm mermaid package:
 //                                     the error, or the node labels drawn
+//   node look.mjs site DIR START...   every page of a static site (the package's pkgdown site) reachable from
+//                                     START: its title, headings and text, its broken links, failed requests
 //
 // playwright-core and mermaid come from .tools (make setup); Chromium is Debian's. The machine has no network,
 // so Chromium runs with everything that would call home turned off, in a fresh profile.
@@ -26,12 +28,16 @@ const context = await chromium.launchPersistentContext(profile, {
          '--disable-background-networking', '--disable-component-update', '--disable-sync'],
 });
 try {
-  const result = [];
-  for (const file of files) {
-    const page = await context.newPage();
-    await page.setViewportSize({ width: 1200, height: 900 });
-    result.push(mode === 'report' ? await lookAtReport(page, file) : await renderMermaid(page, file));
-    await page.close();
+  let result = [];
+  if (mode === 'site') {
+    result = await crawlSite(context, files[0], files.slice(1));
+  } else {
+    for (const file of files) {
+      const page = await context.newPage();
+      await page.setViewportSize({ width: 1200, height: 900 });
+      result.push(mode === 'report' ? await lookAtReport(page, file) : await renderMermaid(page, file));
+      await page.close();
+    }
   }
   process.stdout.write(JSON.stringify(result));
 } finally {
@@ -95,4 +101,39 @@ async function renderMermaid(page, file) {
     }
     return results;
   }, diagrams);
+}
+
+// node look.mjs site DIR START.html...: every page of a static site reachable from START pages through
+// links inside DIR, each loaded in Chromium: its title, headings and text, its links inside DIR that lead
+// nowhere, and the requests it made that failed.
+async function crawlSite(context, dir, starts) {
+  const root = path.resolve(dir);
+  const queue = starts.map((start) => path.resolve(start));
+  const seen = new Set(queue);
+  const pages = [];
+  while (queue.length) {
+    const file = queue.shift();
+    const page = await context.newPage();
+    const failed = [];
+    page.on('requestfailed', (request) => failed.push(request.url()));
+    await page.goto('file://' + file);
+    const links = await page.$$eval('a[href]', (anchors) => anchors.map((a) => a.href));
+    const broken = [];
+    for (const link of links) {
+      if (!link.startsWith('file://')) continue;
+      const target = decodeURIComponent(new URL(link).pathname);
+      if (!target.startsWith(root)) continue;
+      if (!fs.existsSync(target)) { broken.push(link); continue; }
+      const html = fs.statSync(target).isDirectory() ? path.join(target, 'index.html') : target;
+      if (html.endsWith('.html') && fs.existsSync(html) && !seen.has(html)) {
+        seen.add(html);
+        queue.push(html);
+      }
+    }
+    pages.push({ file: path.relative(root, file), title: await page.title(),
+                 headings: await page.locator('h1, h2').allInnerTexts(),
+                 text: await page.locator('body').innerText(), broken, failed });
+    await page.close();
+  }
+  return pages;
 }

@@ -7,13 +7,22 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import BRANCH, FOREACH, LINEAR, NESTED_FOREACH, RunRecords, foreach_frame, make_spec, step
-
+from conftest import (
+    BRANCH,
+    BROWSER_LOOK,
+    FOREACH,
+    LINEAR,
+    NESTED_FOREACH,
+    RunRecords,
+    foreach_frame,
+    make_spec,
+    needs_browser,
+    step,
+)
 from metaflow_r.core.graph import FlowGraph
 from metaflow_r.core.spec import parse_spec
 from metaflow_r.datastore.flow import FlowDatastore
@@ -21,20 +30,14 @@ from metaflow_r.report.show import mermaid
 from metaflow_r.report.writer import write_report
 
 ROOT = Path(__file__).resolve().parents[2]
-LOOK = ROOT / "tests" / "browser" / "look.mjs"
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-MODULES = ROOT / ".tools" / "node_modules"
-
-pytestmark = pytest.mark.skipif(
-    not (shutil.which("node") and os.path.exists(CHROMIUM) and (MODULES / "playwright-core").is_dir()),
-    reason="needs node, Debian's chromium and playwright-core in .tools: make setup installs them")
+pytestmark = needs_browser
 
 GREEN, RED, BLUE, GREY = "rgb(46, 125, 50)", "rgb(198, 40, 40)", "rgb(21, 101, 192)", "rgb(238, 238, 238)"
 
 
 def look(mode: str, *paths: Path | str) -> list:
     """What look.mjs saw, one entry per file, all in one Chromium."""
-    done = subprocess.run(["node", str(LOOK), mode, *map(str, paths)], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(["node", str(BROWSER_LOOK), mode, *map(str, paths)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
@@ -155,7 +158,7 @@ def test_a_production_run_on_s3(moto_aws, tmp_path):
     assert steps["body"]["subtitle"] == "running \u00b7 1/3" and running_page["title"].endswith(": running")
 
 
-@pytest.mark.skipif(not (MODULES / "mermaid").is_dir(), reason="needs the npm mermaid package in .tools")
+@pytest.mark.skipif(not (ROOT / ".tools" / "node_modules" / "mermaid").is_dir(), reason="needs the npm mermaid package in .tools")
 def test_mermaid_renders_every_graph_shape(tmp_path):
     keywords = make_spec("KeywordFlow", [step("start", ["graph", "style", "o_step"]), step("graph", "subgraph"),
                                          step("subgraph", "class"), step("style", "class"), step("o_step", "class"),
