@@ -5,6 +5,7 @@ imports boto3), so the region rule and retry behaviour are the same for every ca
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from metaflow_r.core.config import setting
@@ -26,3 +27,19 @@ def client(service: str, *, patient: bool = False, session_: Any = None) -> Any:
 
         config = Config(retries={"mode": "standard", "max_attempts": 10})
     return (session_ or session()).client(service, config=config)
+
+
+@lru_cache(maxsize=None)
+def input_shape(service: str, operation: str) -> Any:
+    """botocore's model of ``operation``'s request (``service`` as boto3 names it), or None when botocore knows
+    no such operation: what aws/requests/integrations.py checks an SDK integration's Parameters against."""
+    import botocore.session
+    from botocore.exceptions import UnknownServiceError
+
+    try:
+        model = botocore.session.get_session().get_service_model(service)
+    except UnknownServiceError:
+        return None
+    if operation not in model.operation_names:
+        return None
+    return model.operation_model(operation).input_shape
