@@ -15,8 +15,10 @@ from typing import Any, Callable
 from metaflow_r.aws.batch import environment as env
 from metaflow_r.aws.code_package import CodePackage, build_package
 from metaflow_r.aws.errors import call
+from metaflow_r.aws.requests.batch import check_job_definition
+from metaflow_r.aws.requests.rules import in_context
 from metaflow_r.aws.settings import DeploySettings
-from metaflow_r.core.errors import ForeachTooWide, UsageError
+from metaflow_r.core.errors import AwsRuleError, ForeachTooWide, UsageError
 from metaflow_r.core.graph import FlowGraph
 from metaflow_r.datastore.layout import CODE_PACKAGE_KEY
 from metaflow_r.datastore.storage import Storage
@@ -136,6 +138,11 @@ def plan_batch_jobs(graph: FlowGraph, raw_spec: dict[str, Any], settings: Deploy
     for node in graph:
         attempts = retry_attempts(graph, node.name, with_retry) if batch_retries else 1
         definition = _job_definition(graph, node.name, settings, attempts, with_batch)
+        try:
+            check_job_definition(definition)  # what AWS Batch would refuse fails here, before any call
+        except AwsRuleError as exc:
+            raise in_context(exc, f"Step {node.name!r} cannot run on AWS Batch as it is decorated: AWS Batch "
+                                  "would refuse its job definition.") from None
         job_definitions[definition["jobDefinitionName"]] = definition
         by_step[node.name] = definition["jobDefinitionName"]
     queues = {n.name: batch_override(graph, n.name, "queue", with_batch) or settings.job_queue for n in graph}
