@@ -79,6 +79,9 @@ class CompileSettings:
     step_queues: dict[str, str] = field(default_factory=dict)  # decorator("batch", queue = ...) overrides
     foreach_modes: dict[str, str] = field(default_factory=dict)  # foreach step -> FOREACH_MODES (default inline)
     max_num_splits: dict[str, int] = field(default_factory=dict)  # foreach step -> most items it may have
+    # step -> (seconds between attempts, retries): steps whose retry decorator waits between attempts, which
+    # Batch's retryStrategy cannot (it retries at once); the state machine retries them instead.
+    retry_delays: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 def task_id(step: str, path: list[str]) -> str:
@@ -322,6 +325,13 @@ class _Compiler:
             environment.append({"Name": env.PARAMETERS, "Value.$": "$.Parameters"})
         if node.is_foreach:
             environment += self._foreach_environment(node, in_foreach)
+        retry = list(SUBMIT_RETRY)
+        if node.name in self.settings.retry_delays:
+            seconds, retries = self.settings.retry_delays[node.name]
+            # The job tells its attempt from the state's retry count (Batch counts 1 for each of these jobs).
+            environment.append({"Name": env.RETRY_COUNT, "Value.$": "States.Format('{}', $$.State.RetryCount)"})
+            retry.append({"ErrorEquals": ["States.TaskFailed"], "IntervalSeconds": seconds, "MaxAttempts": retries,
+                          "BackoffRate": 1.0})
         return {
             "Type": "Task",
             "Resource": BATCH_RESOURCE,
@@ -332,7 +342,7 @@ class _Compiler:
                 "ContainerOverrides": {"Environment": environment},
             },
             "ResultPath": None,
-            "Retry": SUBMIT_RETRY,
+            "Retry": retry,
         }
 
     def _foreach_environment(self, node: Node, in_foreach: bool) -> list[dict[str, str]]:

@@ -94,7 +94,7 @@ def plan_deployment(graph: FlowGraph, raw_spec: dict[str, Any], settings: Deploy
             step_queues={step: q for step, q in jobs.queues.items() if q != settings.job_queue},
             code_url=jobs.code_url, code_sha=jobs.package.sha, dynamo_table=settings.dynamo_table or "",
             max_workers=max_workers, workflow_timeout=workflow_timeout, foreach_modes=modes,
-            max_num_splits=widths, datastore_root=settings.s3_url))
+            max_num_splits=widths, datastore_root=settings.s3_url, retry_delays=jobs.retry_delays))
 
     requested = per_step(foreach_mode, "--foreach-mode", parse_mode, AUTO, graph)
     modes = choose(graph, requested, widths, max_workers,
