@@ -5,7 +5,8 @@ moto 5.2 (the series pyproject.toml's emulator extra allows):
     batch task fails; we translate them with botocore's service model, as AWS does;
   * an execution started without a name is named None; we name it, as AWS does;
   * wide foreaches (Map workers, DISTRIBUTED Map failures, Batch array jobs): see moto_scale.py.
-And with every version, its Batch runs each job as AWS Batch would (batch.py).
+And with every version, its Batch runs each job as AWS Batch would (batch.py), and every request AWS documents
+rules for is checked by them first (strict.py).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import uuid
 
 from metaflow_r.emulator.batch import JobRunner, LocalJobRunner, run_job
 from metaflow_r.emulator.moto_scale import apply_scale_patches
+from metaflow_r.emulator.strict import patch_strict
 
 PATCHED_MOTO = ("5.2.",)
 
@@ -36,6 +38,7 @@ def patch_moto(runner: JobRunner | None = None) -> None:
     BatchSimpleBackend._metaflow_r_runner = runner or LocalJobRunner()
     if getattr(BatchSimpleBackend, "_metaflow_r_patched", False):
         return
+    patch_strict()
     if moto_needs_patches():
         models = get_session()
 
