@@ -9,6 +9,7 @@ from functools import lru_cache
 from typing import Any
 
 from metaflow_r.core.config import setting
+from metaflow_r.core.errors import ConfigurationError
 
 
 def session() -> Any:
@@ -26,7 +27,16 @@ def client(service: str, *, patient: bool = False, session_: Any = None) -> Any:
         from botocore.config import Config
 
         config = Config(retries={"mode": "standard", "max_attempts": 10})
-    return (session_ or session()).client(service, config=config)
+    from botocore.exceptions import NoRegionError
+
+    try:
+        return (session_ or session()).client(service, config=config)
+    except NoRegionError:  # which says only "You must specify a region."
+        raise ConfigurationError(
+            "AWS needs a setting that is missing: AWS_REGION.",
+            [("i", "Set AWS_REGION (or AWS_DEFAULT_REGION, or METAFLOW_AWS_REGION, or region in ~/.aws/config) to "
+                   "the region of your deployment, e.g. us-east-1."),
+             ("i", "Offline, `metaflow-r emulator` writes all of them to an env file.")]) from None
 
 
 @lru_cache(maxsize=None)
