@@ -33,7 +33,8 @@
 #' | `metaflow_emulator_error` | `metaflow_error` | 1 | the offline AWS emulator did not start |
 #' | `metaflow_backend_error` | `metaflow_error` | 1 | the backend failed unexpectedly (a bug) |
 #'
-#' A failed run's `metaflow_run_failed` carries `run_id`, `step` and `pathspec`. A task that failed without
+#' A failed run's `metaflow_run_failed` carries `run_id`, `step`, `pathspec` (the failing task's) and
+#' `error_message` (its R error). A task that failed without
 #' an R error (read with the Client API, or caught by `decorator("catch")`) has one of these classes:
 #'
 #' * `metaflow_task_failure`: the task failed without an R error (it crashed or was killed)
