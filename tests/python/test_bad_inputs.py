@@ -368,6 +368,8 @@ def test_any_string_as_cron_is_refused_or_strictly_valid(expression):
 @example("*/0 * * * ? *")
 @example("0 0 1 * ? 2030/0")
 @example("0 0 L-2 * ? *")
+@example("0 10 ? * 3#1,6#3 *")
+@example("0 10 ? * MON/2 *")
 @example("0 10 * * ? *")
 def test_cron_like_strings_are_refused_or_strictly_valid(expression):
     check_cron(expression)
