@@ -44,10 +44,8 @@ _FARGATE = 'decorator("batch", platform = "fargate")'
 def check_job_definition(request: dict[str, Any]) -> None:
     """A RegisterJobDefinition request as boto3 takes it."""
     _check_size(request, MAX_JOB_DEFINITION_BYTES, "A job definition", "RegisterJobDefinition")
-    name = str(request.get("jobDefinitionName", ""))
-    if not DEFINITION_NAME.fullmatch(name):
-        raise refused(f"The job definition name {name[:200]!r} is not valid: AWS Batch takes 1-128 letters, "
-                      "digits, - and _.", "Give the flow a shorter name, of letters, digits and _.")
+    _check_name(request.get("jobDefinitionName"), DEFINITION_NAME, "job definition name", "",
+                "Give the flow a shorter name, of letters, digits and _.")
     if request.get("type") != "container" or not isinstance(request.get("containerProperties"), dict):
         raise refused(f"A job definition of type {request.get('type')!r} needs containerProperties.",
                       "Register single-node container job definitions (type \"container\").")
@@ -65,10 +63,8 @@ def check_job_definition(request: dict[str, Any]) -> None:
 def check_submit_job(request: dict[str, Any]) -> None:
     """A SubmitJob request as boto3 takes it (Step Functions' Batch integration sends the same members)."""
     _check_size(request, MAX_SUBMIT_JOB_BYTES, "A job submission", "SubmitJob")
-    name = str(request.get("jobName", ""))
-    if not JOB_NAME.fullmatch(name):
-        raise refused(f"The job name {name[:200]!r} is not valid: AWS Batch takes 1-128 letters, digits, - and "
-                      "_, starting with a letter or digit.", "Give the flow and the step shorter names.")
+    _check_name(request.get("jobName"), JOB_NAME, "job name", ", starting with a letter or digit",
+                "Give the flow and the step shorter names.")
     for member in ("jobQueue", "jobDefinition"):
         if not str(request.get(member, "")):
             raise refused(f"SubmitJob needs a {member}.", "Redeploy the flow: step-functions create.")
@@ -84,6 +80,13 @@ def check_submit_job(request: dict[str, Any]) -> None:
 def fargate_sizes() -> str:
     """Fargate's vCPU values and the memory each may have, for a message."""
     return "; ".join(f"{cpu:g} vCPU: {memory[0]}-{memory[-1]} MiB" for cpu, memory in FARGATE_MEMORY.items())
+
+
+def _check_name(value: Any, pattern: re.Pattern[str], what: str, also: str, fix: str) -> None:
+    name = str(value or "")
+    if not pattern.fullmatch(name):
+        raise refused(f"The {what} {name[:200]!r} is not valid: AWS Batch takes 1-128 letters, digits, - and _"
+                      f"{also}.", fix)
 
 
 def _check_size(request: dict[str, Any], limit: int, what: str, operation: str) -> None:
