@@ -39,6 +39,7 @@ argument_fits <- function(kind, value) {
     string = is.character(value) && single && nzchar(value),
     name = is_valid_name(value),
     variables = is.list(value) && length(value) > 0 && !is.null(names(value)) && all(nzchar(names(value))) &&
-      all(vapply(value, function(v) (is.character(v) || is.numeric(v)) && length(v) == 1, logical(1)))
+      all(vapply(value, function(v) (is.character(v) || is.numeric(v)) && length(v) == 1, logical(1))),
+    platform = is.character(value) && single && toupper(value) %in% c("EC2", "FARGATE")
   )
 }

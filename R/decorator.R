@@ -5,13 +5,17 @@
 #' Known decorators and their arguments:
 #' * `schedule` (flow): `hourly`, `daily`, `weekly` (each `TRUE`), or `cron` (an AWS cron expression
 #'   such as `"0 10 * * ? *"`); used by `step-functions create`.
-#' * `retry` (step): `times` (default 3; `0` never retries), `minutes_between_retries`.
+#' * `retry` (step): `times` (default 3; `0` never retries; at most 9 on AWS Batch, which runs a job at most 10
+#'   times), `minutes_between_retries` (on Step Functions the state machine waits that long between attempts).
 #' * `catch` (step): `var`, `print_exception`. When the step's last attempt fails, the run goes on: the
 #'   error is stored in `self$<var>` as an R error condition (read it with `conditionMessage()`), the
 #'   step's inherited artifacts pass on, and what the failed attempt assigned is dropped.
 #' * `timeout` (step): `seconds`, `minutes`, `hours`; a task running longer is stopped and fails.
-#' * `resources` (step): `cpu`, `memory` (MB), `gpu`; the Batch job's size on Step Functions.
-#' * `batch` (step): `cpu`, `memory`, `gpu`, `image`, `queue`, `iam_role`.
+#' * `resources` (step): `cpu`, `memory` (MB), `gpu`, `shared_memory` (MB of `/dev/shm`); the Batch job's size on
+#'   Step Functions.
+#' * `batch` (step): `cpu`, `memory`, `gpu`, `shared_memory`, `image`, `queue`, `iam_role`, and `platform`:
+#'   `"ec2"` (the default: whole vCPUs) or `"fargate"` (0.25 to 32 vCPU with the memory AWS pairs with each; no
+#'   GPU or `shared_memory`; needs `METAFLOW_ECS_FARGATE_EXECUTION_ROLE` and a Fargate job queue).
 #' * `environment` (step): `vars`, a named list of environment variables set for the step's tasks.
 #'
 #' @param x The decorator's name.

@@ -14,6 +14,7 @@
 #' | `metaflow_parameter_error` | `metaflow_usage_error` | 2 | a parameter defined, or given a value, wrongly |
 #' | `metaflow_not_deployed` | `metaflow_usage_error` | 2 | the flow is not deployed to AWS Step Functions |
 #' | `metaflow_quota_error` | `metaflow_usage_error` | 2 | the flow's state machine would break an AWS quota |
+#' | `metaflow_aws_rule_error` | `metaflow_usage_error` | 2 | a request AWS documents it would refuse (job definition, schedule, state machine), found before it is sent |
 #' | `metaflow_graph_error` | `metaflow_error` | 3 | the flow's steps do not make a valid graph |
 #' | `metaflow_decorator_error` | `metaflow_graph_error` | 3 | a decorator, or one of its arguments |
 #' | `metaflow_datastore_error` | `metaflow_error` | 4 | a run, step, task or artifact that is not there |
@@ -32,7 +33,8 @@
 #' | `metaflow_emulator_error` | `metaflow_error` | 1 | the offline AWS emulator did not start |
 #' | `metaflow_backend_error` | `metaflow_error` | 1 | the backend failed unexpectedly (a bug) |
 #'
-#' A failed run's `metaflow_run_failed` carries `run_id`, `step` and `pathspec`. A task that failed without
+#' A failed run's `metaflow_run_failed` carries `run_id`, `step`, `pathspec` (the failing task's) and
+#' `error_message` (its R error). A task that failed without
 #' an R error (read with the Client API, or caught by `decorator("catch")`) has one of these classes:
 #'
 #' * `metaflow_task_failure`: the task failed without an R error (it crashed or was killed)

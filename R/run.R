@@ -6,7 +6,9 @@
 #' `step_functions = "create"` and `"trigger"`.
 #'
 #' From R, a failure is an R error of class `metaflow_error` and a kind: a run that fails signals
-#' `metaflow_run_failed` (with fields `run_id`, `step`, `pathspec` and `status`), a graph error
+#' `metaflow_run_failed` (with fields `run_id`, `step`, `pathspec`, the failing task's, which
+#' [debug_task()] takes, `error_message`, the step's R error, and `status`; the same for a production run
+#' followed with `wait = TRUE`), a graph error
 #' `metaflow_graph_error`, a bad parameter value `metaflow_parameter_error`; catch them with
 #' [tryCatch()]. Under `Rscript flow.R <command>`, a failure ends the process with its exit status.
 #'

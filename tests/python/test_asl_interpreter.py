@@ -21,6 +21,9 @@ from test_compile import CASES, CODE_SHA, GOLDEN_DIR, MAX_WORKERS, graph_of
 
 from metaflow_r.aws.step_functions.compile import array_chunks
 from metaflow_r.core.graph import FlowGraph
+from metaflow_r.datastore.flow import FlowDatastore
+from metaflow_r.datastore.layout import EXECUTION_STATUS_KEY, RUN_STATUS_KEY
+from metaflow_r.datastore.storage import LocalStorage
 
 ROOT = Path(__file__).resolve().parents[2]
 MODULE = ROOT / ".tools" / "node_modules" / "aws-local-stepfunctions" / "build" / "main.node.esm.js"
@@ -63,8 +66,17 @@ def scenarios(case: str) -> dict[str, dict[str, Any]]:
 TASK_STATUS = '{"successful": false, "reason": "written by the failing task"}'
 
 
-def status_url(case: str, scenario: str) -> str:
-    return f"s3://mf-golden/metaflow/{graph_of(CASES[case]).spec.name}/{case}-{scenario}/_status.json"
+def status_url(case: str, scenario: str, key: str = RUN_STATUS_KEY) -> str:
+    return f"s3://mf-golden/metaflow/{key.format(flow=graph_of(CASES[case]).spec.name, run_id=f'{case}-{scenario}')}"
+
+
+def read_status(tmp_path: Path, case: str, scenario: str, objects: dict[str, str]) -> dict[str, Any] | None:
+    """The run's status as the Client API reads it, from the S3 objects an execution left."""
+    for url, body in objects.items():
+        path = tmp_path / url.removeprefix("s3://mf-golden/metaflow/")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(body)
+    return FlowDatastore(LocalStorage(tmp_path), graph_of(CASES[case]).spec.name).run_status(f"{case}-{scenario}")
 
 
 @pytest.fixture(scope="module")
@@ -163,12 +175,16 @@ def test_a_failed_job_fails_the_execution_before_what_follows_it(runs, case):
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_a_failed_execution_ends_its_run_unless_a_task_already_did(runs, case):
+def test_a_failed_execution_ends_its_run_unless_a_task_already_did(runs, case, tmp_path):
     # No task recorded why (its job was killed with its container): the state machine stores the status.
-    status = json.loads(runs[(case, "fails")]["s3"][status_url(case, "fails")])
+    failed = runs[(case, "fails")]["s3"]
+    assert status_url(case, "fails") not in failed
+    status = read_status(tmp_path / "fails", case, "fails", failed)
     assert status["successful"] is False and "(States.TaskFailed)" in status["reason"]
-    assert status["finished_at"] == "1970-01-01T00:00:00.000Z"  # $$.State.EnteredTime (the stub's clock)
+    assert status["finished_at"] == 0  # $$.State.EnteredTime, the stub's clock: 1970-01-01T00:00:00.000Z
     # The failing task wrote it: its reason stands, and the execution still fails with the task's error.
     recorded = runs[(case, "fails_recorded")]
     assert recorded["s3"][status_url(case, "fails_recorded")] == TASK_STATUS
+    assert status_url(case, "fails_recorded", EXECUTION_STATUS_KEY) in recorded["s3"]
+    assert read_status(tmp_path / "recorded", case, "fails_recorded", recorded["s3"]) == json.loads(TASK_STATUS)
     assert (recorded["status"], recorded["error"]) == ("FAILED", "States.TaskFailed")

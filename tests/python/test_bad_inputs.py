@@ -303,13 +303,14 @@ def test_a_parameter_name_is_accepted_only_if_it_is_an_ascii_identifier(name):
 
 
 def _strict_cron() -> re.Pattern:
-    """AWS's cron(...) body, written apart from schedule.py: 6 fields, single spaces, ASCII, '?' in exactly one
-    of day-of-month and day-of-week (checked separately), increments of at least 1."""
+    """AWS's cron(...) body, written apart from aws/requests/schedules.py: 6 fields, single spaces, ASCII, '?' in
+    exactly one of day-of-month and day-of-week (checked separately), increments of at least 1 (none in
+    day-of-week), one '#' expression alone."""
     def listed(item):
         return rf"(?:{item})(?:,(?:{item}))*"
 
-    def plain(value):
-        return rf"(?:\*|{value}(?:-{value})?)(?:/0*[1-9][0-9]*)?"
+    def plain(value, increments=True):
+        return rf"(?:\*|{value}(?:-{value})?)" + (r"(?:/0*[1-9][0-9]*)?" if increments else "")
 
     z = "0*"  # leading zeros change no value
     minute, hour = rf"{z}[0-5]?[0-9]", rf"{z}(?:1?[0-9]|2[0-3])"
@@ -321,7 +322,8 @@ def _strict_cron() -> re.Pattern:
         listed(plain(minute)), listed(plain(hour)),
         rf"\?|{listed(rf'{plain(dom)}|L|LW|{dom}W')}",
         listed(plain(month)),
-        rf"\?|{listed(rf'{plain(dow)}|L|{dow}L|{dow}#[1-5]')}",
+        # No increments in day-of-week, and a '#' expression stands alone in it.
+        rf"\?|{dow}#[1-5]|{listed(rf'{plain(dow, increments=False)}|L|{dow}L')}",
         listed(plain(year)),
     ]
     return re.compile(" ".join(f"(?:{f})" for f in fields))
@@ -366,6 +368,8 @@ def test_any_string_as_cron_is_refused_or_strictly_valid(expression):
 @example("*/0 * * * ? *")
 @example("0 0 1 * ? 2030/0")
 @example("0 0 L-2 * ? *")
+@example("0 10 ? * 3#1,6#3 *")
+@example("0 10 ? * MON/2 *")
 @example("0 10 * * ? *")
 def test_cron_like_strings_are_refused_or_strictly_valid(expression):
     check_cron(expression)

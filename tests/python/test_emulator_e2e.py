@@ -65,6 +65,18 @@ def test_a_step_that_fails_once_succeeds_with_retry(emulator, tmp_path):
     assert [a["successful"] for a in attempts] == [True, False]
 
 
+def test_a_step_that_waits_between_retries_is_retried_by_the_state_machine(emulator, tmp_path):
+    """minutes_between_retries: Batch does not retry the job (it would at once); the Task state's retrier
+    does, after the delay, and the new job learns its attempt from the state's retry count."""
+    script = tmp_path / "flaky.R"
+    script.write_text(FLAKY.replace("STEP_DECORATORS ", 'decorator("retry", times = 1, minutes_between_retries = 0.01), '))
+    deploy_and_trigger(script, tmp_path, emulated_env(emulator), "flaky-waits")
+    ds = s3_datastore(emulator, "FlakyFlow")
+    attempts = list(ds.attempts("flaky-waits", "start", "start"))
+    assert [(a["successful"], a["attempt"]) for a in attempts] == [(True, 1), (False, 0)]
+    assert attempts[0]["batch_job_id"] != attempts[1]["batch_job_id"]  # two jobs, one attempt each
+
+
 def test_times_zero_fails_the_execution_and_names_the_step(emulator, tmp_path):
     script = tmp_path / "flaky.R"
     script.write_text(FLAKY.replace("STEP_DECORATORS ", 'decorator("retry", times = 0), '))

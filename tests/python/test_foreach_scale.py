@@ -23,7 +23,8 @@ from conftest import BRANCH, BRANCHING_BODY, FOREACH, NESTED_FOREACH
 
 from metaflow_r.aws.batch.job_definitions import batch_retry_strategy
 from metaflow_r.aws.step_functions.compile import CompileSettings, compile_state_machine, task_id
-from metaflow_r.aws.step_functions.executions import failed_step, failure
+from metaflow_r.aws.step_functions.executions import failure
+from metaflow_r.aws.step_functions.failures import failed_task
 from metaflow_r.aws.step_functions.foreach_modes import foreach_steps
 from metaflow_r.aws.step_functions.quota import estimate
 from metaflow_r.aws.step_functions.task_identity import resolve_split_path
@@ -181,8 +182,8 @@ def test_a_failed_item_fails_the_run_and_status_names_where(emulator, record, mo
     assert status == "FAILED"
     sfn = client(emulator, "stepfunctions")
     execution = deployed.arn.replace(":stateMachine:", ":execution:") + f":{run_id}"
-    assert failed_step(sfn, execution) == failed_state
-    failed = failure(sfn, execution, "ForeachFlow", run_id, sfn.describe_execution(executionArn=execution))
+    assert failed_task(events, deployed.graph, None, run_id).state == failed_state
+    failed = failure(sfn, execution, deployed.graph, run_id, sfn.describe_execution(executionArn=execution))
     assert isinstance(failed, RunFailed)
     where = "in the foreach of step 'start'" if mode == "distributed" else "in step 'body'"
     assert where in failed.message
@@ -206,8 +207,7 @@ def test_a_foreach_wider_than_planned_fails_at_its_own_step_without_retrying_it(
     assert status == "FAILED"
     (failed,) = [e["taskFailedEventDetails"] for e in events if e["type"] == "TaskFailed"]
     assert len(json.loads(failed["cause"])["Attempts"]) == 1  # a retry would be as wide: Batch does not run one
-    sfn = client(emulator, "stepfunctions")
-    assert failed_step(sfn, deployed.arn.replace(":stateMachine:", ":execution:") + ":too-wide") == "start"
+    assert failed_task(events, deployed.graph, None, "too-wide").state == "start"
     assert tasks_run(record, "too-wide") == []  # the foreach task failed before recording; no body task ran
 
 

@@ -546,7 +546,8 @@ def _formatted(expression: str) -> str:
 def state_machine_needs(definition, flow: str) -> list[Need]:
     """What Step Functions does with the state machine's role, for each integration the definition uses."""
     found = []
-    for name, state in _states(definition["States"]):
+    states = dict(_states(definition["States"]))
+    for name, state in states.items():
         if state["Type"] == "Map" and state["ItemProcessor"]["ProcessorConfig"]["Mode"] == "DISTRIBUTED":
             # AWS's Step Functions guide, "IAM policies for using Distributed Map states": each item is a child
             # execution of the same state machine, which Step Functions starts, follows and stops with this role.
@@ -555,7 +556,10 @@ def state_machine_needs(definition, flow: str) -> list[Need]:
                       for a in ("DescribeExecution", "StopExecution")]
             reader = state["ItemReader"]
             assert reader["Resource"] == S3_GET_OBJECT
-            key = _formatted(reader["Parameters"]["Key.$"])
+            # The key is a path to what the Pass state before the Map computed (ItemReader takes no intrinsic).
+            before = next(s for s in states.values() if s.get("Next") == name and s["Type"] == "Pass")
+            assert reader["Parameters"]["Key.$"] == f"{before['ResultPath']}.key"
+            key = _formatted(before["Parameters"]["key.$"])
             found.append(Need("s3:GetObject", f"arn:aws:s3:::{reader['Parameters']['Bucket']}/{key}"))
             writer = state["ResultWriter"]
             assert writer["Resource"] == S3_PUT_OBJECT

@@ -90,6 +90,9 @@ def test_valid_aws_cron_is_passed_through(cron):
     ("0 10 1, * ? *", "day-of-month field '1,'"),
     # the one AWS emulators accept
     ("cron(99 99 * * * *)", "minutes field '99'"),
+    # EventBridge's cron reference: one '#' expression alone in day-of-week, and no increments there (issue 18)
+    ("0 10 ? * 3#1,6#3 *", "more than one expression beside a '#'"),
+    ("0 10 ? * MON/2 *", "day-of-week field 'MON/2'"),
     # '?' in both or neither of day-of-month and day-of-week
     ("0 10 * * * *", "exactly one of day-of-month and day-of-week"),
     ("0 10 1 * MON *", "exactly one of day-of-month and day-of-week"),

@@ -162,6 +162,17 @@ def test_create_without_settings_names_them_and_touches_nothing(capsys, flow, la
     assert s3_keys() == []
 
 
+@pytest.mark.parametrize("command", [["trigger"], ["create"], ["list-runs"]])
+def test_a_missing_region_is_named_like_a_missing_setting(capsys, flow, launch_dir, moto_aws, monkeypatch, tmp_path,
+                                                          command):
+    for key in ("AWS_REGION", "AWS_DEFAULT_REGION", "METAFLOW_AWS_REGION"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    code, _, err = cli(capsys, ["step-functions", *command], flow, launch_dir)
+    assert code == 5 and "AWS needs a setting that is missing: AWS_REGION." in err, err
+    assert "NoRegionError" not in err and "Traceback" not in err
+
+
 def test_a_flow_name_too_long_for_aws_fails_before_any_aws_call(capsys, flow, launch_dir, moto_aws):
     flow["name"] = "P" * 81
     code, _, err = cli(capsys, ["step-functions", "create"], flow, launch_dir)

@@ -25,6 +25,8 @@ test_that("R and the backend agree on every kind of decorator argument", {
     list("catch", "var", list("problem", "_x", "not a name", "1x", 3, "")),
     list("catch", "print_exception", list(TRUE, FALSE, "yes", 1, NA)),
     list("batch", "image", list("r:4", "", 3, c("a", "b"))),
+    list("batch", "platform", list("fargate", "EC2", "Fargate", "lambda", "", 1, c("ec2", "fargate"), NA)),
+    list("batch", "shared_memory", list(2048, 0, -1, "64")),
     list("environment", "vars", list(list(TZ = "UTC"), list(N = 1), list(), list("UTC"), c(TZ = "UTC")))
   )
   for (sample in samples) {

@@ -56,6 +56,45 @@ test_that("from an R session: create returns the deployment, trigger with wait t
   expect_false(identical(made_meanwhile, local_run))
 })
 
+test_that("a failed production run is as usable from R as a local one: its task, its R error, debug_task()", {
+  withr::local_envvar(METAFLOW_DEFAULT_DATASTORE = NA, AWS_ENDPOINT_URL = NA, METAFLOW_DATASTORE_SYSROOT_S3 = NA,
+                      METAFLOW_DATASTORE_SYSROOT_LOCAL = NA)
+  dir <- withr::local_tempdir()
+  withr::local_dir(dir)
+  flow <- c(
+    "library(metaflow)",
+    "start <- function(self) self$items <- 1:4",
+    "fit_model <- function(self) {",
+    "  if (self$input == 3) stop('the model did not converge for item 3')",
+    "  self$fit <- self$input",
+    "}",
+    "join <- function(self, inputs) self$fits <- gather_inputs(inputs, 'fit')",
+    "metaflow('FitFlow') %>%",
+    "  step(step = 'start', r_function = start, next_step = 'fit_model', foreach = 'items') %>%",
+    "  step(step = 'fit_model', r_function = fit_model, next_step = 'join') %>%",
+    "  step(step = 'join', r_function = join, join = TRUE, next_step = 'end') %>%",
+    "  step(step = 'end') %>%")
+  writeLines(c(flow, "  run()"), "fit.R")
+  emu <- emulator_start(port = 0)
+  on.exit(if (emu$process$is_alive()) emulator_stop(emu), add = TRUE)
+  # Its foreach as Batch array jobs: one job of 4 children.
+  expect_equal(system2(file.path(R.home("bin"), "Rscript"), c("fit.R", "step-functions", "create", "--foreach-mode",
+                                                             "array"), stdout = FALSE, stderr = FALSE), 0)
+  writeLines(c(flow, "  run(step_functions = 'trigger', wait = TRUE)"), "trigger.R")
+  progress <- capture.output(caught <- tryCatch(source("trigger.R"), metaflow_run_failed = identity))
+  expect_s3_class(caught, "metaflow_run_failed")
+  expect_identical(caught$step, "fit_model")
+  expect_identical(caught$pathspec, paste0("FitFlow/", caught$run_id, "/fit_model/fit_model-2"))
+  expect_match(caught$error_message, "the model did not converge for item 3", fixed = TRUE)
+  expect_match(conditionMessage(caught), "the model did not converge for item 3", fixed = TRUE)
+  # The counter counts the array's children, and says what failed.
+  expect_true("  fit_model: 3 done, 1 failed" %in% progress, info = paste(progress, collapse = "\n"))
+  expect_false(any(grepl("^  start: .*failed", progress)))
+  # The task as it started, whatever the namespace (the run is in the production one).
+  started <- suppressMessages(debug_task(caught$pathspec))
+  expect_equal(started$self$input, 3L)
+})
+
 test_that("an emulator on a busy port is reported with the emulator's own words, not after a wait", {
   withr::local_envvar(AWS_ENDPOINT_URL = NA)
   port <- metaflow:::backend("emulator.server")$free_port()

@@ -24,6 +24,9 @@ test_that("a failed run is a metaflow_run_failed condition with the run, the ste
   expect_match(caught$run_id, "^[0-9]+$")
   expect_identical(caught$step, "start")
   expect_identical(caught$pathspec, paste0("SessionFlow/", caught$run_id, "/start/1"))
+  # The step's own R error, in the condition and its message, as the task's stderr showed it.
+  expect_match(caught$error_message, "no convergence", fixed = TRUE)
+  expect_match(conditionMessage(caught), "no convergence", fixed = TRUE)
   expect_identical(caught$status, 1L)
   expect_match(conditionMessage(caught), "run(resume = TRUE)", fixed = TRUE)  # not `Rscript flow.R resume`
   expect_false(grepl("Rscript", conditionMessage(caught)))

@@ -5,9 +5,11 @@ imports boto3), so the region rule and retry behaviour are the same for every ca
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from metaflow_r.core.config import setting
+from metaflow_r.core.errors import ConfigurationError
 
 
 def session() -> Any:
@@ -25,4 +27,29 @@ def client(service: str, *, patient: bool = False, session_: Any = None) -> Any:
         from botocore.config import Config
 
         config = Config(retries={"mode": "standard", "max_attempts": 10})
-    return (session_ or session()).client(service, config=config)
+    from botocore.exceptions import NoRegionError
+
+    try:
+        return (session_ or session()).client(service, config=config)
+    except NoRegionError:  # which says only "You must specify a region."
+        raise ConfigurationError(
+            "AWS needs a setting that is missing: AWS_REGION.",
+            [("i", "Set AWS_REGION (or AWS_DEFAULT_REGION, or METAFLOW_AWS_REGION, or region in ~/.aws/config) to "
+                   "the region of your deployment, e.g. us-east-1."),
+             ("i", "Offline, `metaflow-r emulator` writes all of them to an env file.")]) from None
+
+
+@lru_cache(maxsize=None)
+def input_shape(service: str, operation: str) -> Any:
+    """botocore's model of ``operation``'s request (``service`` as boto3 names it), or None when botocore knows
+    no such operation: what aws/requests/integrations.py checks an SDK integration's Parameters against."""
+    import botocore.session
+    from botocore.exceptions import UnknownServiceError
+
+    try:
+        model = botocore.session.get_session().get_service_model(service)
+    except UnknownServiceError:
+        return None
+    if operation not in model.operation_names:
+        return None
+    return model.operation_model(operation).input_shape

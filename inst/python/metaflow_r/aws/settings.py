@@ -19,6 +19,8 @@ REQUIRED_SETTINGS = {
 # What `run --with batch` needs: no state machine, so neither its role nor its DynamoDB table.
 STEP_FUNCTIONS_ONLY = ("sfn_role", "dynamo_table")
 EVENTS_ROLE = "EVENTS_SFN_ACCESS_IAM_ROLE"
+# The role ECS pulls the image and writes logs with, which a Fargate job definition must name (Metaflow's name).
+EXECUTION_ROLE = "ECS_FARGATE_EXECUTION_ROLE"
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,7 @@ class DeploySettings:
     image: str
     events_role: str | None = None
     region: str | None = None  # given to jobs, whose boto3 clients need one
+    execution_role: str | None = None  # steps on Fargate only (job_definitions.py says when it is missing)
 
     @classmethod
     def from_environment(cls, need_events_role: bool, placeholders: bool = False) -> "DeploySettings":
@@ -48,6 +51,7 @@ class DeploySettings:
               who: str) -> "DeploySettings":
         values: dict[str, str | None] = {field_name: setting(name) for field_name, name in REQUIRED_SETTINGS.items()}
         values["events_role"] = setting(EVENTS_ROLE)
+        values["execution_role"] = setting(EXECUTION_ROLE) or (f"<METAFLOW_{EXECUTION_ROLE}>" if placeholders else None)
         missing = [f"METAFLOW_{name}" for field_name, name in required.items() if not values[field_name]]
         if need_events_role and not values["events_role"]:
             missing.append(f"METAFLOW_{EVENTS_ROLE}")

@@ -16,6 +16,7 @@ from metaflow_r.datastore.flow import FlowDatastore
 from metaflow_r.report.writer import write_report
 from metaflow_r.runtime.local_runtime import LocalRuntime, RemoteLauncher
 from metaflow_r.runtime.resume import Clone, resume_plan
+from metaflow_r.runtime.task import failure_message
 
 if TYPE_CHECKING:  # a local run never loads AWS code
     from metaflow_r.aws.batch.job_definitions import BatchJobs
@@ -130,11 +131,12 @@ def _tell_outcome(invocation: Invocation, ds: FlowDatastore, graph: FlowGraph, r
     report = _report_line(ds, run_id, graph)
     if not succeeded:
         failed = runtime.failed
-        raise RunFailed(f"Run {name}/{run_id} failed in step {failed.step!r} (task {failed.pathspec}).",
-                        [("i", f"Its data is in {where}."), ("i", report),
+        message = failure_message(runtime.failed_record)
+        raise RunFailed(f"Run {name}/{run_id} failed in step {failed.step!r} (task {name}/{failed.pathspec}).",
+                        [*([("x", message)] if message else []), ("i", f"Its data is in {where}."), ("i", report),
                          ("i", f"Fix the step, then: {invocation.hint('resume')}")],
                         data={"flow": name, "run_id": run_id, "step": failed.step,
-                              "pathspec": f"{name}/{failed.pathspec}"})
+                              "pathspec": f"{name}/{failed.pathspec}", "error_message": message})
     invocation.result = {"kind": "run", "flow": name, "run_id": run_id}
     click.echo(f"Done! Run {name}/{run_id} succeeded; its data is in {where}")
     click.echo(report)

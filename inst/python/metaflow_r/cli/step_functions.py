@@ -134,11 +134,12 @@ def _follow(invocation: Invocation, deployer: Any, arn: str, name: str) -> None:
     """Say how each step stands until the run ends; a run that did not succeed is an error."""
     from metaflow_r.aws.step_functions.executions import execution_arn, failure, follow
 
-    flow = invocation.graph().spec.name
+    graph = invocation.graph()
     target = execution_arn(arn, name)
-    described = follow(deployer.sfn, target, {node.name for node in invocation.graph()}, click.echo)
-    click.echo(f"Run {flow}/{name}: {described['status']}")
-    failed = failure(deployer.sfn, target, flow, name, described, invocation.hint)
+    described = follow(deployer.sfn, target, {node.name for node in graph}, click.echo, batch=deployer.batch)
+    click.echo(f"Run {graph.spec.name}/{name}: {described['status']}")
+    failed = failure(deployer.sfn, target, graph, name, described, invocation.hint,
+                     deployer.datastore(graph.spec.name))
     if failed is not None:
         raise failed
 
@@ -163,15 +164,16 @@ def status(run_id: str, wait: bool) -> None:
     from metaflow_r.aws.step_functions.executions import execution_arn, failure, wait_for
 
     invocation = current()
-    flow = invocation.graph().spec.name
+    graph = invocation.graph()
     deployer, arn = _deployed(invocation)
     target = execution_arn(arn, run_id)
     described = wait_for(deployer.sfn, target) if wait else deployer.describe_execution(target)
-    click.echo(f"Run {flow}/{run_id}: {described['status']}")
+    click.echo(f"Run {graph.spec.name}/{run_id}: {described['status']}")
     if described["status"] != "RUNNING":
-        failed = failure(deployer.sfn, target, flow, run_id, described, invocation.hint)
+        failed = failure(deployer.sfn, target, graph, run_id, described, invocation.hint,
+                         deployer.datastore(graph.spec.name))
         if failed is not None:
-            click.echo(failed.message)  # status reports a failure; it does not fail itself
+            click.echo(str(failed))  # status reports a failure (the task, its error); it does not fail itself
 
 
 @click.command(help="Remove the state machine and its schedule.")

@@ -82,6 +82,12 @@ class QuotaExceeded(UsageError):
 
 
 @_catalogued
+class AwsRuleError(UsageError):
+    """A request that breaks a rule AWS documents for it (aws/requests/): refused before it is sent, and by the
+    emulator when it receives one."""
+
+
+@_catalogued
 class GraphError(MetaflowRError):
     """The flow's graph is not a valid Metaflow graph."""
 

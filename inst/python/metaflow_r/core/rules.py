@@ -44,6 +44,7 @@ ARGUMENT_KINDS = {
     "name": lambda v: isinstance(v, str) and NAME_PATTERN.fullmatch(v) is not None,
     "variables": lambda v: isinstance(v, dict) and len(v) > 0 and all(
         k != "" and (isinstance(x, str) or _is_number(x)) for k, x in v.items()),
+    "platform": lambda v: isinstance(v, str) and v.upper() in ("EC2", "FARGATE"),
 }
 
 

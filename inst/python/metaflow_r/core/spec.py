@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +45,15 @@ class StepSpec:
         if decorator is not None:
             return int(decorator.attributes.get("times", DEFAULT_RETRIES))
         return forced or 0
+
+    def retry_delay_seconds(self, forced: int | None) -> int:
+        """decorator("retry", minutes_between_retries =) in whole seconds (at least 1), 0 when the step waits
+        not between retries (none set, or no retry)."""
+        decorator = self.decorator("retry")
+        minutes = float(decorator.attributes.get("minutes_between_retries", 0)) if decorator is not None else 0.0
+        if minutes <= 0 or self.retries(forced) == 0:
+            return 0
+        return max(1, math.ceil(minutes * 60))
 
     def timeout_seconds(self) -> float | None:
         """decorator("timeout", seconds =, minutes =, hours =) as seconds, or None without one."""

@@ -21,6 +21,7 @@ from metaflow_r.datastore.layout import (
     BLOB_KEY,
     DATASTORE_DIR,
     DEPLOYMENT_KEY,
+    EXECUTION_STATUS_KEY,
     RESUME_CLAIM_KEY,
     RUN_KEY,
     RUN_RECORD_KEY,
@@ -136,7 +137,9 @@ class FlowDatastore:
                                    json.dumps(status, indent=1, sort_keys=True).encode())
 
     def run_status(self, run_id: str) -> dict[str, Any] | None:
-        status = self._read_json(RUN_STATUS_KEY.format(flow=self.flow, run_id=run_id))
+        """How the run ended, as its tasks recorded it, else as its state machine did; None while it runs."""
+        status = self._read_json(RUN_STATUS_KEY.format(flow=self.flow, run_id=run_id)) \
+            or self._read_json(EXECUTION_STATUS_KEY.format(flow=self.flow, run_id=run_id))
         if status and isinstance(status.get("finished_at"), str):
             # Written by the state machine itself ($$.State.EnteredTime, ISO 8601), not by a task.
             try:

@@ -14,8 +14,11 @@ DATASTORE_DIR = ".metaflow"  # the local datastore's directory, beside the scrip
 BLOB_KEY = "{flow}/data/{sha2}/{sha}"  # an artifact, by content (sha2: the sha's first two characters)
 RUN_KEY = "{flow}/{run_id}"  # claimed as a directory (local) or a marker object (S3) when a run starts
 RUN_RECORD_KEY = "{flow}/{run_id}/_run.json"  # user, tags, parameters, start time, the flow's spec
-# Where a run's end is recorded: by its runtime, its last task, or (compile.py) its state machine.
+# Where a run's end is recorded, by its runtime or its last task; the first outcome written stands.
 RUN_STATUS_KEY = "{flow}/{run_id}/_status.json"
+# Where a failed Step Functions execution records the run's end (compile.py), unconditionally: readers
+# consult it only for a run whose tasks recorded none in RUN_STATUS_KEY, so a task's own reason wins.
+EXECUTION_STATUS_KEY = "{flow}/{run_id}/_execution_status.json"
 RESUME_CLAIM_KEY = "{flow}/{run_id}/_resumed_by.json"  # the one resume of this run in progress
 REPORT_KEY = "{flow}/{run_id}/_report.html"  # a local run's report
 ATTEMPT_PREFIX = "{flow}/{run_id}/{step}/{task_id}/{attempt}"  # DONE.json, stdout.log, stderr.log

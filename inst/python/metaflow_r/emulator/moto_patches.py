@@ -4,8 +4,11 @@ moto 5.2 (the series pyproject.toml's emulator extra allows):
   * its Step Functions Batch integration passes ASL names (``JobName``) to Batch unchanged, so every
     batch task fails; we translate them with botocore's service model, as AWS does;
   * an execution started without a name is named None; we name it, as AWS does;
+  * a .sync task retried by its state's retrier waits on the task token its first attempt already
+    closed, so the retry "times out" at once; each attempt gets a token of its own, as AWS gives;
   * wide foreaches (Map workers, DISTRIBUTED Map failures, Batch array jobs): see moto_scale.py.
-And with every version, its Batch runs each job as AWS Batch would (batch.py).
+And with every version, its Batch runs each job as AWS Batch would (batch.py), and every request AWS documents
+rules for is checked by them first (strict.py).
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import uuid
 
 from metaflow_r.emulator.batch import JobRunner, LocalJobRunner, run_job
 from metaflow_r.emulator.moto_scale import apply_scale_patches
+from metaflow_r.emulator.strict import patch_strict
 
 PATCHED_MOTO = ("5.2.",)
 
@@ -36,6 +40,7 @@ def patch_moto(runner: JobRunner | None = None) -> None:
     BatchSimpleBackend._metaflow_r_runner = runner or LocalJobRunner()
     if getattr(BatchSimpleBackend, "_metaflow_r_patched", False):
         return
+    patch_strict()
     if moto_needs_patches():
         models = get_session()
 
@@ -63,6 +68,26 @@ def patch_moto(runner: JobRunner | None = None) -> None:
             return original_start(self, state_machine_arn, name or str(uuid.uuid4()), execution_input, trace_header)
 
         StepFunctionsParserBackend.start_execution = start_execution
+        _fresh_token_per_attempt()
         apply_scale_patches()  # wide foreaches: Map workers, Map Run failures, array jobs (moto_scale.py)
     BatchSimpleBackend._mark_job_as_finished = run_job
     BatchSimpleBackend._metaflow_r_patched = True
+
+
+def _fresh_token_per_attempt() -> None:
+    """A retried attempt of a callback-capable task finds its token's endpoint closed by the attempt before:
+    it gets a new token (and endpoint) instead."""
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_callback import (
+        StateTaskServiceCallback,
+    )
+
+    original = StateTaskServiceCallback._eval_integration_pattern
+
+    def eval_integration_pattern(self, env, *args, **kwargs):
+        task = env.states.context_object.context_object_data.get("Task") or {}
+        endpoint = env.callback_pool_manager.get(task.get("Token"))
+        if endpoint is not None and endpoint._notify_event.is_set():
+            env.callback_pool_manager.add(env.states.context_object.update_task_token())
+        return original(self, env, *args, **kwargs)
+
+    StateTaskServiceCallback._eval_integration_pattern = eval_integration_pattern

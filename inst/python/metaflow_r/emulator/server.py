@@ -24,7 +24,7 @@ BUCKET = "metaflow-r-emulator"
 QUEUE = "metaflow-r-queue"
 TABLE = "metaflow-r-sfn"
 ROLES = {"batch": "metaflow-r-batch", "sfn": "metaflow-r-sfn", "events": "metaflow-r-events",
-         "ecs": "metaflow-r-ecs-service"}
+         "ecs": "metaflow-r-ecs-service", "execution": "metaflow-r-ecs-execution"}
 
 
 # The image jobs name when none is given: what the local runner ignores, or what `make image` tags last.
@@ -47,6 +47,7 @@ def settings(port: int, image: str = DEFAULT_IMAGES["local"]) -> dict[str, str]:
         "METAFLOW_SFN_IAM_ROLE": arn + ROLES["sfn"],
         "METAFLOW_EVENTS_SFN_ACCESS_IAM_ROLE": arn + ROLES["events"],
         "METAFLOW_SFN_DYNAMO_DB_TABLE": TABLE,
+        "METAFLOW_ECS_FARGATE_EXECUTION_ROLE": arn + ROLES["execution"],
         "METAFLOW_BATCH_CONTAINER_IMAGE": image,
     }
 

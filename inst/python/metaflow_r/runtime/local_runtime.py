@@ -71,6 +71,7 @@ class LocalRuntime:
         self.join_inputs: dict[tuple[str, str], dict[Any, str]] = {}
         self.next_task_id = 1
         self.failed: tasks.AttemptSpec | None = None
+        self.failed_record: dict[str, Any] = {}  # the failed task's last attempt record: why it failed
         sweep_stale_scratch()
         self.scratch = tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{run_id}-")
         env = subprocess_env()
@@ -137,7 +138,7 @@ class LocalRuntime:
             self.queue.appendleft(outcome.next)
             self.console.queued(outcome.next.step)
         elif not self.failed:
-            self.failed = outcome.spec
+            self.failed, self.failed_record = outcome.spec, outcome.record
 
     def _enqueue(self, step: str, input_paths: list[str], split_index: int | None) -> None:
         key = (step, tuple(input_paths), split_index)

@@ -158,6 +158,13 @@ def commit(ds: FlowDatastore, task: AttemptSpec, prepared: Prepared, started_at:
     return record
 
 
+def failure_message(record: dict[str, Any] | None) -> str | None:
+    """The error message a failed attempt's record keeps (R's own, for an R error), or None."""
+    exception = (record or {}).get("exception")
+    message = exception.get("message") if isinstance(exception, dict) else None
+    return str(message) if message else None
+
+
 def record_failure(ds: FlowDatastore, task: AttemptSpec, prepared: Prepared, started_at: float, reason: str,
                    exception: dict[str, Any] | None, batch_job_id: str | None = None) -> dict[str, Any]:
     record = _attempt_record(task, prepared, started_at, successful=False, batch_job_id=batch_job_id)

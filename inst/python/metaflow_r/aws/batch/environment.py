@@ -43,7 +43,7 @@ TABLE: dict[str, tuple[tuple[str, ...], str]] = {
     DEFAULT_DATASTORE: ((JOB_DEFINITION,), "`s3`"),
     DATASTORE_ROOT: ((JOB_DEFINITION,), "the deployment's S3 root, where the task's artifacts and records go"),
     DYNAMO_TABLE: ((JOB_DEFINITION,), "the DynamoDB table where a foreach task publishes its width (Step Functions)"),
-    BATCH_ATTEMPTS: ((JOB_DEFINITION,), "the step's Batch attempts (retry decorator + 1); the last failed attempt "
+    BATCH_ATTEMPTS: ((JOB_DEFINITION,), "the step's attempts (retry decorator + 1); the last failed attempt "
                                         "marks the run failed"),
     REGION: ((JOB_DEFINITION,), "the deployment's region, for the job's AWS clients"),
     STEP: ((STATE_MACHINE, LOCAL_RUN), "the step's name"),
@@ -60,10 +60,12 @@ TABLE: dict[str, tuple[tuple[str, ...], str]] = {
     TASK_ID: ((LOCAL_RUN,), "the task id the local run chose"),
     INPUT_PATHS: ((LOCAL_RUN,), "the parents' task ids, compactly (`body/3-102;other/9`)"),
     SPLIT_INDEX: ((LOCAL_RUN,), "the task's foreach index (empty outside a foreach)"),
-    RETRY_COUNT: ((LOCAL_RUN,), "the attempt's number (0 for the first)"),
+    RETRY_COUNT: ((STATE_MACHINE, LOCAL_RUN), "the attempt's number (0 for the first), where the state machine "
+                                              "retries a step that waits between retries, or a local run decides"),
     CAUGHT: ((LOCAL_RUN,), "the error the fallback attempt of decorator(\"catch\") records"),
     JOB_ID: ((AWS_BATCH,), "the job's id, recorded with the task"),
-    JOB_ATTEMPT: ((AWS_BATCH,), "Batch's attempt number (1 for the first): a Step Functions task's retry count"),
+    JOB_ATTEMPT: ((AWS_BATCH,), "Batch's attempt number (1 for the first): a Step Functions task's retry count "
+                                "unless METAFLOW_RETRY_COUNT is set"),
     ARRAY_INDEX: ((AWS_BATCH,), "an array child's index"),
 }
 

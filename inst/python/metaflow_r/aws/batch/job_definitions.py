@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from metaflow_r.aws.batch import environment as env
 from metaflow_r.aws.code_package import CodePackage, build_package
 from metaflow_r.aws.errors import call
-from metaflow_r.aws.settings import DeploySettings
-from metaflow_r.core.errors import ForeachTooWide, UsageError
+from metaflow_r.aws.requests.batch import check_job_definition
+from metaflow_r.aws.requests.rules import in_context
+from metaflow_r.aws.settings import EXECUTION_ROLE, DeploySettings
+from metaflow_r.core.errors import AwsRuleError, ConfigurationError, ForeachTooWide, UsageError
 from metaflow_r.core.graph import FlowGraph
 from metaflow_r.datastore.layout import CODE_PACKAGE_KEY
 from metaflow_r.datastore.storage import Storage
@@ -25,6 +27,7 @@ MAX_BATCH_NAME = 128
 DEFAULT_CPU = 1
 DEFAULT_MEMORY_MB = 4096
 TASK_COMMAND = ["metaflow-r", "batch-task"]
+SIZES = ("cpu", "memory", "gpu", "shared_memory")
 BATCH_TIMEOUT_MARGIN = 120  # seconds
 
 
@@ -39,6 +42,7 @@ class BatchJobs:
     by_step: dict[str, str]  # step -> job definition name
     queues: dict[str, str]  # step -> job queue
     settings: DeploySettings
+    retry_delays: dict[str, tuple[int, int]] = field(default_factory=dict)  # step -> (seconds, retries)
 
 
 def batch_override(graph: FlowGraph, step: str, name: str, with_batch: dict[str, Any] | None = None) -> str | None:
@@ -50,25 +54,49 @@ def batch_override(graph: FlowGraph, step: str, name: str, with_batch: dict[str,
     return str(value) if value else None
 
 
-def _resources(graph: FlowGraph, step: str, with_batch: dict[str, Any] | None) -> tuple[str, str, str | None]:
-    """The Batch job's size: --with batch's, then the step's resources and batch decorators, attribute by
-    attribute; the graph checked each value's kind (rules.json: cpu and memory > 0)."""
-    node = graph[step]
-    base = with_batch or {}
-    cpu, memory, gpu = base.get("cpu", DEFAULT_CPU), base.get("memory", DEFAULT_MEMORY_MB), base.get("gpu")
+def _size(graph: FlowGraph, step: str, with_batch: dict[str, Any] | None) -> dict[str, Any]:
+    """The Batch job's size (cpu, memory, gpu, shared_memory): --with batch's, then the step's resources and
+    batch decorators, attribute by attribute; the graph checked each value's kind (rules.json: > 0)."""
+    size = {"cpu": DEFAULT_CPU, "memory": DEFAULT_MEMORY_MB, **(with_batch or {})}
     for name in ("resources", "batch"):
-        decorator = node.spec.decorator(name)
+        decorator = graph[step].spec.decorator(name)
         if decorator is not None:
-            a = decorator.attributes
-            cpu = a.get("cpu", cpu)
-            memory = a.get("memory", memory)
-            gpu = a.get("gpu", gpu)
-    return f"{cpu:g}", f"{int(memory)}", (f"{int(gpu)}" if gpu else None)
+            size.update({k: v for k, v in decorator.attributes.items() if k in SIZES})
+    return {k: v for k, v in size.items() if k in SIZES and v}
+
+
+def _container_size(size: dict[str, Any]) -> dict[str, Any]:
+    """The size as ContainerProperties members: resourceRequirements, and /dev/shm as linuxParameters (MiB,
+    whole: a fraction is passed on for the strict checks to refuse)."""
+    requirements = [{"type": "VCPU", "value": f"{size['cpu']:g}"}, {"type": "MEMORY", "value": f"{int(size['memory'])}"}]
+    if size.get("gpu"):
+        requirements.append({"type": "GPU", "value": f"{int(size['gpu'])}"})
+    found: dict[str, Any] = {"resourceRequirements": requirements}
+    shared = size.get("shared_memory")
+    if shared:
+        found["linuxParameters"] = {"sharedMemorySize": int(shared) if float(shared).is_integer() else shared}
+    return found
+
+
+def _platform(graph: FlowGraph, step: str, settings: DeploySettings, with_batch: dict[str, Any] | None) -> dict[str, Any]:
+    """The job definition's members for the step's platform: nothing for EC2 (the default), platformCapabilities
+    and the execution role for Fargate, which a Fargate job definition must name."""
+    platform = (batch_override(graph, step, "platform", with_batch) or "EC2").upper()
+    if platform == "EC2":
+        return {}
+    if not settings.execution_role:
+        raise ConfigurationError(f"Step {step!r} runs on Fargate, which needs a setting that is missing: "
+                                 f"METAFLOW_{EXECUTION_ROLE}.",
+                                 [("i", "Set it to the ARN of the role ECS pulls the image and writes the job's logs "
+                                        "with (docs/iam.md), as an environment variable or in "
+                                        "~/.metaflowconfig/config.json.")])
+    return {"platformCapabilities": [platform], "executionRoleArn": settings.execution_role}
 
 
 def retry_attempts(graph: FlowGraph, step: str, with_retry: int | None) -> int:
-    """Batch attempts for a step: retry decorator times + 1, or --with retry's; times = 0 means 1."""
-    return max(1, min(10, graph[step].spec.retries(with_retry) + 1))
+    """The attempts a step's task gets: retry decorator times + 1, or --with retry's; times = 0 means 1. AWS
+    Batch runs a job at most 10 times: more is refused with the rule (aws/requests/batch.py)."""
+    return max(1, graph[step].spec.retries(with_retry) + 1)
 
 
 def batch_retry_strategy(attempts: int) -> dict[str, Any]:
@@ -91,21 +119,22 @@ def _job_environment(graph: FlowGraph, settings: DeploySettings, attempts: int) 
 
 
 def _job_definition(graph: FlowGraph, step: str, settings: DeploySettings, attempts: int,
-                    with_batch: dict[str, Any] | None) -> dict[str, Any]:
-    cpu, memory, gpu = _resources(graph, step, with_batch)
-    requirements = [{"type": "VCPU", "value": cpu}, {"type": "MEMORY", "value": memory}]
-    if gpu:
-        requirements.append({"type": "GPU", "value": gpu})
+                    with_batch: dict[str, Any] | None, batch_attempts: int) -> dict[str, Any]:
+    """``attempts``: the task's in all; ``batch_attempts``: those Batch makes (1 where Step Functions retries)."""
+    platform = _platform(graph, step, settings, with_batch)
+    role = platform.pop("executionRoleArn", None)
     body: dict[str, Any] = {
         "type": "container",
+        **platform,
         "containerProperties": {
             "image": batch_override(graph, step, "image", with_batch) or settings.image,
             "command": TASK_COMMAND,
             "jobRoleArn": batch_override(graph, step, "iam_role", with_batch) or settings.batch_role,
-            "resourceRequirements": requirements,
+            **({"executionRoleArn": role} if role else {}),
+            **_container_size(_size(graph, step, with_batch)),
             "environment": env.overrides(_job_environment(graph, settings, attempts)),
         },
-        "retryStrategy": batch_retry_strategy(attempts),
+        "retryStrategy": batch_retry_strategy(batch_attempts),
     }
     seconds = graph[step].spec.timeout_seconds()
     if seconds is not None:
@@ -133,14 +162,23 @@ def plan_batch_jobs(graph: FlowGraph, raw_spec: dict[str, Any], settings: Deploy
     package_key = CODE_PACKAGE_KEY.format(flow=spec.name, sha=package.sha)
     job_definitions: dict[str, dict[str, Any]] = {}
     by_step: dict[str, str] = {}
+    delays: dict[str, tuple[int, int]] = {}
     for node in graph:
         attempts = retry_attempts(graph, node.name, with_retry) if batch_retries else 1
-        definition = _job_definition(graph, node.name, settings, attempts, with_batch)
+        delay = node.spec.retry_delay_seconds(with_retry) if batch_retries else 0
+        if delay:  # Batch retries at once: the state machine retries the step, waiting (compile.py)
+            delays[node.name] = (delay, attempts - 1)
+        definition = _job_definition(graph, node.name, settings, attempts, with_batch, 1 if delay else attempts)
+        try:
+            check_job_definition(definition)  # what AWS Batch would refuse fails here, before any call
+        except AwsRuleError as exc:
+            raise in_context(exc, f"Step {node.name!r} cannot run on AWS Batch as it is decorated: AWS Batch "
+                                  "would refuse its job definition.") from None
         job_definitions[definition["jobDefinitionName"]] = definition
         by_step[node.name] = definition["jobDefinitionName"]
     queues = {n.name: batch_override(graph, n.name, "queue", with_batch) or settings.job_queue for n in graph}
     return BatchJobs(package, package_key, f"{settings.s3_root.rstrip('/')}/{package_key}", job_definitions,
-                     by_step, queues, settings)
+                     by_step, queues, settings, delays)
 
 
 def prepare_batch_jobs(jobs: BatchJobs, storage: Storage, batch: Any, echo: Callable[[str], None]) -> None:

@@ -114,7 +114,9 @@ def _sfn_attempt(graph: FlowGraph | None, ds: FlowDatastore | None) -> tasks.Att
     (it could not be read), the task's id alone."""
     step, run_id = _require(env.STEP), _require(env.RUN_ID)
     split_path = resolve_split_path(os.environ.get(env.SPLIT_PATH, ""))  # an array child's too
-    attempt = int(os.environ.get(env.JOB_ATTEMPT, "1")) - 1
+    # Batch's attempt number, unless the state machine retries the step itself (minutes_between_retries).
+    told = os.environ.get(env.RETRY_COUNT)
+    attempt = int(told) if told else int(os.environ.get(env.JOB_ATTEMPT, "1")) - 1
     if graph is None or ds is None:
         return tasks.AttemptSpec(run_id, step, task_id(step, split_path.split("-") if split_path else []),
                               retry_count=attempt)

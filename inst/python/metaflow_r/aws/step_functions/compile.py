@@ -9,8 +9,8 @@ says which; see foreach_modes.py for the choice and quota.py for what each costs
   output). Every iteration's events land in the execution's own history.
 * ``array``: the one-step body runs as AWS Batch array jobs, at most 10,000 children each; an INLINE Map
   walks the chunks the foreach task wrote to DynamoDB (one chunk up to 10,000 items).
-* ``distributed``: a DISTRIBUTED Map reads the indices from the S3 document the foreach task wrote and runs
-  each iteration as a child execution, with a history of its own.
+* ``distributed``: a DISTRIBUTED Map reads the indices from the S3 document the foreach task wrote (a Pass
+  state names its key first) and runs each iteration as a child execution, with a history of its own.
 
 Task ids follow from the step and the foreach indices alone, so no state has to carry them:
 
@@ -32,16 +32,19 @@ from typing import Any
 
 from metaflow_r.aws.batch import environment as env
 from metaflow_r.core.graph import FlowGraph, Node
-from metaflow_r.datastore.layout import FOREACH_ITEMS_KEY, MAP_RESULTS_PREFIX, RUN_STATUS_KEY, split_s3_url
+from metaflow_r.datastore.layout import EXECUTION_STATUS_KEY, FOREACH_ITEMS_KEY, MAP_RESULTS_PREFIX, split_s3_url
 
 BATCH_RESOURCE = "arn:aws:states:::batch:submitJob.sync"
 DYNAMODB_GET_ITEM = "arn:aws:states:::dynamodb:getItem"
 S3_GET_OBJECT = "arn:aws:states:::s3:getObject"
 S3_PUT_OBJECT = "arn:aws:states:::s3:putObject"
 # Only the submission itself is retried by Step Functions; a failing job is retried by Batch's own
-# retryStrategy, which the retry decorator sets on the job definition.
-SUBMIT_RETRY = [{"ErrorEquals": ["Batch.AWSBatchException"], "IntervalSeconds": 2, "MaxAttempts": 5,
-                 "BackoffRate": 2.0}]
+# retryStrategy, which the retry decorator sets on the job definition. SubmitJob is throttled per account
+# (50 per second, Batch's service quotas), so many Map iterations submitting at once back off with full
+# jitter, capped, as the developer guide's "Handling errors" advises for throttled calls (and as Python
+# Metaflow's state machines do).
+SUBMIT_RETRY = [{"ErrorEquals": ["Batch.AWSBatchException"], "IntervalSeconds": 2, "MaxAttempts": 10,
+                 "BackoffRate": 2.0, "MaxDelaySeconds": 60, "JitterStrategy": "FULL"}]
 # The states the compiler adds are named with a "-", which no step name contains: they cannot clash.
 PARAMETERS_CHOICE = "metaflow-parameters"
 INIT = "metaflow-init"
@@ -50,8 +53,9 @@ FAILED_STATUS = "metaflow-failed-status"
 STORE_FAILED_STATUS = "metaflow-store-failed-status"
 FAILED = "metaflow-failed"
 # An execution that fails where no task could record it (a job killed with its container, a state that
-# cannot start) still ends its run: the top-level states catch any error, _status.json is written unless
-# a task already wrote one (a conditional PUT), and the execution fails with the error it caught.
+# cannot start) still ends its run: the top-level states catch any error, the run's end is written to
+# EXECUTION_STATUS_KEY (read only when no task wrote RUN_STATUS_KEY: a task's own reason wins), and the
+# execution fails with the error it caught.
 CATCH_ALL = [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.metaflow_error", "Next": FAILED_STATUS}]
 S3_SDK_PUT_OBJECT = "arn:aws:states:::aws-sdk:s3:putObject"
 
@@ -75,6 +79,9 @@ class CompileSettings:
     step_queues: dict[str, str] = field(default_factory=dict)  # decorator("batch", queue = ...) overrides
     foreach_modes: dict[str, str] = field(default_factory=dict)  # foreach step -> FOREACH_MODES (default inline)
     max_num_splits: dict[str, int] = field(default_factory=dict)  # foreach step -> most items it may have
+    # step -> (seconds between attempts, retries): steps whose retry decorator waits between attempts, which
+    # Batch's retryStrategy cannot (it retries at once); the state machine retries them instead.
+    retry_delays: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 def task_id(step: str, path: list[str]) -> str:
@@ -139,9 +146,11 @@ class _Compiler:
         return self.settings.foreach_modes.get(node.name, "inline")
 
     def _failure_states(self) -> dict[str, Any]:
-        """After CATCH_ALL: the run's failed status, stored only if absent, then the caught error again."""
+        """After CATCH_ALL: the run's failed status, stored with S3 PutObject's oldest members (Bucket, Key,
+        Body: no conditional write, which the SDK integration does not document), then the caught error."""
         bucket, prefix = split_s3_url(self.settings.datastore_root)
-        key = _literal(f"{prefix}/" if prefix else "") + RUN_STATUS_KEY.format(flow=self.graph.spec.name, run_id="{}")
+        key = _literal(f"{prefix}/" if prefix else "") + EXECUTION_STATUS_KEY.format(flow=self.graph.spec.name,
+                                                                                       run_id="{}")
         reason = "the Step Functions execution failed ({}) without a task recording why; its history says where"
         return {
             FAILED_STATUS: {"Type": "Pass", "ResultPath": "$.metaflow_status", "Next": STORE_FAILED_STATUS,
@@ -150,8 +159,8 @@ class _Compiler:
             STORE_FAILED_STATUS: {
                 "Type": "Task", "Resource": S3_SDK_PUT_OBJECT, "ResultPath": None, "Next": FAILED,
                 "Parameters": {"Bucket": bucket, "Key.$": f"States.Format('{key}', $.run_id)",
-                               "Body.$": "States.JsonToString($.metaflow_status)", "IfNoneMatch": "*"},
-                # Precondition failed: a task already stored why the run failed, which is the better reason.
+                               "Body.$": "States.JsonToString($.metaflow_status)"},
+                # S3 refusing the write must not hide why the execution failed.
                 "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.metaflow_status_error", "Next": FAILED}],
             },
             FAILED: {"Type": "Fail", "ErrorPath": "$.metaflow_error.Error", "CausePath": "$.metaflow_error.Cause"},
@@ -266,14 +275,17 @@ class _Compiler:
         return splits
 
     def _distributed_map(self, node: Node, join: str, in_foreach: bool, states: dict[str, Any]) -> str:
-        foreach = f"{node.name}-foreach"
+        """A Pass state computes the items' key (an ItemReader takes paths, not intrinsic functions: the
+        developer guide's "Fields that support intrinsic functions"), then the Map reads them."""
+        splits, foreach = f"{node.name}-splits", f"{node.name}-foreach"
         bucket, prefix = split_s3_url(self.settings.datastore_root)
         selector, start, processor_states = self._iteration(node, join, in_foreach)
         key = self._items_key(node, in_foreach, _literal(f"{prefix}/" if prefix else ""))
+        states[splits] = {"Type": "Pass", "Parameters": {"key.$": key}, "ResultPath": "$.splits", "Next": foreach}
         states[foreach] = {
             "Type": "Map",
             "ItemReader": {"Resource": S3_GET_OBJECT, "ReaderConfig": {"InputType": "JSON"},
-                           "Parameters": {"Bucket": bucket, "Key.$": key}},
+                           "Parameters": {"Bucket": bucket, "Key.$": "$.splits.key"}},
             "ItemSelector": {"index.$": "$$.Map.Item.Value", **selector},
             "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
                               "StartAt": start, "States": processor_states},
@@ -287,7 +299,7 @@ class _Compiler:
             "ResultPath": None,
             "Next": join,
         }
-        return foreach
+        return splits
 
     def _items_key(self, node: Node, in_foreach: bool, prefix: str = "") -> str:
         """FOREACH_ITEMS_KEY of the task of ``node``, as an intrinsic (``prefix`` is already escaped)."""
@@ -313,6 +325,13 @@ class _Compiler:
             environment.append({"Name": env.PARAMETERS, "Value.$": "$.Parameters"})
         if node.is_foreach:
             environment += self._foreach_environment(node, in_foreach)
+        retry = list(SUBMIT_RETRY)
+        if node.name in self.settings.retry_delays:
+            seconds, retries = self.settings.retry_delays[node.name]
+            # The job tells its attempt from the state's retry count (Batch counts 1 for each of these jobs).
+            environment.append({"Name": env.RETRY_COUNT, "Value.$": "States.Format('{}', $$.State.RetryCount)"})
+            retry.append({"ErrorEquals": ["States.TaskFailed"], "IntervalSeconds": seconds, "MaxAttempts": retries,
+                          "BackoffRate": 1.0})
         return {
             "Type": "Task",
             "Resource": BATCH_RESOURCE,
@@ -323,7 +342,7 @@ class _Compiler:
                 "ContainerOverrides": {"Environment": environment},
             },
             "ResultPath": None,
-            "Retry": SUBMIT_RETRY,
+            "Retry": retry,
         }
 
     def _foreach_environment(self, node: Node, in_foreach: bool) -> list[dict[str, str]]:

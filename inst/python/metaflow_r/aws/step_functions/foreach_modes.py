@@ -74,14 +74,23 @@ def parse_width(text: str) -> int:
 
 def check_forced(graph: FlowGraph, modes: dict[str, str]) -> None:
     for step, mode in modes.items():
-        if mode == "array" and one_step_body(graph, graph[step]) is None:
+        body = one_step_body(graph, graph[step])
+        if mode == "array" and body is None:
             raise UsageError(f"Foreach {step!r} cannot run as Batch array jobs: its body is more than one step.",
                              [("i", "An array job runs one step per item; use --foreach-mode "
                                     f"{step}=distributed (or leave it to auto).")])
+        if mode == "array" and graph[body].spec.retry_delay_seconds(None):
+            raise UsageError(f"Foreach {step!r} cannot run as Batch array jobs: its body {body!r} waits between "
+                             "retries (minutes_between_retries), and Batch retries an array's children at once.",
+                             [("i", f"Use --foreach-mode {step}=distributed (or leave it to auto), or drop "
+                                    "minutes_between_retries.")])
 
 
 def wide_mode(graph: FlowGraph, node: Node) -> str:
-    return "array" if one_step_body(graph, node) else "distributed"
+    """A wide foreach's construct: array jobs for a one-step body Batch may retry (at once), else a
+    distributed Map."""
+    body = one_step_body(graph, node)
+    return "array" if body and not graph[body].spec.retry_delay_seconds(None) else "distributed"
 
 
 def choose(graph: FlowGraph, requested: dict[str, str], widths: dict[str, int], max_workers: int,

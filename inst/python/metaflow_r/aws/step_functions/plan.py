@@ -1,6 +1,7 @@
 """A deployment's plan, computed without AWS: the code package, the job definitions named by content hash,
-the state machine, the schedule and one run's quota budget. Every AWS limit is checked here, so a bad flow
-fails before any call (the deployer, deployer.py, only makes AWS match a plan).
+the state machine, the schedule and one run's quota budget. Every AWS limit is checked here, and every
+request by the rules AWS documents for it (aws/requests/), so a bad flow fails before any call (the
+deployer, deployer.py, only makes AWS match a plan).
 """
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ from typing import Any
 
 from metaflow_r.aws.batch.job_definitions import BatchJobs, plan_batch_jobs
 from metaflow_r.aws.code_package import CodePackage
+from metaflow_r.aws.requests.rules import in_context
+from metaflow_r.aws.requests.schedules import check_put_rule
+from metaflow_r.aws.requests.states import check_create_state_machine
 from metaflow_r.aws.settings import DeploySettings
 from metaflow_r.aws.step_functions.compile import (
     BATCH_RESOURCE,
@@ -29,7 +33,7 @@ from metaflow_r.aws.step_functions.foreach_modes import (
 )
 from metaflow_r.aws.step_functions.quota import Budget, check, estimate, notes
 from metaflow_r.aws.step_functions.schedule import schedule_expression
-from metaflow_r.core.errors import UsageError
+from metaflow_r.core.errors import AwsRuleError, UsageError
 from metaflow_r.core.graph import FlowGraph
 
 MAX_STATE_MACHINE_NAME = 80
@@ -90,7 +94,7 @@ def plan_deployment(graph: FlowGraph, raw_spec: dict[str, Any], settings: Deploy
             step_queues={step: q for step, q in jobs.queues.items() if q != settings.job_queue},
             code_url=jobs.code_url, code_sha=jobs.package.sha, dynamo_table=settings.dynamo_table or "",
             max_workers=max_workers, workflow_timeout=workflow_timeout, foreach_modes=modes,
-            max_num_splits=widths, datastore_root=settings.s3_url))
+            max_num_splits=widths, datastore_root=settings.s3_url, retry_delays=jobs.retry_delays))
 
     requested = per_step(foreach_mode, "--foreach-mode", parse_mode, AUTO, graph)
     modes = choose(graph, requested, widths, max_workers,
@@ -101,9 +105,24 @@ def plan_deployment(graph: FlowGraph, raw_spec: dict[str, Any], settings: Deploy
     definition_json = json.dumps(compiled, separators=(",", ":"))
     budget = estimate(compiled, widths, modes, max_workers, definition_json, depths)
     check(budget)
+    _check_requests(name, definition_json, schedule, settings)
     bodies = {n.name: one_step_body(graph, n) or "" for n in foreach_steps(graph)}
     return Plan(name, compiled, definition_json, jobs, schedule, settings, dict(tags or {}), budget,
                 notes(budget, bodies))
+
+
+def _check_requests(name: str, definition_json: str, schedule: str | None, settings: DeploySettings) -> None:
+    """The state machine and the schedule as AWS would take them (aws/requests/); the job definitions were
+    checked when planned. A plan AWS would refuse is never applied, so a deploy never stops half-done."""
+    try:
+        check_create_state_machine({"name": name, "definition": definition_json, "roleArn": settings.sfn_role})
+    except AwsRuleError as exc:
+        raise in_context(exc, f"AWS Step Functions would refuse flow {name}'s state machine.") from None
+    if schedule:
+        try:
+            check_put_rule({"Name": name, "ScheduleExpression": schedule})
+        except AwsRuleError as exc:
+            raise in_context(exc, f"EventBridge would refuse flow {name}'s schedule.") from None
 
 
 def _check_state_names(states: dict[str, Any]) -> None:
