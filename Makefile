@@ -62,8 +62,8 @@ ifneq ($(INSTALLED_PYTHON),$(CURDIR)/$(VENV)/bin/python)
 $(shell rm -f $(STAMPS)/rpkg)
 endif
 $(STAMPS)/rpkg: $(STAMPS)/apt $(STAMPS)/venv $(R_SOURCES) $(PY_SOURCES)
-	@rm -rf $(STAMPS)/build && mkdir -p $(STAMPS)/build
-	@cd $(STAMPS)/build && R CMD build --no-manual $(CURDIR) >$(CURDIR)/$(STAMPS)/rpkg.log 2>&1 \
+	@rm -rf $(STAMPS)/build && tools/stage_package.sh $(STAMPS)/build/metaflow
+	@cd $(STAMPS)/build && R CMD build --no-manual metaflow >$(CURDIR)/$(STAMPS)/rpkg.log 2>&1 \
 		|| { cat $(CURDIR)/$(STAMPS)/rpkg.log; exit 1; }
 	@$(if $(R_LIB),mkdir -p $(R_LIB) &&) METAFLOW_R_PYTHON=$(CURDIR)/$(VENV)/bin/python R CMD INSTALL --no-test-load \
 		$(if $(R_LIB),-l $(R_LIB)) $(STAMPS)/build/metaflow_*.tar.gz \

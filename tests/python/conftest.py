@@ -25,7 +25,8 @@ needs_browser = pytest.mark.skipif(
 
 def build_package(where: Path) -> Path:
     """The R package as `R CMD build` makes it: what remotes, pak and CRAN install."""
-    subprocess.run(["R", "CMD", "build", "--no-manual", str(REPO)], cwd=where, check=True, capture_output=True)
+    subprocess.run([str(REPO / "tools" / "stage_package.sh"), str(where / "metaflow")], check=True)
+    subprocess.run(["R", "CMD", "build", "--no-manual", "metaflow"], cwd=where, check=True, capture_output=True)
     (tarball,) = where.glob("metaflow_*.tar.gz")
     return tarball
 
