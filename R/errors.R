@@ -14,7 +14,7 @@
 #' | `metaflow_parameter_error` | `metaflow_usage_error` | 2 | a parameter defined, or given a value, wrongly |
 #' | `metaflow_not_deployed` | `metaflow_usage_error` | 2 | the flow is not deployed to AWS Step Functions |
 #' | `metaflow_quota_error` | `metaflow_usage_error` | 2 | the flow's state machine would break an AWS quota |
-#' | `metaflow_aws_rule_error` | `metaflow_usage_error` | 2 | a request AWS documents it would refuse (job definition, schedule, state machine), found before it is sent |
+#' | `metaflow_aws_rule_error` | `metaflow_usage_error` | 2 | a request AWS would refuse, caught before it is sent |
 #' | `metaflow_graph_error` | `metaflow_error` | 3 | the flow's steps do not make a valid graph |
 #' | `metaflow_decorator_error` | `metaflow_graph_error` | 3 | a decorator, or one of its arguments |
 #' | `metaflow_datastore_error` | `metaflow_error` | 4 | a run, step, task or artifact that is not there |

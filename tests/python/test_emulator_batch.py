@@ -21,6 +21,10 @@ from metaflow_r.emulator import batch as emulator_batch
 from metaflow_r.emulator.moto_patches import patch_moto
 
 emulator_batch.STOP_GRACE_SECONDS = 1
+# Batch takes no timeout under 60 s (and the strict emulator neither): a minute here lasts a second.
+attempt = emulator_batch.run_attempt
+emulator_batch.run_attempt = lambda runner, run, timeout, *args, **kwargs: attempt(
+    runner, run, timeout and timeout / 60, *args, **kwargs)
 patch_moto()
 with mock_aws(config={"batch": {"use_docker": False}}):
     role = boto3.client("iam").create_role(RoleName="r", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
@@ -67,8 +71,8 @@ JOBS = {
                     'test -n "$AWS_BATCH_JOB_ID" && echo "on stderr" >&2', 1, 0),
     "always-fails": ('echo "attempt $AWS_BATCH_JOB_ATTEMPT"; exit 3', 3, 0),
     "second-try": ('test "$AWS_BATCH_JOB_ATTEMPT" -ge 2', 5, 0),
-    "too-slow": ("sleep 60", 3, 1),
-    "ignores-sigterm": ("trap '' TERM; sleep 60", 3, 1),
+    "too-slow": ("sleep 60", 3, 60),
+    "ignores-sigterm": ("trap '' TERM; sleep 60", 3, 60),
     "cannot-start": ("exec /nonexistent/program", 1, 0),
     "terminated": ("echo started; sleep 60", 3, 0),  # TerminateJob right after SubmitJob
     "exits-on-its-code": ("exit 86", 3, 0, [{"onExitCode": "4*", "action": "RETRY"},

@@ -340,7 +340,7 @@ def test_every_local_run_ends_with_its_report(capsys, launch_dir, monkeypatch):
     class FailingRuntime:
         def __init__(self, graph, ds, run_id, *args, **kwargs):
             self.ds, self.run_id = ds, run_id
-            self.failed = None
+            self.failed = self.failed_record = None
 
         def execute(self):
             self.ds.write_attempt(self.run_id, "start", "1", 0, {
