@@ -25,14 +25,21 @@ backend <- function(module = NULL) {
   the$modules[[module]]
 }
 
-start_backend <- function() {
+install_advice <- c("i" = "Install it with {.code metaflow::install_metaflow()}.")
+
+# The Python holding the backend, or an error saying how to install one.
+installed_python <- function() {
   python <- python_path()
-  advice <- c("i" = "Install it with {.code metaflow::install_metaflow()}.")
   if (!nzchar(python) || !file.exists(python)) {
     abort(c("The Python backend of {.pkg metaflow} is not installed.",
             "x" = if (nzchar(python)) "{.envvar METAFLOW_R_PYTHON} names {.file {python}}, which does not exist.",
-            advice), "installation_error", call = NULL)
+            install_advice), "installation_error", call = NULL)
   }
+  python
+}
+
+start_backend <- function() {
+  python <- installed_python()
   Sys.setenv(RETICULATE_PYTHON = python)
   # Python's output goes through R's console, so sink(), capture.output() and knitr see it as R output.
   Sys.setenv(RETICULATE_REMAP_OUTPUT_STREAMS = "1")
@@ -43,7 +50,7 @@ start_backend <- function() {
     abort(c("The Python backend of {.pkg metaflow} at {.file {python}} is not this package's.",
             "x" = if (is.null(module)) "It has no {.code metaflow_r} module."
                   else "It is version {version %||% 'unknown'}; this package is {backend_version()}.",
-            advice, "i" = "Then restart R."), "installation_error", call = NULL)
+            install_advice, "i" = "Then restart R."), "installation_error", call = NULL)
   }
   the$backend <- module
   the$modules <- list()

@@ -79,18 +79,15 @@ run <- function(flow, ..., step_functions = NULL, max_workers = NULL, with = NUL
   spec <- flow_spec(flow, script_path(), package_suffixes)
   info <- list(launch_dir = getwd(), rscript = rscript_path(), r_session = from_call,
                versions = list(R = R.version.string, metaflow = as.character(utils::packageVersion("metaflow"))))
-  cli_module <- backend("cli")
-  sync_python_env()
-  call_backend <- function() as.integer(cli_module$main(as.list(args), spec, info))
-  interrupted_status <- as.integer(cli_module$INTERRUPTED_EXIT)
   if (!from_call) {
-    # A Ctrl-C that R, not Python, takes (the backend has already stopped and reported the run) still
-    # ends the script as interrupted.
-    status <- tryCatch(call_backend(), interrupt = function(e) interrupted_status)
+    status <- run_backend_process(args, spec, info)
     if (status != 0L) quit(save = "no", status = status)
     return(invisible(status))
   }
-  status <- call_backend()
+  cli_module <- backend("cli")
+  sync_python_env()
+  status <- as.integer(cli_module$main(as.list(args), spec, info))
+  interrupted_status <- as.integer(cli_module$INTERRUPTED_EXIT)
   outcome <- cli_module$last_outcome()
   if (!is.null(outcome$error)) abort_backend_error(outcome$error, call = rlang::current_call())
   if (status == interrupted_status) rlang::interrupt()  # Ctrl-C outside a run: R's own interrupt

@@ -129,6 +129,14 @@ def test_a_backend_of_another_version_is_refused_with_the_same_advice(installed)
         assert done.returncode != 0
         assert "is not this package's" in said(done) and "It is version 0.0.1; this package is 0.1.0." in said(done)
         assert "metaflow::install_metaflow()" in said(done)
+        # A shell command runs the backend in a Python process of its own, which refuses it the same way.
+        work = user.home / "elsewhere-too"
+        user.run(["mkdir", "-p", str(work)])
+        user.run(["cp", str(ROOT / "examples" / "parameter_flow.R"), str(work / "parameter_flow.R")])
+        shell = user.run(["Rscript", "parameter_flow.R", "show"], cwd=work)
+        assert shell.returncode != 0 and "Traceback" not in shell.stderr
+        assert "is not this package's" in said(shell) and "It is version 0.0.1; this package is 0.1.0." in said(shell)
+        assert "metaflow::install_metaflow()" in said(shell)
     finally:
         init.write_text(original)
 

@@ -10,16 +10,14 @@ import click
 from metaflow_r.cli.invocation import Invocation, current
 from metaflow_r.core.config import current_user
 from metaflow_r.core.errors import RunFailed, RunInterrupted, UsageError
-from metaflow_r.core.graph import FlowGraph
 from metaflow_r.core.params import parameter_values
-from metaflow_r.datastore.flow import FlowDatastore
-from metaflow_r.report.writer import write_report
-from metaflow_r.runtime.local_runtime import LocalRuntime, RemoteLauncher
-from metaflow_r.runtime.resume import Clone, resume_plan
-from metaflow_r.runtime.task import failure_message
 
-if TYPE_CHECKING:  # a local run never loads AWS code
+if TYPE_CHECKING:  # a local run never loads AWS code; show and --help load no runtime either
     from metaflow_r.aws.batch.job_definitions import BatchJobs
+    from metaflow_r.core.graph import FlowGraph
+    from metaflow_r.datastore.flow import FlowDatastore
+    from metaflow_r.runtime.local_runtime import LocalRuntime, RemoteLauncher
+    from metaflow_r.runtime.resume import Clone
 
 DEFAULT_MAX_WORKERS = 16
 WITH_HELP = ("Add a decorator to every step: --with retry (or retry:times=2), --with batch (or "
@@ -56,6 +54,9 @@ def resume(step: str | None, origin_run_id: str | None, **options: Any) -> None:
 
 def launch(invocation: Invocation, options: dict[str, Any], origin: tuple[str | None, str | None] | None) -> None:
     """A run (``origin`` None) or a resume of ``origin`` (run id, step; either may be None), to its end."""
+    from metaflow_r.runtime.local_runtime import LocalRuntime
+    from metaflow_r.runtime.resume import resume_plan
+
     graph = _runnable(invocation)
     invocation.with_decorators += options.get("with_decorators", ())  # `run --with batch`, as Metaflow's tutorials
     withs = invocation.withs()
@@ -127,6 +128,8 @@ def _resuming(ds: FlowDatastore, clone: Clone | None, run_id: str) -> Iterator[N
 
 def _tell_outcome(invocation: Invocation, ds: FlowDatastore, graph: FlowGraph, run_id: str, runtime: LocalRuntime,
                   succeeded: bool, where: str) -> None:
+    from metaflow_r.runtime.task import failure_message
+
     name = graph.spec.name
     report = _report_line(ds, run_id, graph)
     if not succeeded:
@@ -144,6 +147,8 @@ def _tell_outcome(invocation: Invocation, ds: FlowDatastore, graph: FlowGraph, r
 
 def _report_line(ds: FlowDatastore, run_id: str, graph: FlowGraph) -> str:
     """The line naming the run's report. However the report fails, the run's own outcome is still told."""
+    from metaflow_r.report.writer import write_report
+
     try:
         return f"Report: {write_report(ds, run_id, graph)}"
     except Exception as exc:  # noqa: BLE001 - a report is never worth hiding how the run went

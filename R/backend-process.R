@@ -1,0 +1,42 @@
+# `Rscript flow.R <command>` runs its command in a Python process of its own (metaflow_r.cli.from_r) rather
+# than in R through reticulate, which would load Matrix: about a second and 160 MiB saved on every command,
+# `show` and `--help` included. run() in an R session keeps the embedded backend, for R conditions and objects.
+
+# Runs the command; returns its exit status. The child has a session of its own, so a Ctrl-C reaches R
+# alone and is passed on once; it ends when R ends (cli/from_r.py), so a kill of the script stops the run.
+run_backend_process <- function(args, spec, info) {
+  python <- installed_python()
+  request <- tempfile("metaflow-command-", fileext = ".json")
+  on.exit(unlink(request), add = TRUE)
+  writeLines(jsonlite::toJSON(list(argv = as.list(args), spec = spec, info = info, version = backend_version()),
+                              auto_unbox = TRUE, null = "null", digits = NA),
+             request, useBytes = TRUE)
+  flush(stdout())
+  flush(stderr())
+  process <- processx::process$new(python, c("-c", from_r_bootstrap, request), stdin = "", stdout = "",
+                                   stderr = "", cleanup = TRUE,
+                                   env = c("current", LD_LIBRARY_PATH = python_library_path(python)))
+  while (process$is_alive()) {
+    tryCatch(process$wait(), interrupt = function(e) process$interrupt())
+  }
+  process$get_exit_status()
+}
+
+# Says how to install the backend when the Python holding it lacks it, instead of a traceback.
+from_r_bootstrap <- paste(
+  "import sys",
+  "try:",
+  "    from metaflow_r.cli.from_r import main",
+  "except ImportError:",
+  "    sys.exit(f\"Error: The Python backend of metaflow at '{sys.executable}' is not this package's.\\n\"",
+  "             \"\\u2716 It has no metaflow_r module.\\n\\u2139 Install it with `metaflow::install_metaflow()`.\")",
+  "main(sys.argv[1])",
+  sep = "\n")
+
+# LD_LIBRARY_PATH for the backend's Python: R puts Debian's library directory first, where a Python built
+# with a shared libpython (pyenv, conda) would load the system's instead of its own (in its prefix's lib).
+python_library_path <- function(python) {
+  own <- file.path(dirname(dirname(normalizePath(python, mustWork = FALSE))), "lib")
+  current <- strsplit(Sys.getenv("LD_LIBRARY_PATH"), .Platform$path.sep, fixed = TRUE)[[1]]
+  paste(unique(c(own, current[nzchar(current)])), collapse = .Platform$path.sep)
+}
