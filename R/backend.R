@@ -6,13 +6,17 @@ python_path <- function() {
   from_env <- Sys.getenv("METAFLOW_R_PYTHON")
   if (nzchar(from_env)) return(from_env)  # named explicitly: used (or said missing), never passed over
   recorded <- system.file("venv-python", package = "metaflow")  # configure's, when installed so
-  candidates <- c(
-    if (nzchar(recorded)) readLines(recorded, n = 1),
-    if (file.exists(remembered_python_file())) readLines(remembered_python_file(), n = 1),
-    file.path(virtualenv_path("r-metaflow"), "bin", "python")
+  # Each candidate only when the ones before it are missing: the last asks reticulate, which loads Matrix.
+  candidates <- list(
+    function() if (nzchar(recorded)) readLines(recorded, n = 1) else "",
+    function() if (file.exists(remembered_python_file())) readLines(remembered_python_file(), n = 1) else "",
+    function() file.path(virtualenv_path("r-metaflow"), "bin", "python")
   )
-  found <- candidates[nzchar(candidates) & file.exists(candidates)]
-  if (length(found)) found[[1]] else ""
+  for (candidate in candidates) {
+    python <- candidate()
+    if (nzchar(python) && file.exists(python)) return(python)
+  }
+  ""
 }
 
 # The backend's module `metaflow_r.<module>` (the package itself without one), e.g. backend("cli").
