@@ -134,6 +134,7 @@ bench: setup
 	Rscript bench/foreach_overhead.R
 	$(VENV)/bin/python bench/compile_large.py
 	bash bench/compare_metaflow.sh
+	bash bench/with_metaflow.sh startup_memory.py
 	$(VENV)/bin/python bench/sfn_scale.py
 
 # The package's website, with pkgdown (Debian's r-cran-pkgdown), into site/ (docs/ holds the project's own
