@@ -335,7 +335,7 @@ def test_the_client_writes_the_report_for_r(local_ds, launch_dir, tmp_path):
 
 def test_every_local_run_ends_with_its_report(capsys, launch_dir, monkeypatch):
     """The runtime is replaced by one that records a failed task: what launch() prints is under test."""
-    from metaflow_r.cli import run_commands as cli_module
+    from metaflow_r.runtime import local_runtime
 
     class FailingRuntime:
         def __init__(self, graph, ds, run_id, *args, **kwargs):
@@ -350,7 +350,7 @@ def test_every_local_run_ends_with_its_report(capsys, launch_dir, monkeypatch):
             self.failed = type("Spec", (), {"step": "start", "pathspec": f"{self.run_id}/start/1"})()
             return False
 
-    monkeypatch.setattr(cli_module, "LocalRuntime", FailingRuntime)
+    monkeypatch.setattr(local_runtime, "LocalRuntime", FailingRuntime)  # launch() imports it when it runs
     spec = {**LINEAR, "script": str(launch_dir / "flow.R")}
     code, out, err = cli(capsys, ["run"], spec, launch_dir)
     assert code == 1
@@ -359,7 +359,8 @@ def test_every_local_run_ends_with_its_report(capsys, launch_dir, monkeypatch):
 
 
 def test_a_report_that_cannot_be_written_does_not_hide_the_run(capsys, launch_dir, monkeypatch):
-    from metaflow_r.cli import run_commands as cli_module
+    from metaflow_r.report import writer
+    from metaflow_r.runtime import local_runtime
 
     class Runtime:
         def __init__(self, graph, ds, run_id, *args, **kwargs):
@@ -372,8 +373,8 @@ def test_a_report_that_cannot_be_written_does_not_hide_the_run(capsys, launch_di
     def broken(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(cli_module, "LocalRuntime", Runtime)
-    monkeypatch.setattr(cli_module, "write_report", broken)
+    monkeypatch.setattr(local_runtime, "LocalRuntime", Runtime)  # both imported when the run needs them
+    monkeypatch.setattr(writer, "write_report", broken)
     code, out, err = cli(capsys, ["run"], {**BRANCH, "script": str(launch_dir / "flow.R")}, launch_dir)
     assert code == 0, err
     assert "succeeded" in out and "The run's report could not be written: disk full" in out
