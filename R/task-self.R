@@ -71,7 +71,7 @@ self_get <- function(self, name) {
     }
     abort(c("Step {.val {ctx$step}}: 'self' has no attribute '{name}'.", "i" = hint), "attribute_error", call = NULL)
   }
-  value <- read_artifact(ref$path)
+  value <- read_artifact(ref$path, name)
   assign(name, value, envir = values)
   value
 }
@@ -109,7 +109,7 @@ self_outputs <- function(self, output_dir) {
   for (i in seq_along(dirty)) {
     file <- sprintf("artifact-%d.rds", i)
     value <- get(dirty[[i]], envir = values)
-    saveRDS(value, file.path(output_dir, file))
+    write_artifact(value, file.path(output_dir, file), dirty[[i]])
     out[[dirty[[i]]]] <- list(file = file, type = class(value)[1], preview = artifact_preview(value))
   }
   out

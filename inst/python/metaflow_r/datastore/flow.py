@@ -1,6 +1,6 @@
 """The flow datastore: content-addressed artifacts and run/task records on top of a Storage.
 
-Its keys are layout.py's: artifacts by content (immutable, written by saveRDS), a run's record and its
+Its keys are layout.py's: artifacts by content (immutable RDS files, R/artifact.R), a run's record and its
 end, and each task attempt's ``DONE.json`` (artifacts by name -> sha, foreach stack, parents, outcome;
 written last, atomically) beside its stdout and stderr logs. An attempt without ``DONE.json`` (crashed,
 killed, still running) is invisible to readers.
