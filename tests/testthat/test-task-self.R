@@ -68,3 +68,16 @@ test_that("input, index and foreach_stack come from the foreach frames, outermos
 test_that("input outside a foreach is a clear error", {
   expect_error(fake_self(step = "start")$input, "only in steps that run inside a foreach")
 })
+
+test_that("a scalar's preview is what str() shows, written without str()", {
+  by_str <- function(value) {
+    text <- utils::capture.output(utils::str(value, max.level = 1, vec.len = 3, nchar.max = 60, list.len = 5,
+                                             give.attr = FALSE, give.head = TRUE))
+    gsub("\\s+", " ", trimws(paste(text, collapse = " ")))
+  }
+  scalars <- list(1, 1L, 3.14159, -2.5, 1e15, 123456, 1234567, 0.000123, 1e-10, NaN, -Inf, 2^31, 1 / 3, 999.5,
+                  NA, NA_integer_, NA_real_, NA_character_, TRUE, "a", "a  b", "say \"hi\"", strrep("x", 50),
+                  strrep("x", 70), "tab\there", "caf\u00e9")
+  for (value in scalars) expect_identical(metaflow:::artifact_preview(value), by_str(value))
+  expect_false(is.null(metaflow:::scalar_preview(3.14159)))
+})
