@@ -61,7 +61,7 @@ task_client <- R6::R6Class("task_client",
           "i" = if (length(known)) "Its artifacts: {.val {known}}." else "It has no artifacts."
         ), "datastore_error", call = NULL)
       }
-      read_artifact(client_query("artifact_path", self$flow_name, private$step_$run_id, sha))
+      read_artifact(private$blob_path(sha), name)
     },
 
     #' @description Print the task's status, times and artifacts.
@@ -115,9 +115,26 @@ task_client <- R6::R6Class("task_client",
   private = list(
     step_ = NULL,
     id_ = NULL,
-    # The task's latest committed attempt, read again each time: a retry can commit a newer one.
+    record_ = NULL,
+    paths_ = NULL,
+    # The task's latest committed attempt. A failed one is read again each time (a retry can commit a newer
+    # one); a successful one is final, so it is read and converted once.
     record = function() {
-      client_query("task", private$step_$flow_name, private$step_$run_id, private$step_$id, private$id_)
+      if (is.null(private$record_)) {
+        record <- client_query("task", private$step_$flow_name, private$step_$run_id, private$step_$id, private$id_)
+        if (!isTRUE(record$successful)) return(record)
+        private$record_ <- record
+      }
+      private$record_
+    },
+    # A local file holding the blob: the paths a local datastore needs no download for are asked once, for
+    # every artifact of the task; any other blob is fetched when it is read.
+    blob_path = function(sha) {
+      if (is.null(private$paths_)) {
+        private$paths_ <- client_query("artifact_paths", self$flow_name, private$step_$run_id,
+                                       as.list(unique(unlist(private$record()$artifacts))))
+      }
+      private$paths_[[sha]] %||% client_query("artifact_path", self$flow_name, private$step_$run_id, sha)
     },
     log = function(stream) {
       client_query("log", private$step_$flow_name, private$step_$run_id, private$step_$id, private$id_,

@@ -95,3 +95,38 @@ test_that("a task's artifacts come as a table with type, size and preview; a fai
   flaky <- task_run$step("flaky")$task(task_run$step("flaky")$tasks[1])
   expect_null(flaky$error)  # its latest attempt succeeded
 })
+
+many_flow_code <- c(
+  "library(metaflow)",
+  "start <- function(self) {",
+  "  for (i in 1:300) self[[sprintf('a_%03d', i)]] <- if (i %% 2) i else as.character(i)",
+  "  big <- data.frame(x = seq(0.5, 1e5, by = 0.5), day = as.Date('2024-01-01') + 0:199999)",
+  "  attr(big, 'note') <- 'kept'",
+  "  self$big <- structure(big, class = c('big_frame', 'data.frame'))",
+  "}",
+  "metaflow('ManyArtifactsFlow') %>%",
+  "  step(step = 'start', r_function = start, next_step = 'end') %>%",
+  "  step(step = 'end') %>%",
+  "  run()"
+)
+many_run_id <- client_expect_run(client_run_flow(many_flow_code, env = c(METAFLOW_R_PROGRESS_BYTES = "1e6")))
+many_pathspec <- paste0("ManyArtifactsFlow/", many_run_id, "/start/1")
+
+test_that("every artifact of a task with many reads back as the step stored it", {
+  task <- task_client$new(many_pathspec)
+  names <- grep("^a_", task$artifacts, value = TRUE)
+  expect_length(names, 300)
+  values <- lapply(names, task$artifact)
+  expect_identical(values, lapply(1:300, function(i) if (i %% 2) i else as.character(i)))
+  previews <- task$artifacts_table()$preview
+  expect_identical(previews[task$artifacts_table()$name %in% c("a_001", "a_002")], c("int 1", "chr \"2\""))
+})
+
+test_that("a large artifact round-trips exactly, and storing it showed progress in the task's stderr", {
+  task <- task_client$new(many_pathspec)
+  big <- data.frame(x = seq(0.5, 1e5, by = 0.5), day = as.Date("2024-01-01") + 0:199999)
+  attr(big, "note") <- "kept"
+  expect_identical(task$artifact("big"), structure(big, class = c("big_frame", "data.frame")))
+  expect_match(task$stderr, "Storing artifact 'big' \\([0-9.]+ MB\\)\\.\\.\\.")
+  expect_no_match(task$stderr, "artifact 'a_")
+})
