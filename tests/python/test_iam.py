@@ -505,14 +505,14 @@ def test_every_client_is_recorded_whoever_creates_it(aws_env):
 
 
 def test_a_large_artifact_upload_stays_within_the_job_role(aws_env, tmp_path):
-    """Artifacts over 8 MB go up in parts (CreateMultipartUpload, UploadPart, CompleteMultipartUpload)."""
+    """Artifacts over 16 MB go up in parts (CreateMultipartUpload, UploadPart, CompleteMultipartUpload)."""
     from moto import mock_aws
 
     from metaflow_r.datastore.s3 import S3Storage
 
     big = tmp_path / "big.rds"
     with open(big, "wb") as handle:
-        handle.write(os.urandom(9 * 1024 * 1024))
+        handle.write(os.urandom(17 * 1024 * 1024))
     with mock_aws():
         boto3.client("s3", region_name=REGION).create_bucket(Bucket=SFN_BUCKET)
         with recording() as calls:

@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import os
+import re
 import threading
 
 import pytest
+from conftest import s3_datastore
 
 from metaflow_r.core.errors import ConfigurationError
 from metaflow_r.datastore.s3 import S3Storage
+from metaflow_r.datastore.flow import sha256_file
 from metaflow_r.datastore.storage import LocalStorage
 
 
@@ -42,6 +45,46 @@ def test_write_file_and_local_path(storage_case, tmp_path):
     assert storage.read_bytes("Flow/data/ab/abc") == payload
     with open(storage.local_path("Flow/data/ab/abc"), "rb") as handle:
         assert handle.read() == payload
+
+
+def test_a_large_file_round_trips_in_parts_and_its_transfer_shows_progress(storage_case, tmp_path, monkeypatch,
+                                                                          capsys):
+    monkeypatch.setenv("METAFLOW_R_PROGRESS_BYTES", "20e6")
+    payload = os.urandom(40 << 20)  # incompressible, and more than two 16 MB parts
+    source = tmp_path / "big.bin"
+    source.write_bytes(payload)
+    storage = storage_case.storage
+    storage.write_file("Flow/data/ab/big", str(source))
+    with open(storage.local_path("Flow/data/ab/big", sha256_file(str(source))), "rb") as handle:
+        assert handle.read() == payload
+    said = capsys.readouterr().err
+    if storage_case.kind == "local":
+        assert said == ""  # a local copy is quick; R shows the progress of writing the file itself
+        return
+    url = storage.url("Flow/data/ab/big")
+    head = storage.client.head_object(Bucket=storage.bucket, Key=storage._key("Flow/data/ab/big"))
+    assert head["ETag"].endswith('-3"')  # a multipart upload's ETag counts its parts
+    assert f"Uploading {url} (41.9 MB)...\n" in said
+    assert re.search(rf"Uploading {re.escape(url)} took [0-9.]+ s \(41.9 MB\)", said)
+    assert re.search(rf"Downloading {re.escape(url)} took [0-9.]+ s \(41.9 MB\)", said)
+
+
+def test_a_small_transfer_prints_nothing(storage_case, tmp_path, capsys):
+    source = tmp_path / "small.bin"
+    source.write_bytes(b"x" * 1000)
+    storage_case.storage.write_file("Flow/data/ab/small", str(source))
+    storage_case.storage.local_path("Flow/data/ab/small")
+    assert capsys.readouterr().err == ""
+
+
+def test_the_emulators_s3_takes_a_blob_in_parts(emulator, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # where the download is kept
+    ds = s3_datastore(emulator, "PartsFlow")
+    source = tmp_path / "big.bin"
+    source.write_bytes(os.urandom(40 << 20))
+    sha = ds.save_blob_file(str(source))
+    with open(ds.blob_path(sha), "rb") as handle:
+        assert handle.read() == source.read_bytes()
 
 
 def test_list_children_lists_files_and_directories_one_level(storage_case):

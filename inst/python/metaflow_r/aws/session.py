@@ -39,6 +39,16 @@ def client(service: str, *, patient: bool = False, session_: Any = None) -> Any:
              ("i", "Offline, `metaflow-r emulator` writes all of them to an env file.")]) from None
 
 
+@lru_cache(maxsize=1)
+def s3_transfer_config() -> Any:
+    """How large S3 objects move (boto3's transfer manager): above 16 MB in 16 MB parts, ten at a time, so a large
+    artifact goes at the instance's bandwidth rather than one connection's (a part costs a request; AWS allows
+    10,000 parts an object: 160 GB)."""
+    from boto3.s3.transfer import TransferConfig
+
+    return TransferConfig(multipart_threshold=16 << 20, multipart_chunksize=16 << 20, max_concurrency=10)
+
+
 @lru_cache(maxsize=None)
 def input_shape(service: str, operation: str) -> Any:
     """botocore's model of ``operation``'s request (``service`` as boto3 names it), or None when botocore knows

@@ -12,9 +12,11 @@ from typing import Any
 
 from metaflow_r.aws.errors import EXISTS_CODES, calling, error_code, is_missing
 from metaflow_r.aws.session import client as aws_client
+from metaflow_r.aws.session import s3_transfer_config
 from metaflow_r.core.errors import DatastoreError
 from metaflow_r.datastore.layout import split_s3_url
 from metaflow_r.datastore.storage import sha256_stream
+from metaflow_r.datastore.transfer_progress import TransferProgress
 
 
 class S3Storage:
@@ -95,8 +97,10 @@ class S3Storage:
             self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
 
     def write_file(self, key: str, path: str) -> None:
+        progress = TransferProgress("Uploading", self.url(key), os.path.getsize(path))
         with calling(f"writing {self.url(key)}"):
-            self.client.upload_file(path, self.bucket, self._key(key))
+            self.client.upload_file(path, self.bucket, self._key(key), Config=s3_transfer_config(), Callback=progress)
+        progress.done()
 
     def local_path(self, key: str, sha: str | None = None) -> str:
         """A cached local copy; a download that does not hash to ``sha`` is refused, not cached."""
@@ -104,8 +108,11 @@ class S3Storage:
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp = f"{target}.part-{os.getpid()}"
+            progress = TransferProgress("Downloading", self.url(key))
             with calling(f"reading {self.url(key)}"):
-                self.client.download_file(self.bucket, self._key(key), tmp)
+                self.client.download_file(self.bucket, self._key(key), tmp, Config=s3_transfer_config(),
+                                          Callback=progress)
+            progress.done()
             if sha is not None and sha256_stream(open(tmp, "rb")) != sha:
                 os.unlink(tmp)
                 raise DatastoreError(f"{self.url(key)} does not hold what its name says: it is damaged.",
