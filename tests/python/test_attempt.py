@@ -120,7 +120,7 @@ def test_a_step_leaves_the_same_attempt_locally_and_on_batch(start_function, tmp
         assert local["stdout"] == "to stdout 0.5 \nno newline at the end\n"
         assert local["stderr"] == "to stderr\n"
         assert local["record"]["num_splits"] == 2
-        assert local["record"]["artifact_info"]["twice"] == {"type": "numeric", "size": 51, "preview": "num 1"}
+        assert local["record"]["artifact_info"]["twice"] == {"type": "numeric", "size": 62, "preview": "num 1"}
     else:
         assert local["stdout"] == "before the error\n"
         assert local["stderr"].startswith("Error in step 'start': alpha is too large: 0.5\n")

@@ -177,13 +177,20 @@ def test_a_task_killed_while_writing_a_large_artifact_leaves_nothing_visible(tmp
 
 # Runs the local runtime exactly as `Rscript flow.R run` does (cli.main), but the first copy of an artifact
 # over 1 MB into the datastore writes half the file, then FAULT happens: "kill" SIGKILLs the runtime process,
-# "full" raises the error a full disk raises.
+# "full" raises the error a full disk raises. The task's directory is made to look like another filesystem
+# than the datastore's, so that its artifact files are copied, not renamed into place (a rename cannot be
+# half done).
 FAULTY_RUNTIME = """
 import errno, os, shutil, signal, sys
 from metaflow_r.cli.entry import main
 
-real_copyfile = shutil.copyfile
+real_copyfile, real_replace = shutil.copyfile, os.replace
 faults = []
+
+def replace_across_filesystems(src, dst, *args, **kwargs):
+    if os.path.basename(src).startswith("artifact-"):
+        raise OSError(errno.EXDEV, os.strerror(errno.EXDEV), src)
+    return real_replace(src, dst, *args, **kwargs)
 
 def copy_half_then_fail(src, dst, *args, **kwargs):
     size = os.path.getsize(src)
@@ -197,6 +204,7 @@ def copy_half_then_fail(src, dst, *args, **kwargs):
     return real_copyfile(src, dst, *args, **kwargs)
 
 shutil.copyfile = copy_half_then_fail
+os.replace = replace_across_filesystems
 spec_file, *argv = sys.argv[1:]
 sys.exit(main(argv, open(spec_file).read(), {"launch_dir": os.getcwd(), "rscript": "Rscript"}))
 """

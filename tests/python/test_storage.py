@@ -47,6 +47,24 @@ def test_write_file_and_local_path(storage_case, tmp_path):
         assert handle.read() == payload
 
 
+@pytest.mark.parametrize("on", ["the same filesystem", "another filesystem"])
+def test_a_file_given_up_is_stored_whole(storage_case, tmp_path, on):
+    where = tmp_path if on == "the same filesystem" else "/dev/shm"
+    if not os.path.isdir(where) or os.stat(where).st_dev == os.stat(tmp_path).st_dev and where != tmp_path:
+        pytest.skip(f"no {on} to move from")
+    payload = os.urandom(100_000)
+    source = os.path.join(where, f"given-up-{os.getpid()}.bin")
+    with open(source, "wb") as handle:
+        handle.write(payload)
+    try:
+        storage_case.storage.move_file("Flow/data/ab/given", source)
+        assert storage_case.storage.read_bytes("Flow/data/ab/given") == payload
+        assert storage_case.raw_keys() == ["Flow/data/ab/given"]  # nothing half written beside it
+    finally:
+        if os.path.exists(source):
+            os.unlink(source)
+
+
 def test_a_large_file_round_trips_in_parts_and_its_transfer_shows_progress(storage_case, tmp_path, monkeypatch,
                                                                           capsys):
     monkeypatch.setenv("METAFLOW_R_PROGRESS_BYTES", "20e6")

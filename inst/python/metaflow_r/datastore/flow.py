@@ -87,15 +87,16 @@ class FlowDatastore:
     def blob_key(self, sha: str) -> str:
         return BLOB_KEY.format(flow=self.flow, sha2=sha[:2], sha=sha)
 
-    def save_blob_file(self, path: str) -> str:
+    def save_blob_file(self, path: str, take: bool = False) -> str:
         """Store a file by content; returns its sha. A blob stored before under that sha is kept when it
-        holds what its name says (its size, and a small one's content, are checked) and healed otherwise."""
+        holds what its name says (its size, and a small one's content, are checked) and healed otherwise.
+        ``take``: the caller gives the file up, so a local datastore may move it rather than copy it."""
         sha = sha256_file(path)
         key = self.blob_key(sha)
         stored = self.storage.size(key)
         size = os.path.getsize(path)
         if stored != size or (size <= VERIFY_BYTES and self.storage.sha256(key) != sha):
-            self.storage.write_file(key, path)
+            (self.storage.move_file if take else self.storage.write_file)(key, path)
         return sha
 
     def blob_intact(self, sha: str) -> bool:

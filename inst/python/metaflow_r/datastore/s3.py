@@ -102,6 +102,9 @@ class S3Storage:
             self.client.upload_file(path, self.bucket, self._key(key), Config=s3_transfer_config(), Callback=progress)
         progress.done()
 
+    def move_file(self, key: str, path: str) -> None:
+        self.write_file(key, path)
+
     def local_path(self, key: str, sha: str | None = None) -> str:
         """A cached local copy; a download that does not hash to ``sha`` is refused, not cached."""
         target = Path(self.cache_dir, key)

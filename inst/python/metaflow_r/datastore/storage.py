@@ -5,6 +5,7 @@ under an ``s3://bucket/prefix`` root. Writes are atomic in both: a reader sees a
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
@@ -34,6 +35,7 @@ class Storage(Protocol):
     def read_bytes(self, key: str) -> bytes | None: ...
     def write_bytes(self, key: str, data: bytes) -> None: ...
     def write_file(self, key: str, path: str) -> None: ...
+    def move_file(self, key: str, path: str) -> None: ...  # write_file, taking the file itself where it can
     def create(self, key: str, data: bytes) -> bool: ...  # only if the key does not exist yet; False if it does
     def delete(self, key: str) -> None: ...
     def local_path(self, key: str, sha: str | None = None) -> str: ...  # immutable keys: S3 caches downloads
@@ -102,6 +104,19 @@ class LocalStorage:
 
     def write_file(self, key: str, path: str) -> None:
         self._write(key, lambda tmp: shutil.copyfile(path, tmp))
+
+    def move_file(self, key: str, path: str) -> None:
+        """Store the file at ``path``, which the caller gives up: renamed into place when both are on one
+        filesystem (a gigabyte costs no copy), else copied."""
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(path, 0o666 & ~_UMASK)
+        try:
+            os.replace(path, target)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            self.write_file(key, path)
 
     def _write(self, key: str, fill) -> None:
         """Fill a temporary file beside the target, then rename it into place. A failed write removes its

@@ -150,8 +150,8 @@ def commit(ds: FlowDatastore, task: AttemptSpec, prepared: Prepared, started_at:
                 info[name] = prepared.inherited_info[entry["sha"]]
             continue
         path = os.path.join(output_dir, entry["file"])
-        artifacts[name] = ds.save_blob_file(path)
         info[name] = {"type": entry["type"], "size": os.path.getsize(path), "preview": entry["preview"]}
+        artifacts[name] = ds.save_blob_file(path, take=True)  # the attempt's directory is discarded after
     record = _attempt_record(task, prepared, started_at, successful=True, batch_job_id=batch_job_id)
     record.update(artifacts=artifacts, artifact_info=info, num_splits=outputs["num_splits"])
     ds.write_attempt(task.run_id, task.step, task.task_id, task.retry_count, record)
