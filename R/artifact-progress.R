@@ -4,20 +4,22 @@
 
 progress_min_bytes <- function() {
   setting <- Sys.getenv("METAFLOW_R_PROGRESS_BYTES")
-  bytes <- suppressWarnings(as.numeric(setting))
-  if (!nzchar(setting) || is.na(bytes)) 100e6 else bytes
+  bytes <- if (nzchar(setting)) suppressWarnings(as.numeric(setting)) else NA  # suppressWarnings() is slow
+  if (is.na(bytes)) 100e6 else bytes
 }
 
 # Says that `verb` (Storing, Loading) of artifact `name` began; returns the function that says it ended.
 artifact_progress <- function(verb, name, bytes) {
-  if (is.na(bytes) || bytes < progress_min_bytes()) return(function(...) invisible())
+  if (is.na(bytes) || bytes < progress_min_bytes()) return(no_progress)
   started <- Sys.time()
   message(sprintf("%s artifact '%s' (%s)...", verb, name, format_bytes(bytes)))
-  function(stored_bytes, how = NULL) {
+  function(stored_bytes = bytes, how = NULL) {
     seconds <- as.numeric(difftime(Sys.time(), started, units = "secs"))
     message(sprintf("%s artifact '%s' took %.1f s (%s%s)", verb, name, seconds, format_bytes(stored_bytes),
                     if (is.null(how)) "" else paste(",", how)))
   }
 }
+
+no_progress <- function(...) invisible()
 
 format_bytes <- function(bytes) format(structure(bytes, class = "object_size"), units = "auto", standard = "SI")

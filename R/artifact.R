@@ -55,16 +55,18 @@ recompress <- function(path) {
 # does not load; R then loads it lazily in the middle of the first method dispatch, and that first call
 # fails ("invalid 'type' (S4) of argument" for sum() on a Matrix): loading it up front makes S4 artifacts
 # work at once.
-read_artifact <- function(path, name = basename(path)) {
-  progress <- artifact_progress("Loading", name, file.size(path))
+read_artifact <- function(path, name = basename(path), bytes = file.size(path)) {
+  progress <- artifact_progress("Loading", name, bytes)
   warned <- list()
-  value <- tryCatch(
-    withCallingHandlers(readRDS(path), warning = function(w) {
+  value <- withCallingHandlers(readRDS(path),
+    warning = function(w) {
       warned[[length(warned) + 1]] <<- w
       invokeRestart("muffleWarning")
-    }),
+    },
     error = function(e) artifact_damaged(path, c(conditionMessage(e), warning_messages(warned))))
-  if (gettext("invalid or incomplete compressed data", domain = "R") %in% warning_messages(warned)) {
+  crc_failed <- length(warned) && gettext("invalid or incomplete compressed data", domain = "R") %in%
+    warning_messages(warned)
+  if (crc_failed) {
     artifact_damaged(path, warning_messages(warned))
   }
   for (w in warned) warning(w)
@@ -72,7 +74,7 @@ read_artifact <- function(path, name = basename(path)) {
     package <- attr(class(value), "package")
     if (!is.null(package)) requireNamespace(package, quietly = TRUE)
   }
-  progress(file.size(path))
+  progress()
   value
 }
 

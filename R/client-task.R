@@ -50,9 +50,9 @@ task_client <- R6::R6Class("task_client",
         abort(c("{.arg name} must be an artifact's name.",
                          "x" = "You supplied {.obj_type_friendly {name}}."), "usage_error", call = NULL)
       }
-      record <- private$record()
-      sha <- record$artifacts[[name]]
-      if (is.null(sha)) {
+      found <- private$by_name()[[name]]
+      if (is.null(found)) {
+        record <- private$record()
         known <- names(record$artifacts)
         abort(c(
           "Task {.val {self$pathspec}} has no attribute '{name}'.",
@@ -61,7 +61,8 @@ task_client <- R6::R6Class("task_client",
           "i" = if (length(known)) "Its artifacts: {.val {known}}." else "It has no artifacts."
         ), "datastore_error", call = NULL)
       }
-      read_artifact(private$blob_path(sha), name)
+      path <- private$blob_path(found$sha)
+      read_artifact(path, name, found$size %||% file.size(path))
     },
 
     #' @description Print the task's status, times and artifacts.
@@ -117,6 +118,7 @@ task_client <- R6::R6Class("task_client",
     id_ = NULL,
     record_ = NULL,
     paths_ = NULL,
+    by_name_ = NULL,
     # The task's latest committed attempt. A failed one is read again each time (a retry can commit a newer
     # one); a successful one is final, so it is read and converted once.
     record = function() {
@@ -127,12 +129,23 @@ task_client <- R6::R6Class("task_client",
       }
       private$record_
     },
+    # The artifacts by name, each list(sha, size), in an environment: with 1,000 artifacts a lookup by name
+    # in a list costs more than reading a small artifact. Kept with a successful record.
+    by_name = function() {
+      record <- private$record()
+      if (!is.null(private$by_name_) && isTRUE(record$successful)) return(private$by_name_)
+      names <- names(record$artifacts) %||% character()
+      sizes <- lapply(unname(record$artifact_info[names]), function(info) info$size)
+      entries <- Map(function(sha, size) list(sha = sha, size = size), unname(record$artifacts), sizes)
+      private$by_name_ <- list2env(stats::setNames(entries, names), parent = emptyenv())
+    },
     # A local file holding the blob: the paths a local datastore needs no download for are asked once, for
     # every artifact of the task; any other blob is fetched when it is read.
     blob_path = function(sha) {
       if (is.null(private$paths_)) {
-        private$paths_ <- client_query("artifact_paths", self$flow_name, private$step_$run_id,
-                                       as.list(unique(unlist(private$record()$artifacts))))
+        paths <- client_query("artifact_paths", self$flow_name, private$step_$run_id,
+                              as.list(unique(unlist(private$record()$artifacts))))
+        private$paths_ <- list2env(paths, parent = emptyenv())
       }
       private$paths_[[sha]] %||% client_query("artifact_path", self$flow_name, private$step_$run_id, sha)
     },
