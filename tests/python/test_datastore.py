@@ -4,6 +4,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import subprocess
 import threading
 from pathlib import Path
 
@@ -86,6 +88,26 @@ def test_a_damaged_download_is_refused_naming_the_object(tmp_path, aws_env):
         with pytest.raises(DatastoreError, match=f"s3://heal/mf/MyFlow/data/{sha[:2]}/{sha} does not hold"):
             ds.blob_path(sha)
         assert not list((tmp_path / "cache").rglob(sha))  # nothing damaged is cached
+
+
+R_LARGE_VALUE = ("set.seed(1); v <- data.frame(x = rnorm(4e6), day = as.Date('2024-01-01') + 0:3999999); "
+                 "attr(v, 'note') <- 'kept'; class(v) <- c('big_frame', 'data.frame')")
+
+
+@pytest.mark.skipif(shutil.which("Rscript") is None, reason="needs R (make setup installs it)")
+def test_a_large_r_artifact_round_trips_exactly_through_the_datastore(ds, tmp_path):
+    """Written by R as a task writes it (64 MB, more than one S3 part), stored, fetched, read by R again."""
+    written = tmp_path / "artifact-1.rds"
+    rscript(f"{R_LARGE_VALUE}; metaflow:::write_artifact(v, '{written}')")
+    sha = ds.save_blob_file(str(written), take=True)
+    read = rscript(f"{R_LARGE_VALUE}; cat(identical(metaflow:::read_artifact('{ds.blob_path(sha)}'), v))")
+    assert read == "TRUE"
+
+
+def rscript(code: str) -> str:
+    done = subprocess.run(["Rscript", "-e", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
 
 
 # -- damaged records -------------------------------------------------------------------------------
