@@ -14,9 +14,10 @@ write_artifact <- function(value, path, name = basename(path)) {
   progress <- artifact_progress("Storing", name, as.numeric(utils::object.size(value)))
   con <- gzfile(path, "wb", compression = 0)
   tryCatch(serialize(value, con), finally = close(con))
-  compressed <- file.size(path) >= compress_min_bytes && compression_pays(path)
-  if (compressed) recompress(path)
-  progress(file.size(path), if (compressed) "compressed" else "stored as is")
+  size <- file.size(path)
+  compressed <- size >= compress_min_bytes && compression_pays(path)
+  if (compressed) size <- recompress(path)
+  progress(size, if (compressed) "compressed" else "stored as is")
   invisible(path)
 }
 
@@ -35,7 +36,7 @@ compression_pays <- function(path, slice = 64 * 1024) {
   packed_bytes < compress_max_ratio * raw_bytes
 }
 
-# Rewrites a level-0 gzip file at level 1, in slices (the object is not held twice in memory).
+# Rewrites a level-0 gzip file at level 1, in slices (the object is not held twice in memory); its new size.
 recompress <- function(path) {
   packed <- paste0(path, ".part")
   from <- gzfile(path, "rb")
@@ -48,6 +49,7 @@ recompress <- function(path) {
   close(from)
   close(to)
   file.rename(packed, path)
+  file.size(path)
 }
 
 # A damaged blob either fails to read (an error) or fails gzip's CRC (a warning from R, after a value that
