@@ -135,6 +135,7 @@ bench: setup
 	$(VENV)/bin/python bench/compile_large.py
 	bash bench/compare_metaflow.sh
 	bash bench/with_metaflow.sh startup_memory.py
+	bash bench/with_metaflow.sh compare_artifacts.py
 	$(VENV)/bin/python bench/sfn_scale.py
 
 # The package's website, with pkgdown (Debian's r-cran-pkgdown), into site/ (docs/ holds the project's own
