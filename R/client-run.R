@@ -134,7 +134,7 @@ run_client <- R6::R6Class("run_client",
       spec <- if (is.null(flow)) NULL else flow_spec(flow, NULL)
       path <- client_query("report", private$flow_, private$id_, spec,
                            if (is.null(file)) NULL else normalizePath(file, mustWork = FALSE))
-      if (open) utils::browseURL(path)
+      if (open) open_in_browser(path)
       invisible(path)
     },
 

@@ -191,3 +191,19 @@ test_that("run(package_suffixes =) puts data beside the script in the code packa
     expect_equal(jsonlite::fromJSON(with$stdout)$StartAt, "metaflow-parameters")
   }
 })
+
+test_that("the README and the vignette show a foreach and a join that run, and predict from its best fit", {
+  example <- readLines(test_path("../../examples/model_flow.R"))
+  body <- paste(example[-1], collapse = "\n")  # without its comment line
+  for (doc in c("../../README.md", "../../vignettes/scheduling-flows.Rmd")) {
+    expect_true(grepl(body, paste(readLines(test_path(doc)), collapse = "\n"), fixed = TRUE), label = doc)
+  }
+  result <- rscript_flow(example)
+  expect_equal(result$status, 0)
+  expect_match(result$stdout, "best model: mpg ~ wt + qsec + am", fixed = TRUE)
+  withr::local_dir(result$dir)
+  run <- flow_client$new("ModelFlow")$latest_successful_run
+  expect_length(run_client$new("ModelFlow", run)$step("fit")$tasks, 3)
+  best <- run_client$new("ModelFlow", run)$artifact("best")
+  expect_equal(predict(best, newdata = mtcars[1:3, ]), predict(lm(mpg ~ wt + qsec + am, mtcars), mtcars[1:3, ]))
+})
