@@ -14,10 +14,12 @@
 #'   step's inherited artifacts pass on, and what the failed attempt assigned is dropped.
 #' * `timeout` (step): `seconds`, `minutes`, `hours`; a task running longer is stopped and fails.
 #' * `resources` (step): `cpu`, `memory` (MB), `gpu`, `shared_memory` (MB of `/dev/shm`); the Batch job's size on
-#'   Step Functions.
+#'   Step Functions and with `run --with batch`. A local run ignores it.
 #' * `batch` (step): `cpu`, `memory`, `gpu`, `shared_memory`, `image`, `queue`, `iam_role`, and `platform`:
 #'   `"ec2"` (the default: whole vCPUs) or `"fargate"` (0.25 to 32 vCPU with the memory AWS pairs with each; no
-#'   GPU or `shared_memory`; needs `METAFLOW_ECS_FARGATE_EXECUTION_ROLE` and a Fargate job queue).
+#'   GPU or `shared_memory`; needs `METAFLOW_ECS_FARGATE_EXECUTION_ROLE` and a Fargate job queue). A local
+#'   `run` runs the step's tasks as AWS Batch jobs (the other steps stay local, the run is stored in S3), as
+#'   `--with batch` does for every step; it needs the same settings, and stops naming them when they are missing.
 #' * `environment` (step): `vars`, a named list of environment variables set for the step's tasks.
 #'
 #' @param x The decorator's name (or a flow piped in, followed by the name).

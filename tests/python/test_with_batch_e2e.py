@@ -13,7 +13,7 @@ import subprocess
 import time
 
 import pytest
-from conftest import EXAMPLES, emulated_env, rscript, s3_datastore
+from conftest import EXAMPLES, emulated_env, local_env, rscript, s3_datastore
 
 pytestmark = pytest.mark.skipif(shutil.which("Rscript") is None, reason="needs R (make setup installs it)")
 
@@ -135,3 +135,46 @@ def test_a_killed_run_takes_its_batch_jobs_with_it(emulator, tmp_path):
     assert stopped["successful"] is False and stopped["exception"]["class"][0] == "metaflow_job_stopped"
     assert "napping" in ds.read_log(run_id, "nap", task_id, 0, "stdout")
     assert time.time() - killed_at < 25  # not the 30 s grace before SIGKILL
+
+
+BATCH_STEP = """library(metaflow)
+start <- function(self) self$start_job <- Sys.getenv("AWS_BATCH_JOB_ID")
+train <- function(self) {
+  self$train_job <- Sys.getenv("AWS_BATCH_JOB_ID")
+  self$fit <- lm(mpg ~ wt, data = mtcars)
+}
+end <- function(self) cat("end ran in job", shQuote(Sys.getenv("AWS_BATCH_JOB_ID")), "\\n")
+metaflow("BatchStepFlow") %>%
+  step(step = "start", r_function = start, next_step = "train") %>%
+  step(decorator("batch", memory = 2048), step = "train", r_function = train, next_step = "end") %>%
+  step(step = "end", r_function = end) %>%
+  run()
+"""
+
+
+def test_a_step_decorated_batch_runs_on_batch_in_a_local_run_and_the_others_locally(emulator, tmp_path):
+    """Issue 21: decorator("batch") on a step was ignored by a local run; Metaflow runs that step on Batch."""
+    (tmp_path / "flow.R").write_text(BATCH_STEP)
+    done = rscript(tmp_path / "flow.R", ["run"], tmp_path, emulated_env(emulator))
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    assert re.search(r"/start/1 \(pid \d+\)\]", output) and re.search(r"/train/2 \(job \w+\)\]", output), output
+    assert "end ran in job '' " in output
+    run_id = run_id_of(output)
+    ds = s3_datastore(emulator, "BatchStepFlow")  # every task of the run stored in S3, where the job reads
+    assert ds.run_status(run_id)["successful"] is True
+    assert ds.attempt_record(run_id, "train", "2", 0)["batch_job_id"]
+    assert not ds.attempt_record(run_id, "start", "1", 0).get("batch_job_id")
+    assert not (tmp_path / ".metaflow").exists()
+
+
+def test_a_step_decorated_batch_without_the_batch_settings_is_refused_before_anything_runs(tmp_path):
+    (tmp_path / "flow.R").write_text(BATCH_STEP)
+    env = {**local_env(tmp_path), "METAFLOW_HOME": str(tmp_path / "no-config")}
+    done = rscript(tmp_path / "flow.R", ["run"], tmp_path, env)
+    output = done.stdout + done.stderr
+    assert done.returncode != 0, output
+    assert 'Running steps on AWS Batch (decorator("batch") on step train) needs settings that are missing' in output
+    assert "METAFLOW_BATCH_JOB_QUEUE" in output and "METAFLOW_DATASTORE_SYSROOT_S3" in output
+    assert "Workflow starting" not in output and "Traceback" not in output
+    assert not (tmp_path / "local").exists()

@@ -59,7 +59,8 @@ def launch(invocation: Invocation, options: dict[str, Any], origin: tuple[str | 
     graph = _runnable(invocation)
     invocation.with_decorators += options.get("with_decorators", ())  # `run --with batch`, as Metaflow's tutorials
     withs = invocation.withs()
-    jobs = _plan_batch_jobs(invocation, graph, withs.batch) if withs.batch is not None else None
+    batch_steps = _batch_steps(graph, withs.batch)
+    jobs = _plan_batch_jobs(invocation, graph, withs.batch, batch_steps) if batch_steps else None
     ds = invocation.flow_datastore()
     if origin is None:
         clone = None
@@ -71,7 +72,7 @@ def launch(invocation: Invocation, options: dict[str, Any], origin: tuple[str | 
     runtime = LocalRuntime(graph, ds, run_id, run_record, script=graph.spec.script, launch_dir=invocation.launch_dir,
                            rscript=invocation.rscript, max_workers=options["max_workers"],
                            retries={node.name: node.spec.retries(withs.retry) for node in graph}, clone=clone,
-                           remote=remote)
+                           remote=remote, remote_steps=batch_steps)
     where = f"{ds.storage.root}/{graph.spec.name}/{run_id}"
     with _resuming(ds, clone, run_id):
         try:
@@ -150,18 +151,28 @@ def _report_line(ds: FlowDatastore, run_id: str, graph: FlowGraph) -> str:
         return f"The run's report could not be written: {exc}"
 
 
-def _plan_batch_jobs(invocation: Invocation, graph: FlowGraph, with_batch: dict[str, Any]) -> "BatchJobs":
-    """For ``--with batch``: every setting checked, the code package built and the job definitions named, as
-    step-functions create does, without AWS; the run's datastore becomes the S3 one."""
+def _batch_steps(graph: FlowGraph, with_batch: dict[str, Any] | None) -> frozenset[str]:
+    """The steps whose attempts are Batch jobs: every one with --with batch; otherwise those carrying
+    decorator("batch"), as Metaflow and Metaflow R run a @batch step of a local run."""
+    return frozenset(n.name for n in graph if with_batch is not None or n.spec.decorator("batch") is not None)
+
+
+def _plan_batch_jobs(invocation: Invocation, graph: FlowGraph, with_batch: dict[str, Any] | None,
+                     steps: frozenset[str]) -> "BatchJobs":
+    """For ``--with batch`` or decorator("batch"): every setting checked, the code package built and the job
+    definitions named, as step-functions create does, without AWS; the run's datastore becomes the S3 one."""
     from metaflow_r.aws.batch.job_definitions import plan_batch_jobs
     from metaflow_r.aws.settings import DeploySettings
 
+    why = "--with batch" if with_batch is not None else \
+        f"decorator(\"batch\") on step{'s' if len(steps) > 1 else ''} {', '.join(sorted(steps))}"
     if invocation.datastore_given and invocation.datastore != "s3":
-        raise UsageError(f"--with batch stores the run in S3; --datastore {invocation.datastore} cannot hold it.",
+        raise UsageError(f"{why} stores the run in S3; --datastore {invocation.datastore} cannot hold it.",
                          [("i", "Leave out --datastore, or write --datastore s3.")])
-    settings = DeploySettings.for_batch_runs()
+    settings = DeploySettings.for_batch_runs(f"Running steps on AWS Batch ({why}) needs")
     jobs = plan_batch_jobs(graph, invocation.raw_spec, settings, versions=invocation.versions,
-                           package_suffixes=invocation.package_suffixes, with_batch=with_batch, batch_retries=False)
+                           package_suffixes=invocation.package_suffixes, with_batch=with_batch, batch_retries=False,
+                           steps=steps)
     invocation.datastore, invocation.datastore_root = "s3", settings.s3_root
     return jobs
 
