@@ -5,7 +5,7 @@
 
 args_from_call <- function(params, flow, step_functions = NULL, max_workers = NULL, with = NULL, resume = NULL,
                            show = FALSE, help = FALSE, datastore = NULL, metadata = NULL, batch = FALSE,
-                           tags = NULL, wait = FALSE, call = rlang::caller_env()) {
+                           tags = NULL, wait = FALSE, seed = NULL, call = rlang::caller_env()) {
   if (length(params) && (is.null(names(params)) || any(!nzchar(names(params))))) {
     abort(c("Parameter values given to {.fn run} must be named.", "i" = "For example {.code run(alpha = 0.5)}."),
           "parameter_error", call = call)
@@ -33,6 +33,7 @@ args_from_call <- function(params, flow, step_functions = NULL, max_workers = NU
     if (isTRUE(wait)) "--wait",
     if (!is.null(max_workers)) c("--max-workers", format(max_workers)),
     unlist(lapply(tags, function(t) c("--tag", t))),
+    if (!is.null(seed)) c("--seed", format(check_seed(seed, call = call))),
     parameter_args(params, flow, call))
 }
 

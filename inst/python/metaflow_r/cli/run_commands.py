@@ -12,6 +12,7 @@ from metaflow_r.core.config import current_user
 from metaflow_r.core.errors import RunFailed, RunInterrupted, UsageError
 from metaflow_r.core.graph import FlowGraph
 from metaflow_r.core.params import parameter_values
+from metaflow_r.core.rng import SEED_LIMIT, new_run_seed
 from metaflow_r.datastore.flow import FlowDatastore
 from metaflow_r.report.writer import write_report
 from metaflow_r.runtime.local_runtime import LocalRuntime, RemoteLauncher
@@ -41,6 +42,9 @@ def run_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 @click.command("run", help="Run the flow locally.")
 @run_options
+@click.option("--seed", type=click.IntRange(1, SEED_LIMIT - 1), default=None,
+              help="The run's seed: every task draws from its own stream derived from it, the same however the "
+                   "run is run (default: the flow's metaflow(seed =), or a new one, recorded with the run).")
 def run(**options: Any) -> None:
     launch(current(), options, origin=None)
 
@@ -68,7 +72,8 @@ def launch(invocation: Invocation, options: dict[str, Any], origin: tuple[str | 
     else:
         clone, params = resume_plan(graph, ds, *origin)
     remote = _batch_launcher(jobs, graph) if jobs is not None else None  # AWS only once the inputs are good
-    run_id, run_record = _start_run(invocation, ds, params, clone, options)
+    seed = (clone.seed if clone else None) or options.get("seed") or graph.spec.seed or new_run_seed()
+    run_id, run_record = _start_run(invocation, ds, params, clone, {**options, "seed": seed})
     runtime = LocalRuntime(graph, ds, run_id, run_record, script=graph.spec.script, launch_dir=invocation.launch_dir,
                            rscript=invocation.rscript, max_workers=options["max_workers"],
                            retries={node.name: node.spec.retries(withs.retry) for node in graph}, clone=clone,
@@ -99,7 +104,7 @@ def _start_run(invocation: Invocation, ds: FlowDatastore, params: dict[str, Any]
     namespace = f"user:{current_user()}"
     run_id = ds.new_run([namespace, *options.get("tags", ())], params, current_user(),
                         extra={"namespace": namespace, "origin_run_id": clone.origin_run_id if clone else None,
-                               "spec": invocation.raw_spec})
+                               "spec": invocation.raw_spec, "seed": options["seed"]})
     for damaged in dict.fromkeys(ds.damaged):
         click.echo(f"Warning: skipped a damaged record: {damaged}", err=True)
     if options.get("run_id_file"):

@@ -71,6 +71,7 @@ class FlowSpec:
     parameters: tuple[Parameter, ...] = ()
     decorators: tuple[Decorator, ...] = ()
     script: str | None = None
+    seed: int | None = None  # metaflow(seed =): the runs' seed (core/rng.py); None: each run draws one
 
     def decorator(self, name: str) -> Decorator | None:
         return next((d for d in self.decorators if d.name == name), None)
@@ -100,4 +101,5 @@ def parse_spec(text_or_dict: str | dict) -> FlowSpec:
                          for p in raw["parameters"]),
         decorators=_decorators(raw["decorators"]),
         script=raw["script"],
+        seed=raw.get("seed"),
     )

@@ -23,6 +23,7 @@ class Clone:
     origin_run_id: str
     reuse_before: set[str]  # steps whose finished tasks may be reused
     origin: FlowDatastore  # where that run is: the run's own datastore, or S3 for a production run
+    seed: int | None = None  # the origin's seed: the tasks run again draw what they drew there (core/rng.py)
 
 
 def resume_plan(graph: FlowGraph, ds: FlowDatastore, origin_run_id: str | None,
@@ -51,7 +52,8 @@ def resume_plan(graph: FlowGraph, ds: FlowDatastore, origin_run_id: str | None,
     if step not in graph.nodes:
         raise UsageError(f"The flow has no step {step!r} to resume from.", [("i", f"Steps: {', '.join(graph.order)}.")])
     rerun = graph.descendants(step)
-    return Clone(origin_run_id, {s for s in graph.order if s not in rerun}, source), record.get("parameters", {})
+    return (Clone(origin_run_id, {s for s in graph.order if s not in rerun}, source, record.get("seed")),
+            record.get("parameters", {}))
 
 
 def _latest_ended(graph: FlowGraph, ds: FlowDatastore, records: list[dict[str, Any]]) -> str:
