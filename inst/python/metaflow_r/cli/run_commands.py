@@ -71,6 +71,8 @@ def launch(invocation: Invocation, options: dict[str, Any], origin: tuple[str | 
         params = parameter_values(graph.spec, {p.name: options.get(p.name) for p in graph.spec.parameters})
     else:
         clone, params = resume_plan(graph, ds, *origin)
+        for note in clone.notes:
+            click.echo(note)
     remote = _batch_launcher(jobs, graph) if jobs is not None else None  # AWS only once the inputs are good
     seed = (clone.seed if clone else None) or options.get("seed") or graph.spec.seed or new_run_seed()
     run_id, run_record = _start_run(invocation, ds, params, clone, {**options, "seed": seed})

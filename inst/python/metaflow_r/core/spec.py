@@ -35,6 +35,7 @@ class StepSpec:
     join: bool = False
     foreach: str | None = None
     decorators: tuple[Decorator, ...] = ()
+    code_hash: str | None = None  # R/step-hash.R: the step's code, as resume compares it
 
     def decorator(self, name: str) -> Decorator | None:
         return next((d for d in self.decorators if d.name == name), None)
@@ -95,7 +96,8 @@ def parse_spec(text_or_dict: str | dict) -> FlowSpec:
     return FlowSpec(
         name=raw["name"],
         steps=tuple(StepSpec(name=s["name"], next=tuple(s["next"]), join=s["join"], foreach=s["foreach"],
-                             decorators=_decorators(s["decorators"])) for s in raw["steps"]),
+                             decorators=_decorators(s["decorators"]), code_hash=s.get("code_hash"))
+               for s in raw["steps"]),
         parameters=tuple(Parameter(name=p["name"], help=p["help"], default=p["default"], type=p["type"],
                                    required=p["required"], is_flag=p["is_flag"], separator=p["separator"])
                          for p in raw["parameters"]),
