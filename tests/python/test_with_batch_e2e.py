@@ -178,3 +178,42 @@ def test_a_step_decorated_batch_without_the_batch_settings_is_refused_before_any
     assert "METAFLOW_BATCH_JOB_QUEUE" in output and "METAFLOW_DATASTORE_SYSROOT_S3" in output
     assert "Workflow starting" not in output and "Traceback" not in output
     assert not (tmp_path / "local").exists()
+
+
+WIDE = """library(metaflow)
+start <- function(self) self$items <- 1:6
+draw <- function(self) {
+  if (self$input == 6 && !file.exists("fixed.txt")) stop("item 6 fails")
+  self$u <- runif(1)
+}
+join <- function(self, inputs) self$us <- unlist(gather_inputs(inputs, "u"))
+metaflow("WideBatchFlow", seed = 11) %>%
+  step(step = "start", r_function = start, next_step = "draw", foreach = "items") %>%
+  step(step = "draw", r_function = draw, next_step = "join") %>%
+  step(step = "join", r_function = join, next_step = "end", join = TRUE) %>%
+  step(step = "end") %>%
+  run()
+"""
+
+
+def test_resume_with_batch_keeps_the_finished_jobs_and_draws_what_a_clean_run_draws(emulator, tmp_path):
+    """Issue 21: a resume reuses the failed foreach's finished tasks (jobs not submitted again), and the
+    task it runs again draws from the same stream as in a run that never failed."""
+    (tmp_path / "wide.R").write_text(WIDE)
+    env = emulated_env(emulator)
+    package = "--package-suffixes=.R,.txt"  # the fix is a file beside the script, in the code package
+    failed = rscript(tmp_path / "wide.R", [package, "run", "--with", "batch", "--max-workers", "1"], tmp_path, env)
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    (tmp_path / "fixed.txt").write_text("")
+    resumed = rscript(tmp_path / "wide.R", [package, "resume", "--with", "batch"], tmp_path, env)
+    output = resumed.stdout + resumed.stderr
+    assert resumed.returncode == 0, output
+    assert "Step 'draw' is unchanged since run" in output
+    assert len(re.findall(r"/draw/\d+\] Cloned from run", output)) == 5
+    assert len(re.findall(r"/draw/\d+ \(job \w+\)\] Task is starting", output)) == 1
+    clean = rscript(tmp_path / "wide.R", [package, "run", "--with", "batch", "--max-workers", "2"], tmp_path, env)
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    ds = s3_datastore(emulator, "WideBatchFlow")
+    joins = {run_id: ds.task_record(run_id, "join", ds.task_ids(run_id, "join")[0])["artifacts"]["us"]
+             for run_id in (run_id_of(output), run_id_of(clean.stdout + clean.stderr))}
+    assert len(set(joins.values())) == 1, joins
