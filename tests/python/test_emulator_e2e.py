@@ -14,7 +14,8 @@ import subprocess
 import time
 
 import pytest
-from conftest import EXAMPLES, READS_DATA, artifacts_by_task, deploy_and_trigger, emulated_env, rscript, s3_datastore
+from conftest import (EXAMPLES, READS_DATA, artifacts_by_task, deploy_and_trigger, emulated_env, rscript,
+                      s3_datastore, seeded_foreach)
 
 from metaflow_r.datastore.flow import FlowDatastore
 from metaflow_r.datastore.storage import LocalStorage
@@ -272,25 +273,13 @@ def test_data_beside_the_script_reaches_batch_only_with_its_suffix(emulator, tmp
     assert "total is 42" in ds.read_log("with-data", "end", "end", 0, "stdout")
 
 
-SEEDED = """library(metaflow)
-set.seed(42)  # what users write: on Batch it once gave every task the same draw
-start <- function(self) self$items <- 1:10
-draw <- function(self) self$u <- runif(1)
-join <- function(self, inputs) self$us <- unlist(gather_inputs(inputs, "u"))
-metaflow("SeededFlow", seed = 7) %>%
-  step(step = "start", r_function = start, next_step = "draw", foreach = "items") %>%
-  step(step = "draw", r_function = draw, next_step = "join") %>%
-  step(step = "join", r_function = join, next_step = "end", join = TRUE) %>%
-  step(step = "end") %>%
-  run()
-"""
 
 
 def test_a_seeded_flow_draws_the_same_numbers_locally_with_batch_and_on_step_functions(emulator, tmp_path):
     """Issue 21: each task's stream follows from the run's seed and its place in the graph, not from where
     it runs: a local run, a run --with batch and a Step Functions run store the same draws, all distinct."""
     script = tmp_path / "seeded.R"
-    script.write_text(SEEDED)
+    script.write_text(seeded_foreach("SeededFlow", 10, seed=7))
     env = emulated_env(emulator)
     local = rscript(script, ["--datastore", "local", "run"], tmp_path, {**env, "METAFLOW_DATASTORE_SYSROOT_LOCAL":
                                                                          str(tmp_path / "local")})

@@ -13,7 +13,7 @@ import subprocess
 import time
 
 import pytest
-from conftest import EXAMPLES, emulated_env, local_env, rscript, s3_datastore
+from conftest import EXAMPLES, emulated_env, local_env, rscript, s3_datastore, seeded_foreach
 
 pytestmark = pytest.mark.skipif(shutil.which("Rscript") is None, reason="needs R (make setup installs it)")
 
@@ -180,26 +180,12 @@ def test_a_step_decorated_batch_without_the_batch_settings_is_refused_before_any
     assert not (tmp_path / "local").exists()
 
 
-WIDE = """library(metaflow)
-start <- function(self) self$items <- 1:6
-draw <- function(self) {
-  if (self$input == 6 && !file.exists("fixed.txt")) stop("item 6 fails")
-  self$u <- runif(1)
-}
-join <- function(self, inputs) self$us <- unlist(gather_inputs(inputs, "u"))
-metaflow("WideBatchFlow", seed = 11) %>%
-  step(step = "start", r_function = start, next_step = "draw", foreach = "items") %>%
-  step(step = "draw", r_function = draw, next_step = "join") %>%
-  step(step = "join", r_function = join, next_step = "end", join = TRUE) %>%
-  step(step = "end") %>%
-  run()
-"""
 
 
 def test_resume_with_batch_keeps_the_finished_jobs_and_draws_what_a_clean_run_draws(emulator, tmp_path):
     """Issue 21: a resume reuses the failed foreach's finished tasks (jobs not submitted again), and the
     task it runs again draws from the same stream as in a run that never failed."""
-    (tmp_path / "wide.R").write_text(WIDE)
+    (tmp_path / "wide.R").write_text(seeded_foreach("WideBatchFlow", 6, seed=11, failing_item=6))
     env = emulated_env(emulator)
     package = "--package-suffixes=.R,.txt"  # the fix is a file beside the script, in the code package
     failed = rscript(tmp_path / "wide.R", [package, "run", "--with", "batch", "--max-workers", "1"], tmp_path, env)
