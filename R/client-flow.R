@@ -57,7 +57,7 @@ flow_client <- R6::R6Class("flow_client",
     runs_table = function() {
       infos <- private$run_infos()
       col <- function(f, empty = NA_character_) unlist(lapply(infos, function(i) f(i) %||% empty))
-      as_table(data.frame(
+      as_runs_table(data.frame(
         run_id = col(function(i) i$run_id),
         status = col(run_status),
         created_at = client_time(col(function(i) i$created_at, NA_real_)),

@@ -164,6 +164,22 @@ as_table <- function(df) {
   if (requireNamespace("tibble", quietly = TRUE)) tibble::as_tibble(df) else df
 }
 
+# The runs table, whose ids and statuses a user copies: tibble would cut them to "17966…" and "succe…".
+as_runs_table <- function(df) {
+  table <- as_table(df)
+  if (inherits(table, "tbl_df")) class(table) <- c("metaflow_runs_table", class(table))
+  table
+}
+
+#' @export
+print.metaflow_runs_table <- function(x, ...) {
+  # pillar shortens character columns to pillar.min_chars to fit more of them; with none shortened, the
+  # columns that do not fit are named under the table instead.
+  previous <- options(pillar.min_chars = Inf)
+  on.exit(options(previous))
+  NextMethod()
+}
+
 format_time <- function(time) if (is.null(time)) "-" else format(time, "%Y-%m-%d %H:%M:%S")
 
 format_duration <- function(from, to) {
@@ -181,4 +197,18 @@ cat_summary <- function(title, fields) {
     cat("    ", formatC(paste0(name, ":"), width = -(width + 2)), paste(value, collapse = ", "), "\n", sep = "")
   }
   invisible(fields)
+}
+
+# utils::browseURL() hands the file to xdg-open even where no display exists, and xdg-open then fills the
+# console with its complaints; a session with no browser to show is told where the file is instead.
+open_in_browser <- function(path) {
+  browser <- getOption("browser")
+  if (is.function(browser) || can_show_browser(browser)) return(utils::browseURL(path))
+  cli::cli_inform(c("i" = "No browser to open it here; the report is {.path {path}}."))
+}
+
+can_show_browser <- function(browser) {
+  if (!is.character(browser) || length(browser) != 1 || !nzchar(Sys.which(browser))) return(FALSE)
+  if (.Platform$OS.type == "windows" || Sys.info()[["sysname"]] == "Darwin") return(TRUE)
+  nzchar(Sys.getenv("DISPLAY")) || nzchar(Sys.getenv("WAYLAND_DISPLAY"))
 }

@@ -134,7 +134,7 @@ run_client <- R6::R6Class("run_client",
       spec <- if (is.null(flow)) NULL else flow_spec(flow, NULL)
       path <- client_query("report", private$flow_, private$id_, spec,
                            if (is.null(file)) NULL else normalizePath(file, mustWork = FALSE))
-      if (open) utils::browseURL(path)
+      if (open) open_in_browser(path)
       invisible(path)
     },
 
@@ -172,6 +172,9 @@ run_client <- R6::R6Class("run_client",
     user = function() private$record_$user,
     #' @field parameters The run's parameter values, a named list.
     parameters = function() private$record_$parameters,
+    #' @field seed The run's seed, from which every task's random-number stream derives (see [metaflow()]):
+    #'   `run(seed = )` with it draws the same numbers again.
+    seed = function() private$record_$seed,
     #' @field created_at When the run started (`POSIXct`).
     created_at = function() client_time(private$record_$created_at),
     #' @field finished `TRUE` once the run has ended, successfully or not.

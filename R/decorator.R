@@ -1,6 +1,8 @@
 #' Decorate a flow or a step
 #'
-#' Flow decorators go in [metaflow()]; step decorators in [step()].
+#' Flow decorators go in [metaflow()] (or are piped onto it: `metaflow("F") %>% decorator("schedule",
+#' daily = TRUE)`); step decorators in [step()]. Python's `True` and `False`, as Metaflow's guides write
+#' them (`decorator("schedule", weekly = True)`), are read as `TRUE` and `FALSE`.
 #'
 #' Known decorators and their arguments:
 #' * `schedule` (flow): `hourly`, `daily`, `weekly` (each `TRUE`), or `cron` (an AWS cron expression
@@ -12,13 +14,15 @@
 #'   step's inherited artifacts pass on, and what the failed attempt assigned is dropped.
 #' * `timeout` (step): `seconds`, `minutes`, `hours`; a task running longer is stopped and fails.
 #' * `resources` (step): `cpu`, `memory` (MB), `gpu`, `shared_memory` (MB of `/dev/shm`); the Batch job's size on
-#'   Step Functions.
+#'   Step Functions and with `run --with batch`. A local run ignores it.
 #' * `batch` (step): `cpu`, `memory`, `gpu`, `shared_memory`, `image`, `queue`, `iam_role`, and `platform`:
 #'   `"ec2"` (the default: whole vCPUs) or `"fargate"` (0.25 to 32 vCPU with the memory AWS pairs with each; no
-#'   GPU or `shared_memory`; needs `METAFLOW_ECS_FARGATE_EXECUTION_ROLE` and a Fargate job queue).
+#'   GPU or `shared_memory`; needs `METAFLOW_ECS_FARGATE_EXECUTION_ROLE` and a Fargate job queue). A local
+#'   `run` runs the step's tasks as AWS Batch jobs (the other steps stay local, the run is stored in S3), as
+#'   `--with batch` does for every step; it needs the same settings, and stops naming them when they are missing.
 #' * `environment` (step): `vars`, a named list of environment variables set for the step's tasks.
 #'
-#' @param x The decorator's name.
+#' @param x The decorator's name (or a flow piped in, followed by the name).
 #' @param ... Its arguments, named.
 #' @param .convert_args Accepted for compatibility; arguments are always kept as R values.
 #' @return A `metaflow_decorator` object.
@@ -27,12 +31,13 @@
 #' decorator("schedule", cron = "0 10 * * ? *")
 #' @export
 decorator <- function(x, ..., .convert_args = TRUE) {
+  if (inherits(x, "metaflow_flow")) return(decorate_flow(x, decorator(...)))
   known <- decorator_rules()
   if (!is.character(x) || length(x) != 1 || !x %in% names(known)) {
     abort_decorator("unknown", name = quoted(paste(format(x), collapse = ", ")),
                     known = join_list(names(known), "and", quote = "\""))
   }
-  args <- list(...)
+  args <- decorator_arguments(rlang::enquos(...), x)
   if (length(args) && (is.null(names(args)) || any(!nzchar(names(args))))) {
     abort(c("Arguments of {.code decorator(\"{x}\")} must be named.",
             "i" = "For example {.code decorator(\"retry\", times = 2)}."), "decorator_error")
@@ -50,6 +55,28 @@ decorator <- function(x, ..., .convert_args = TRUE) {
   # Named even when empty, so the spec sends an object.
   structure(list(name = x, attributes = structure(args, names = as.character(names(args)))),
             class = "metaflow_decorator")
+}
+
+# `metaflow("F") %>% decorator("schedule", hourly = TRUE)`, the pipe a user guesses, adds a flow decorator as
+# metaflow("F", decorator(...)) does; a step decorator piped onto a flow is told where it goes.
+decorate_flow <- function(flow, decorator, call = rlang::caller_env()) {
+  check_decorators(list(decorator), "metaflow()", call = call)
+  flow$decorators[[length(flow$decorators) + 1]] <- decorator
+  flow
+}
+
+# The arguments' values. The scheduling guide writes Python's `weekly=True`: a bare `True` or `False` that
+# names no R object is read as TRUE or FALSE, with a note, where R would stop at "object 'True' not found".
+decorator_arguments <- function(quosures, name) {
+  lapply(quosures, function(quosure) {
+    expr <- rlang::quo_get_expr(quosure)
+    word <- if (rlang::is_symbol(expr, c("True", "False"))) as.character(expr) else ""
+    if (!nzchar(word) || exists(word, envir = rlang::quo_get_env(quosure))) return(rlang::eval_tidy(quosure))
+    value <- word == "True"
+    cli::cli_inform(c("i" = "{.code decorator(\"{name}\")}: read Python's {.code {word}} as R's {.code {value}}."),
+                    .frequency = "once", .frequency_id = paste("python", name, word))
+    value
+  })
 }
 
 #' @export

@@ -5,6 +5,12 @@
 #'
 #' @param name The flow's name: letters, digits and underscores, starting with a letter.
 #' @param ... Flow-level decorators made with [decorator()], such as `decorator("schedule", hourly = TRUE)`.
+#' @param seed The seed of the flow's runs, a whole number from 1 to 2147483646 (`run(seed =)` or `--seed`
+#'   wins for one run). Each task then draws from its own L'Ecuyer-CMRG stream, derived from the seed and the
+#'   task's place in the graph (its step and foreach indices), as `parallel::nextRNGStream()` makes them: the
+#'   same draws in every task, locally, on `resume`, with `--with batch` and on Step Functions. Without it
+#'   each run draws a seed of its own, recorded with the run (`run_client$seed`, and in the report). A
+#'   step's own `set.seed()` works as in R; one at the top of the script does not reach the tasks.
 #' @return A `metaflow_flow` object to pipe into [parameter()], [step()] and [run()].
 #' @examples
 #' start <- function(self) self$x <- 1
@@ -14,13 +20,14 @@
 #'   step(step = "end", r_function = end)
 #' flow
 #' @export
-metaflow <- function(name, ...) {
+metaflow <- function(name, ..., seed = NULL) {
   check_name(name, "name", "graph_error")
+  if (!is.null(seed)) seed <- check_seed(seed)
   decorators <- list(...)
   check_decorators(decorators, "metaflow()")
   expect_run(name)
   structure(
-    list(name = name, decorators = unname(decorators), parameters = list(), steps = list()),
+    list(name = name, decorators = unname(decorators), parameters = list(), steps = list(), seed = seed),
     class = "metaflow_flow"
   )
 }

@@ -8,7 +8,9 @@
 #' @param help Help text shown by `Rscript flow.R run --help`.
 #' @param default The value used when none is given.
 #' @param type One of `"str"`, `"int"`, `"float"`, `"bool"` (R's `"character"`, `"integer"`,
-#'   `"numeric"`, `"logical"` work too). Inferred from `default` when `NULL`.
+#'   `"numeric"`, `"logical"` work too). Inferred from `default` when `NULL`, as R types it: `default = 5`
+#'   is numeric (a step reads `5`, and `--n_folds 2.5` is accepted), `default = 5L` is an integer (then
+#'   `--n_folds 2.5` is refused); write `5L` or `type = "integer"` for a count such as a number of folds.
 #' @param required If `TRUE`, a run without a value fails before anything starts.
 #' @param is_flag If `TRUE`, the option takes no value: `--name` sets it to `TRUE`.
 #' @param separator If set, a string value is split on it into a character vector.

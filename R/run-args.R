@@ -5,7 +5,8 @@
 
 args_from_call <- function(params, flow, step_functions = NULL, max_workers = NULL, with = NULL, resume = NULL,
                            show = FALSE, help = FALSE, datastore = NULL, metadata = NULL, batch = FALSE,
-                           tags = NULL, wait = FALSE, call = rlang::caller_env()) {
+                           tags = NULL, wait = FALSE, seed = NULL, origin_run_id = NULL,
+                           call = rlang::caller_env()) {
   if (length(params) && (is.null(names(params)) || any(!nzchar(names(params))))) {
     abort(c("Parameter values given to {.fn run} must be named.", "i" = "For example {.code run(alpha = 0.5)}."),
           "parameter_error", call = call)
@@ -21,9 +22,14 @@ args_from_call <- function(params, flow, step_functions = NULL, max_workers = NU
   if (!is.null(step_functions)) {
     command <- c("step-functions", step_functions)
   } else if (!is.null(resume)) {
-    command <- c("resume", if (is.character(resume)) resume)
+    command <- c("resume", if (is.character(resume)) resume, origin_run_option(origin_run_id, call))
   } else {
     command <- "run"
+  }
+  if (!is.null(origin_run_id) && (is.null(resume) || !is.null(step_functions))) {
+    abort(c("{.arg origin_run_id} names the run that {.code run(resume = TRUE)} resumes.",
+            "i" = "Write {.code run(resume = TRUE, origin_run_id = \"{format(origin_run_id)}\")}."), "usage_error",
+          call = call)
   }
   if (isTRUE(wait) && !identical(step_functions, "trigger")) {
     abort(c("{.arg wait} applies to {.code step_functions = \"trigger\"} only.",
@@ -33,6 +39,7 @@ args_from_call <- function(params, flow, step_functions = NULL, max_workers = NU
     if (isTRUE(wait)) "--wait",
     if (!is.null(max_workers)) c("--max-workers", format(max_workers)),
     unlist(lapply(tags, function(t) c("--tag", t))),
+    if (!is.null(seed)) c("--seed", format(check_seed(seed, call = call))),
     parameter_args(params, flow, call))
 }
 
@@ -105,4 +112,13 @@ check_value <- function(name, value, ok, wanted, call) {
             "x" = "You supplied {.obj_type_friendly {value}}: {.val {format(value)}}."),
           "parameter_error", call = call)
   }
+}
+
+origin_run_option <- function(origin_run_id, call) {
+  if (is.null(origin_run_id)) return(NULL)
+  if (!is.character(origin_run_id) || length(origin_run_id) != 1 || is.na(origin_run_id) || !nzchar(origin_run_id)) {
+    abort(c("{.arg origin_run_id} must be a run id, such as {.val 1796615020527042} or {.val sfn-...}.",
+            "x" = "You supplied {.obj_type_friendly {origin_run_id}}."), "usage_error", call = call)
+  }
+  c("--origin-run-id", origin_run_id)
 }

@@ -18,7 +18,11 @@
 #' @param max_workers The most tasks run at once (default 16 locally).
 #' @param with Decorators applied to every step, e.g. `"retry"`, or `"batch"` to run each step as an AWS
 #'   Batch job (sized with Metaflow's syntax: `"batch:cpu=2,memory=8192"`).
-#' @param resume A step name: resume the latest run from that step (`TRUE` for its failed step).
+#' @param resume A step name: resume the latest run from that step (`TRUE` for its failed step). Resuming
+#'   from the failed step reuses the finished tasks of that step and of the steps after it too, where their
+#'   code and inputs are unchanged; naming a step runs it and the steps after it again.
+#' @param origin_run_id With `resume`: the run to resume (default: your latest), such as a production run's
+#'   `"sfn-..."` id.
 #' @param show If `TRUE`, print the graph instead of running.
 #' @param help If `TRUE`, print the command-line help.
 #' @param datastore `"local"` (default) or `"s3"`.
@@ -29,6 +33,8 @@
 #' @param batch `TRUE` runs each step as an AWS Batch job, as Metaflow R's `run(batch = TRUE)`: the same
 #'   as `with = "batch"`. The run stays local (its graph walk, retries, resume), its artifacts are in S3.
 #' @param tags Tags added to the run.
+#' @param seed The run's seed (a whole number from 1 to 2147483646), winning over [metaflow()]'s: each task
+#'   draws from its own random-number stream derived from it, so the same seed gives the same draws.
 #' @param wait With `step_functions = "trigger"`: follow the run until it ends, printing how each step
 #'   stands, and return it as a [run_client] (a failed run is a `metaflow_run_failed` error).
 #' @return `0` invisibly after a local run, `show` or `help`. With `step_functions = "create"`, the
@@ -49,7 +55,7 @@
 #' @export
 run <- function(flow, ..., step_functions = NULL, max_workers = NULL, with = NULL, resume = NULL,
                 show = FALSE, help = FALSE, datastore = NULL, metadata = NULL, package_suffixes = NULL,
-                batch = FALSE, tags = NULL, wait = FALSE) {
+                batch = FALSE, tags = NULL, wait = FALSE, seed = NULL, origin_run_id = NULL) {
   the$ran <- TRUE  # first: an error below is run()'s own, not a script that never reached run()
   params <- list(...)
   # R matches `f = 1` to `flow` by partial matching: then the flow is among `...` and `f` is a parameter.
@@ -74,7 +80,8 @@ run <- function(flow, ..., step_functions = NULL, max_workers = NULL, with = NUL
   if (from_call) {
     args <- args_from_call(params, flow, step_functions = step_functions, max_workers = max_workers,
                            with = with, resume = resume, show = show, help = help, datastore = datastore,
-                           metadata = metadata, batch = batch, tags = tags, wait = wait)
+                           metadata = metadata, batch = batch, tags = tags, wait = wait, seed = seed,
+                           origin_run_id = origin_run_id)
   }
   spec <- flow_spec(flow, script_path(), package_suffixes)
   info <- list(launch_dir = getwd(), rscript = rscript_path(), r_session = from_call,
@@ -142,11 +149,11 @@ task_command <- function(flow, args) {
 flow_spec <- function(flow, script, package_suffixes = NULL) {
   steps <- lapply(unname(flow$steps), function(s) {
     list(name = s$step, `next` = as.list(s$next_step), join = s$join, foreach = s$foreach,
-         decorators = lapply(s$decorators, unclass))
+         decorators = lapply(s$decorators, unclass), code_hash = step_code_hash(s$r_function))
   })
   spec <- list(name = flow$name, script = script, parameters = flow$parameters,
                decorators = lapply(flow$decorators, unclass), steps = steps,
-               package_suffixes = as.list(package_suffixes))
+               package_suffixes = as.list(package_suffixes), seed = flow$seed)
   as.character(jsonlite::toJSON(spec, auto_unbox = TRUE, null = "null", na = "null", digits = NA))
 }
 

@@ -17,6 +17,7 @@ run_task <- function(flow, args) {
   if (length(ctx$environment)) {
     do.call(Sys.setenv, lapply(ctx$environment, as.character))  # the step's environment decorator
   }
+  seed_task_rng(ctx$rng)
   started <- task_self(ctx)
   self <- started$self
   if (!is.null(ctx$catch)) {

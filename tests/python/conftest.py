@@ -456,6 +456,28 @@ metaflow("DataFlow") %>%
 """
 
 
+def seeded_foreach(flow: str, width: int, seed: int, failing_item: int | None = None) -> str:
+    """A seeded foreach whose tasks each draw runif(1), joined into ``us``; ``failing_item`` fails until a
+    file fixed.txt is beside the script (in the code package with --package-suffixes=.R,.txt). Its
+    set.seed(42) at the top is what users write: on Batch it once gave every task the same draw."""
+    fails = f'  if (self$input == {failing_item} && !file.exists("fixed.txt")) stop("item {failing_item} fails")\n' \
+        if failing_item else ""
+    return f"""library(metaflow)
+set.seed(42)
+start <- function(self) self$items <- 1:{width}
+draw <- function(self) {{
+{fails}  self$u <- runif(1)
+}}
+join <- function(self, inputs) self$us <- unlist(gather_inputs(inputs, "u"))
+metaflow("{flow}", seed = {seed}) %>%
+  step(step = "start", r_function = start, next_step = "draw", foreach = "items") %>%
+  step(step = "draw", r_function = draw, next_step = "join") %>%
+  step(step = "join", r_function = join, next_step = "end", join = TRUE) %>%
+  step(step = "end") %>%
+  run()
+"""
+
+
 # -- what a reader of the datastore may see ----------------------------------------------------------
 
 

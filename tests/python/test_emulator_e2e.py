@@ -14,7 +14,8 @@ import subprocess
 import time
 
 import pytest
-from conftest import EXAMPLES, READS_DATA, artifacts_by_task, deploy_and_trigger, emulated_env, rscript, s3_datastore
+from conftest import (EXAMPLES, READS_DATA, artifacts_by_task, deploy_and_trigger, emulated_env, rscript,
+                      s3_datastore, seeded_foreach)
 
 from metaflow_r.datastore.flow import FlowDatastore
 from metaflow_r.datastore.storage import LocalStorage
@@ -270,3 +271,28 @@ def test_data_beside_the_script_reaches_batch_only_with_its_suffix(emulator, tmp
     triggered = rscript(script, ["step-functions", "trigger", "--run-id", "with-data", "--wait"], tmp_path, env)
     assert triggered.returncode == 0, triggered.stdout + triggered.stderr
     assert "total is 42" in ds.read_log("with-data", "end", "end", 0, "stdout")
+
+
+
+
+def test_a_seeded_flow_draws_the_same_numbers_locally_with_batch_and_on_step_functions(emulator, tmp_path):
+    """Issue 21: each task's stream follows from the run's seed and its place in the graph, not from where
+    it runs: a local run, a run --with batch and a Step Functions run store the same draws, all distinct."""
+    script = tmp_path / "seeded.R"
+    script.write_text(seeded_foreach("SeededFlow", 10, seed=7))
+    env = emulated_env(emulator)
+    local = rscript(script, ["--datastore", "local", "run"], tmp_path, {**env, "METAFLOW_DATASTORE_SYSROOT_LOCAL":
+                                                                         str(tmp_path / "local")})
+    assert local.returncode == 0, local.stdout + local.stderr
+    local_ds = FlowDatastore(LocalStorage(tmp_path / "local" / ".metaflow"), "SeededFlow")
+    (local_run,) = local_ds.run_ids()
+    draws = artifacts_by_task(local_ds, local_run)
+    assert len({artifacts["u"] for (step, _), artifacts in draws.items() if step == "draw"}) == 10
+    with_batch = rscript(script, ["run", "--with", "batch", "--max-workers", "4"], tmp_path, env)
+    assert with_batch.returncode == 0, with_batch.stdout + with_batch.stderr
+    remote_ds = s3_datastore(emulator, "SeededFlow")
+    (batch_run,) = remote_ds.run_ids()
+    assert artifacts_by_task(remote_ds, batch_run) == draws
+    deploy_and_trigger(script, tmp_path, env, "e2e-seeded")
+    assert artifacts_by_task(remote_ds, "e2e-seeded") == draws
+    assert remote_ds.run_record("e2e-seeded")["seed"] == local_ds.run_record(local_run)["seed"] == 7

@@ -114,6 +114,16 @@ def test_a_successful_run(ds):
     assert ("start", "body", "foreach items") in view.edges
 
 
+def test_parameters_show_as_r_prints_them(ds):
+    """Issue 21: parameter("n_folds", default = 5) is numeric, as in R, and shows as 5, not Python's 5.0."""
+    run = RunRecords(ds, parameters={"n_folds": 5.0, "alpha": 0.1, "sizes": [1.0, 2.5]})
+    run.attempt("start", "1", 0, 1)
+    run.end(True)
+    page = render(read_run(ds, run.run_id, None))
+    assert "<code>n_folds</code> = <code>5</code>" in page
+    assert "<code>alpha</code> = <code>0.1</code>" in page and "<code>[1, 2.5]</code>" in page
+
+
 def test_a_failed_run_names_the_failing_task_with_its_exception_and_output(ds):
     run = foreach_run(ds, body_ok=(True, False, True), finished=False)
     exception = {"class": ["simpleError", "error", "condition"], "message": "non-numeric argument",

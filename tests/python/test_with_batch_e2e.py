@@ -13,7 +13,7 @@ import subprocess
 import time
 
 import pytest
-from conftest import EXAMPLES, emulated_env, rscript, s3_datastore
+from conftest import EXAMPLES, emulated_env, local_env, rscript, s3_datastore, seeded_foreach
 
 pytestmark = pytest.mark.skipif(shutil.which("Rscript") is None, reason="needs R (make setup installs it)")
 
@@ -135,3 +135,71 @@ def test_a_killed_run_takes_its_batch_jobs_with_it(emulator, tmp_path):
     assert stopped["successful"] is False and stopped["exception"]["class"][0] == "metaflow_job_stopped"
     assert "napping" in ds.read_log(run_id, "nap", task_id, 0, "stdout")
     assert time.time() - killed_at < 25  # not the 30 s grace before SIGKILL
+
+
+BATCH_STEP = """library(metaflow)
+start <- function(self) self$start_job <- Sys.getenv("AWS_BATCH_JOB_ID")
+train <- function(self) {
+  self$train_job <- Sys.getenv("AWS_BATCH_JOB_ID")
+  self$fit <- lm(mpg ~ wt, data = mtcars)
+}
+end <- function(self) cat("end ran in job", shQuote(Sys.getenv("AWS_BATCH_JOB_ID")), "\\n")
+metaflow("BatchStepFlow") %>%
+  step(step = "start", r_function = start, next_step = "train") %>%
+  step(decorator("batch", memory = 2048), step = "train", r_function = train, next_step = "end") %>%
+  step(step = "end", r_function = end) %>%
+  run()
+"""
+
+
+def test_a_step_decorated_batch_runs_on_batch_in_a_local_run_and_the_others_locally(emulator, tmp_path):
+    """Issue 21: decorator("batch") on a step was ignored by a local run; Metaflow runs that step on Batch."""
+    (tmp_path / "flow.R").write_text(BATCH_STEP)
+    done = rscript(tmp_path / "flow.R", ["run"], tmp_path, emulated_env(emulator))
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    assert re.search(r"/start/1 \(pid \d+\)\]", output) and re.search(r"/train/2 \(job \w+\)\]", output), output
+    assert "end ran in job '' " in output
+    run_id = run_id_of(output)
+    ds = s3_datastore(emulator, "BatchStepFlow")  # every task of the run stored in S3, where the job reads
+    assert ds.run_status(run_id)["successful"] is True
+    assert ds.attempt_record(run_id, "train", "2", 0)["batch_job_id"]
+    assert not ds.attempt_record(run_id, "start", "1", 0).get("batch_job_id")
+    assert not (tmp_path / ".metaflow").exists()
+
+
+def test_a_step_decorated_batch_without_the_batch_settings_is_refused_before_anything_runs(tmp_path):
+    (tmp_path / "flow.R").write_text(BATCH_STEP)
+    env = {**local_env(tmp_path), "METAFLOW_HOME": str(tmp_path / "no-config")}
+    done = rscript(tmp_path / "flow.R", ["run"], tmp_path, env)
+    output = done.stdout + done.stderr
+    assert done.returncode != 0, output
+    assert 'Running steps on AWS Batch (decorator("batch") on step train) needs settings that are missing' in output
+    assert "METAFLOW_BATCH_JOB_QUEUE" in output and "METAFLOW_DATASTORE_SYSROOT_S3" in output
+    assert "Workflow starting" not in output and "Traceback" not in output
+    assert not (tmp_path / "local").exists()
+
+
+
+
+def test_resume_with_batch_keeps_the_finished_jobs_and_draws_what_a_clean_run_draws(emulator, tmp_path):
+    """Issue 21: a resume reuses the failed foreach's finished tasks (jobs not submitted again), and the
+    task it runs again draws from the same stream as in a run that never failed."""
+    (tmp_path / "wide.R").write_text(seeded_foreach("WideBatchFlow", 6, seed=11, failing_item=6))
+    env = emulated_env(emulator)
+    package = "--package-suffixes=.R,.txt"  # the fix is a file beside the script, in the code package
+    failed = rscript(tmp_path / "wide.R", [package, "run", "--with", "batch", "--max-workers", "1"], tmp_path, env)
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    (tmp_path / "fixed.txt").write_text("")
+    resumed = rscript(tmp_path / "wide.R", [package, "resume", "--with", "batch"], tmp_path, env)
+    output = resumed.stdout + resumed.stderr
+    assert resumed.returncode == 0, output
+    assert "Step 'draw' is unchanged since run" in output
+    assert len(re.findall(r"/draw/\d+\] Cloned from run", output)) == 5
+    assert len(re.findall(r"/draw/\d+ \(job \w+\)\] Task is starting", output)) == 1
+    clean = rscript(tmp_path / "wide.R", [package, "run", "--with", "batch", "--max-workers", "2"], tmp_path, env)
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    ds = s3_datastore(emulator, "WideBatchFlow")
+    joins = {run_id: ds.task_record(run_id, "join", ds.task_ids(run_id, "join")[0])["artifacts"]["us"]
+             for run_id in (run_id_of(output), run_id_of(clean.stdout + clean.stderr))}
+    assert len(set(joins.values())) == 1, joins

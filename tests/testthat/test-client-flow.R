@@ -88,3 +88,13 @@ test_that("a flow's runs come as a table too, newest first", {
   expect_s3_class(table$created_at, "POSIXct")
   expect_true(all(table$finished_at >= table$created_at))
 })
+
+test_that("the runs table prints run ids and statuses whole, at any console width", {
+  skip_if_not_installed("tibble")
+  withr::local_options(width = 60)
+  out <- capture.output(print(flow_client$new("ClientFlowA")$runs_table()))
+  expect_match(out, second, fixed = TRUE, all = FALSE)
+  expect_match(out, first, fixed = TRUE, all = FALSE)
+  expect_match(out, "successful", fixed = TRUE, all = FALSE)
+  expect_no_match(out[-length(out)], "\u2026")
+})

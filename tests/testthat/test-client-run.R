@@ -127,6 +127,23 @@ test_that("report() writes the run's report beside its data, returns the path in
   expect_identical(opened, path)
 })
 
+test_that("report(open = TRUE) with no display names the file instead of calling the browser", {
+  run <- run_client$new("ClientRunFlow", failed_id)
+  called <- withr::local_tempfile()
+  browser <- withr::local_tempfile(fileext = ".sh")
+  writeLines(c("#!/bin/sh", paste("echo \"$1\" >", shQuote(called))), browser)
+  Sys.chmod(browser, "0755")
+  withr::local_options(browser = browser)
+  withr::local_envvar(DISPLAY = "", WAYLAND_DISPLAY = "")
+  skip_if(Sys.info()[["sysname"]] == "Darwin", "macOS always has a browser to show")
+  expect_message(path <- run$report(open = TRUE), "No browser to open it here; the report is")
+  expect_false(file.exists(called))
+  withr::local_envvar(DISPLAY = ":0")
+  expect_no_message(run$report(open = TRUE))
+  for (i in 1:50) if (!file.exists(called)) Sys.sleep(0.1)
+  expect_identical(readLines(called), path)
+})
+
 test_that("report() with the flow draws the flow's graph, to the file asked for", {
   flow <- metaflow("ClientRunFlow") %>%
     step(step = "start", next_step = "end") %>%

@@ -72,3 +72,20 @@ test_that("R and the backend tell the same words for the same bad decorator", {
   expect_identical(first_line(backend_words("retry", list(times = -1L), 'step("start")')[[2]]),
                    first_line(r_words(decorator("retry", times = -1L))))
 })
+
+test_that("a flow decorator piped onto the flow decorates it; a step decorator piped there is told where it goes", {
+  piped <- metaflow("PipedFlow") %>% decorator("schedule", cron = "0 10 * * ? *")
+  expect_identical(piped$decorators, metaflow("PipedFlow", decorator("schedule", cron = "0 10 * * ? *"))$decorators)
+  expect_error(metaflow("PipedFlow") %>% decorator("retry", times = 2),
+               "cannot decorate `metaflow\\(\\)`.*inside `step\\(\\)`", class = "metaflow_decorator_error")
+})
+
+test_that("Python's True and False, as the scheduling guide writes them, are read as TRUE and FALSE", {
+  expect_message(weekly <- decorator("schedule", weekly = True), "read Python's `True` as R's `TRUE`")
+  expect_identical(weekly, decorator("schedule", weekly = TRUE))
+  expect_identical(suppressMessages(decorator("catch", print_exception = False)),
+                   decorator("catch", print_exception = FALSE))
+  # A True the user defined is theirs, and is not rewritten.
+  True <- "yes"
+  expect_error(decorator("schedule", weekly = True), "TRUE or FALSE")
+})

@@ -191,3 +191,89 @@ test_that("run(package_suffixes =) puts data beside the script in the code packa
     expect_equal(jsonlite::fromJSON(with$stdout)$StartAt, "metaflow-parameters")
   }
 })
+
+test_that("the README and the vignette show a foreach and a join that run, and predict from its best fit", {
+  example <- readLines(test_path("../../examples/model_flow.R"))
+  body <- paste(example[-1], collapse = "\n")  # without its comment line
+  for (doc in c("../../README.md", "../../vignettes/scheduling-flows.Rmd")) {
+    expect_true(grepl(body, paste(readLines(test_path(doc)), collapse = "\n"), fixed = TRUE), label = doc)
+  }
+  result <- rscript_flow(example)
+  expect_equal(result$status, 0)
+  expect_match(result$stdout, "best model: mpg ~ wt + qsec + am", fixed = TRUE)
+  withr::local_dir(result$dir)
+  run <- flow_client$new("ModelFlow")$latest_successful_run
+  expect_length(run_client$new("ModelFlow", run)$step("fit")$tasks, 3)
+  best <- run_client$new("ModelFlow", run)$artifact("best")
+  expect_equal(predict(best, newdata = mtcars[1:3, ]), predict(lm(mpg ~ wt + qsec + am, mtcars), mtcars[1:3, ]))
+})
+
+wide_flow <- function(fit = "function(self) { if (self$input == 3 && !file.exists('fixed')) stop('item 3 fails'); self$y <- self$input }") {
+  flow_script(
+    "start <- function(self) self$items <- 1:10",
+    paste("fit <-", fit),
+    "join <- function(self, inputs) self$ys <- unlist(gather_inputs(inputs, 'y'))",
+    "end <- function(self) cat('ys:', self$ys, '\\n')",
+    pipeline = c('metaflow("WideFlow") %>%',
+                 'step(step = "start", r_function = start, next_step = "fit", foreach = "items") %>%',
+                 'step(step = "fit", r_function = fit, next_step = "join") %>%',
+                 'step(step = "join", r_function = join, next_step = "end", join = TRUE) %>%',
+                 'step(step = "end", r_function = end)'))
+}
+
+test_that("resume keeps a failed foreach's finished tasks while the step's code is unchanged, and says so", {
+  first <- rscript_flow(wide_flow())
+  expect_equal(first$status, 1)
+  file.create(file.path(first$dir, "fixed"))
+  resumed <- rscript_flow(wide_flow(), "resume", dir = first$dir)
+  expect_equal(resumed$status, 0, info = resumed$output)
+  expect_match(resumed$stdout, "Step 'fit' is unchanged since run [0-9]+: its finished tasks with unchanged inputs are reused")
+  # A failed task stops the run: the tasks that had finished by then are reused, the others run.
+  finished <- lengths(regmatches(first$stdout, gregexpr("/fit/[0-9]+ \\(pid [0-9]+\\)\\] Task finished", first$stdout)))
+  expect_gte(finished, 1)
+  cloned <- lengths(regmatches(resumed$stdout, gregexpr("/fit/[0-9]+\\] Cloned from run", resumed$stdout)))
+  ran <- lengths(regmatches(resumed$stdout, gregexpr("/fit/[0-9]+ \\(pid [0-9]+\\)\\] Task is starting", resumed$stdout)))
+  expect_identical(c(cloned, ran), c(finished, 10L - finished))
+  expect_match(resumed$stdout, "ys: 1 2 3 4 5 6 7 8 9 10", fixed = TRUE)
+})
+
+test_that("resume reruns every task of a step whose code changed, or of a step named", {
+  first <- rscript_flow(wide_flow())
+  fixed <- wide_flow("function(self) self$y <- self$input * 10  # the fix")
+  resumed <- rscript_flow(fixed, "resume", dir = first$dir)
+  expect_equal(resumed$status, 0, info = resumed$output)
+  expect_match(resumed$stdout, "Step 'fit' changed since run [0-9]+: its tasks run again.")
+  expect_no_match(resumed$stdout, "/fit/[0-9]+\\] Cloned")
+  expect_match(resumed$stdout, "ys: 10 20 30 40 50 60 70 80 90 100", fixed = TRUE)
+  again <- rscript_flow(fixed, c("resume", "fit"), dir = first$dir)
+  expect_equal(again$status, 0, info = again$output)
+  expect_length(regmatches(again$stdout, gregexpr("/fit/[0-9]+ \\(pid [0-9]+\\)\\] Task is starting", again$stdout))[[1]], 10)
+})
+
+test_that("a helper the step calls is part of its code: changing it reruns the step's tasks", {
+  helper_flow <- function(factor) {
+    code <- wide_flow("function(self) { if (self$input == 3 && !file.exists('fixed')) stop('item 3 fails'); self$y <- scale_it(self$input) }")
+    c(code[1], sprintf("scale_it <- function(x) x * %d", factor), code[-1])
+  }
+  first <- rscript_flow(helper_flow(1))
+  file.create(file.path(first$dir, "fixed"))
+  resumed <- rscript_flow(helper_flow(2), "resume", dir = first$dir)
+  expect_match(resumed$stdout, "Step 'fit' changed since run")
+  expect_match(resumed$stdout, "ys: 2 4 6 8 10 12 14 16 18 20", fixed = TRUE)
+})
+
+test_that("run(resume = TRUE, origin_run_id =) resumes the run named, from an R session", {
+  first <- rscript_flow(wide_flow())
+  later <- rscript_flow(wide_flow(), dir = first$dir)
+  origin <- regmatches(first$stdout, regexpr("(?<=run-id )[0-9]+", first$stdout, perl = TRUE))
+  file.create(file.path(first$dir, "fixed"))
+  code <- sub("^run\\(\\)$", sprintf("run(resume = TRUE, origin_run_id = '%s')", origin), wide_flow())
+  writeLines(code, file.path(first$dir, "flow.R"))
+  result <- processx::run(file.path(R.home("bin"), "Rscript"), c("-e", "source('flow.R')"), wd = first$dir,
+                          error_on_status = FALSE)
+  expect_equal(result$status, 0, info = result$stderr)
+  expect_match(result$stdout, sprintf("Cloned from run %s", origin), fixed = TRUE)
+  expect_error(args_from_call(list(), metaflow("F"), origin_run_id = "1"), "names the run that `run\\(resume = TRUE\\)`")
+  expect_identical(args_from_call(list(), metaflow("F"), resume = TRUE, origin_run_id = "sfn-1"),
+                   c("resume", "--origin-run-id", "sfn-1"))
+})

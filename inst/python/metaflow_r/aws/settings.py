@@ -41,10 +41,10 @@ class DeploySettings:
         return cls._read(REQUIRED_SETTINGS, need_events_role, placeholders, "Step Functions needs")
 
     @classmethod
-    def for_batch_runs(cls) -> "DeploySettings":
-        """What a local run whose steps run on AWS Batch (--with batch) needs, every missing one named."""
+    def for_batch_runs(cls, who: str = "Running steps on AWS Batch (--with batch) needs") -> "DeploySettings":
+        """What a local run whose steps run on AWS Batch needs, every missing one named."""
         required = {k: v for k, v in REQUIRED_SETTINGS.items() if k not in STEP_FUNCTIONS_ONLY}
-        return cls._read(required, False, False, "Running steps on AWS Batch (--with batch) needs")
+        return cls._read(required, False, False, who)
 
     @classmethod
     def _read(cls, required: dict[str, str], need_events_role: bool, placeholders: bool,

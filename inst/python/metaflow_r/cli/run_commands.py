@@ -11,6 +11,7 @@ from metaflow_r.cli.invocation import Invocation, current
 from metaflow_r.core.config import current_user
 from metaflow_r.core.errors import RunFailed, RunInterrupted, UsageError
 from metaflow_r.core.params import parameter_values
+from metaflow_r.core.rng import SEED_LIMIT, new_run_seed
 
 if TYPE_CHECKING:  # a local run never loads AWS code; show and --help load no runtime either
     from metaflow_r.aws.batch.job_definitions import BatchJobs
@@ -39,6 +40,9 @@ def run_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 @click.command("run", help="Run the flow locally.")
 @run_options
+@click.option("--seed", type=click.IntRange(1, SEED_LIMIT - 1), default=None,
+              help="The run's seed: every task draws from its own stream derived from it, the same however the "
+                   "run is run (default: the flow's metaflow(seed =), or a new one, recorded with the run).")
 def run(**options: Any) -> None:
     launch(current(), options, origin=None)
 
@@ -60,19 +64,23 @@ def launch(invocation: Invocation, options: dict[str, Any], origin: tuple[str | 
     graph = _runnable(invocation)
     invocation.with_decorators += options.get("with_decorators", ())  # `run --with batch`, as Metaflow's tutorials
     withs = invocation.withs()
-    jobs = _plan_batch_jobs(invocation, graph, withs.batch) if withs.batch is not None else None
+    batch_steps = _batch_steps(graph, withs.batch)
+    jobs = _plan_batch_jobs(invocation, graph, withs.batch, batch_steps) if batch_steps else None
     ds = invocation.flow_datastore()
     if origin is None:
         clone = None
         params = parameter_values(graph.spec, {p.name: options.get(p.name) for p in graph.spec.parameters})
     else:
         clone, params = resume_plan(graph, ds, *origin)
+        for note in clone.notes:
+            click.echo(note)
     remote = _batch_launcher(jobs, graph) if jobs is not None else None  # AWS only once the inputs are good
-    run_id, run_record = _start_run(invocation, ds, params, clone, options)
+    seed = (clone.seed if clone else None) or options.get("seed") or graph.spec.seed or new_run_seed()
+    run_id, run_record = _start_run(invocation, ds, params, clone, {**options, "seed": seed})
     runtime = LocalRuntime(graph, ds, run_id, run_record, script=graph.spec.script, launch_dir=invocation.launch_dir,
                            rscript=invocation.rscript, max_workers=options["max_workers"],
                            retries={node.name: node.spec.retries(withs.retry) for node in graph}, clone=clone,
-                           remote=remote)
+                           remote=remote, remote_steps=batch_steps)
     where = f"{ds.storage.root}/{graph.spec.name}/{run_id}"
     with _resuming(ds, clone, run_id):
         try:
@@ -99,7 +107,7 @@ def _start_run(invocation: Invocation, ds: FlowDatastore, params: dict[str, Any]
     namespace = f"user:{current_user()}"
     run_id = ds.new_run([namespace, *options.get("tags", ())], params, current_user(),
                         extra={"namespace": namespace, "origin_run_id": clone.origin_run_id if clone else None,
-                               "spec": invocation.raw_spec})
+                               "spec": invocation.raw_spec, "seed": options["seed"]})
     for damaged in dict.fromkeys(ds.damaged):
         click.echo(f"Warning: skipped a damaged record: {damaged}", err=True)
     if options.get("run_id_file"):
@@ -155,18 +163,28 @@ def _report_line(ds: FlowDatastore, run_id: str, graph: FlowGraph) -> str:
         return f"The run's report could not be written: {exc}"
 
 
-def _plan_batch_jobs(invocation: Invocation, graph: FlowGraph, with_batch: dict[str, Any]) -> "BatchJobs":
-    """For ``--with batch``: every setting checked, the code package built and the job definitions named, as
-    step-functions create does, without AWS; the run's datastore becomes the S3 one."""
+def _batch_steps(graph: FlowGraph, with_batch: dict[str, Any] | None) -> frozenset[str]:
+    """The steps whose attempts are Batch jobs: every one with --with batch; otherwise those carrying
+    decorator("batch"), as Metaflow and Metaflow R run a @batch step of a local run."""
+    return frozenset(n.name for n in graph if with_batch is not None or n.spec.decorator("batch") is not None)
+
+
+def _plan_batch_jobs(invocation: Invocation, graph: FlowGraph, with_batch: dict[str, Any] | None,
+                     steps: frozenset[str]) -> "BatchJobs":
+    """For ``--with batch`` or decorator("batch"): every setting checked, the code package built and the job
+    definitions named, as step-functions create does, without AWS; the run's datastore becomes the S3 one."""
     from metaflow_r.aws.batch.job_definitions import plan_batch_jobs
     from metaflow_r.aws.settings import DeploySettings
 
+    why = "--with batch" if with_batch is not None else \
+        f"decorator(\"batch\") on step{'s' if len(steps) > 1 else ''} {', '.join(sorted(steps))}"
     if invocation.datastore_given and invocation.datastore != "s3":
-        raise UsageError(f"--with batch stores the run in S3; --datastore {invocation.datastore} cannot hold it.",
+        raise UsageError(f"{why} stores the run in S3; --datastore {invocation.datastore} cannot hold it.",
                          [("i", "Leave out --datastore, or write --datastore s3.")])
-    settings = DeploySettings.for_batch_runs()
+    settings = DeploySettings.for_batch_runs(f"Running steps on AWS Batch ({why}) needs")
     jobs = plan_batch_jobs(graph, invocation.raw_spec, settings, versions=invocation.versions,
-                           package_suffixes=invocation.package_suffixes, with_batch=with_batch, batch_retries=False)
+                           package_suffixes=invocation.package_suffixes, with_batch=with_batch, batch_retries=False,
+                           steps=steps)
     invocation.datastore, invocation.datastore_root = "s3", settings.s3_root
     return jobs
 

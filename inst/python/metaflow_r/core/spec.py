@@ -35,6 +35,7 @@ class StepSpec:
     join: bool = False
     foreach: str | None = None
     decorators: tuple[Decorator, ...] = ()
+    code_hash: str | None = None  # R/step-hash.R: the step's code, as resume compares it
 
     def decorator(self, name: str) -> Decorator | None:
         return next((d for d in self.decorators if d.name == name), None)
@@ -71,6 +72,7 @@ class FlowSpec:
     parameters: tuple[Parameter, ...] = ()
     decorators: tuple[Decorator, ...] = ()
     script: str | None = None
+    seed: int | None = None  # metaflow(seed =): the runs' seed (core/rng.py); None: each run draws one
 
     def decorator(self, name: str) -> Decorator | None:
         return next((d for d in self.decorators if d.name == name), None)
@@ -94,10 +96,12 @@ def parse_spec(text_or_dict: str | dict) -> FlowSpec:
     return FlowSpec(
         name=raw["name"],
         steps=tuple(StepSpec(name=s["name"], next=tuple(s["next"]), join=s["join"], foreach=s["foreach"],
-                             decorators=_decorators(s["decorators"])) for s in raw["steps"]),
+                             decorators=_decorators(s["decorators"]), code_hash=s.get("code_hash"))
+               for s in raw["steps"]),
         parameters=tuple(Parameter(name=p["name"], help=p["help"], default=p["default"], type=p["type"],
                                    required=p["required"], is_flag=p["is_flag"], separator=p["separator"])
                          for p in raw["parameters"]),
         decorators=_decorators(raw["decorators"]),
         script=raw["script"],
+        seed=raw.get("seed"),
     )

@@ -89,6 +89,7 @@ def _run_table(view: RunView) -> str:
     ]
     if record.get("origin_run_id"):
         rows.append(("Resumed from", code(f"{view.flow}/{record['origin_run_id']}")))
+    rows.append(("Seed", code(record["seed"]) if record.get("seed") else "-"))
     parameters = record.get("parameters") or {}
     rows.append(("Parameters", ", ".join(f"{code(k)} = {code(short(v))}" for k, v in parameters.items()) or "none"))
     body = "".join(f"<tr><td>{k}</td><td>{v}</td></tr>" for k, v in rows)

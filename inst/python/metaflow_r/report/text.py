@@ -24,8 +24,17 @@ def text(value: Any) -> str:
 
 
 def short(value: Any, limit: int = 200) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    text = value if isinstance(value, str) else json.dumps(as_r_prints(value), default=str)
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def as_r_prints(value: Any) -> Any:
+    """A whole number held as a float shows as R prints it: 5, not 5.0 (a numeric parameter's default 5)."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return int(value)
+    if isinstance(value, list):
+        return [as_r_prints(item) for item in value]
+    return value
 
 
 def size(size: Any) -> str:

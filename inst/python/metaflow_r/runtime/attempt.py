@@ -10,12 +10,13 @@
 The callers only schedule: the local runtime (local_runtime.py) walks the graph and keeps the join barrier;
 the Batch entry (aws/batch/task.py) runs the one attempt its job is for. Neither knows how an attempt runs.
 
-Where an attempt is prepared and committed is the engine's mode:
+Where an attempt is prepared and committed is its step's mode (``job_steps`` are "job", the others "here"):
     "here"  the task runs beside the engine, which prepares its context and commits what it leaves (a
             local task; the task inside a Batch job)
     "job"   the attempt is a Batch job of a local run (``run --with batch``) that runs this same engine in
             "here" mode and commits to S3 itself; this engine only launches it, passes its log lines on, and
             reads back the record it committed (or, if the job left none, records why), then decides.
+            Every step with ``--with batch``; with decorator("batch"), only the steps carrying it.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Literal, Mapping
+from typing import Any, Callable, Collection, Literal, Mapping
 
 from metaflow_r.core import protocol
 from metaflow_r.core.errors import DatastoreError, ProtocolError
@@ -34,7 +35,6 @@ from metaflow_r.runtime import task as tasks
 from metaflow_r.runtime.events import AttemptLauncher, Exited, Output, Started
 
 Decision = Literal["succeeded", "retry", "catch", "failed"]
-Mode = Literal["here", "job"]
 # echo(attempt, kind, text): kind is "stdout" or "stderr" for the task's own lines, "status" for the engine's.
 Echo = Callable[["Attempt", str, str], None]
 
@@ -76,7 +76,7 @@ class AttemptOutcome:
 class AttemptEngine:
     def __init__(self, graph: FlowGraph, ds: FlowDatastore, run_record: dict[str, Any], launcher: AttemptLauncher, *,
                  retries: Mapping[str, int], echo: Echo, scratch: str, batch_job_id: str | None = None,
-                 mode: Mode = "here") -> None:
+                 job_steps: Collection[str] = ()) -> None:
         self.graph = graph
         self.ds = ds
         self.run_record = run_record
@@ -85,7 +85,7 @@ class AttemptEngine:
         self.echo = echo
         self.scratch = scratch
         self.batch_job_id = batch_job_id
-        self.mode = mode
+        self.job_steps = frozenset(job_steps)
         self.running: list[Attempt] = []
 
     # -- the attempt's life ----------------------------------------------------------------------
@@ -94,12 +94,13 @@ class AttemptEngine:
         """Prepare and launch one attempt; ``known`` holds parents' records the caller already has."""
         workdir = tempfile.mkdtemp(prefix=f"{spec.step}-{spec.task_id}-{spec.retry_count}-", dir=self.scratch)
         prepared = context_file = None
-        if self.mode == "here":
+        here = spec.step not in self.job_steps
+        if here:
             prepared = tasks.prepare(self.graph, self.ds, spec, self.run_record, workdir, known=known)
             context_file = os.path.join(workdir, protocol.CONTEXT_FILE)
             protocol.write("context", prepared.context, context_file)
         attempt = Attempt(spec, prepared, workdir, time.time(), self.graph[spec.step].spec.timeout_seconds())
-        if self.mode == "here":
+        if here:
             attempt.logs = {s: open(os.path.join(workdir, f"{s}.log"), "wb") for s in ("stdout", "stderr")}
         try:
             attempt.where = self.launcher.launch(attempt, context_file)
@@ -120,7 +121,7 @@ class AttemptEngine:
             elif isinstance(event, Started):
                 event.attempt.running_since = time.time()
             elif isinstance(event, Exited):
-                end = self._end if self.mode == "here" else self._read_back
+                end = self._read_back if event.attempt.spec.step in self.job_steps else self._end
                 outcomes.append(end(event.attempt, event.code, event.why))
         now = time.time()
         for attempt in self.running:

@@ -4,7 +4,8 @@ It owns only what is particular to a local run: which tasks become ready as othe
 barrier, the bound on concurrent tasks, and resume's reuse of an earlier run's tasks. How each attempt
 runs, ends and is retried is the attempt engine's (attempt.py), the same as on Batch; here attempts run
 in forks of warm R workers, or, given a launcher of remote attempts (``run --with batch``: the caller
-passes aws/batch/launcher.py's, so this module imports no AWS code), as Batch jobs that commit themselves.
+passes aws/batch/launcher.py's, so this module imports no AWS code), as Batch jobs that commit themselves:
+every step's, or only ``remote_steps``' (the steps with decorator("batch")), the others' in local workers.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from metaflow_r.runtime.events import AttemptLauncher
 from metaflow_r.runtime.progress import RunConsole
 from metaflow_r.runtime.reaper import Reaper
 from metaflow_r.runtime.resume import Clone
+from metaflow_r.runtime.step_router import StepRouter
 from metaflow_r.runtime.workers import WorkerLauncher
 
 SCRATCH_PREFIX = "metaflow-r-"
@@ -59,7 +61,8 @@ class LocalRuntime:
     def __init__(self, graph: FlowGraph, ds: FlowDatastore, run_id: str, run_record: dict[str, Any], *,
                  script: str, launch_dir: str, rscript: str, max_workers: int = 16,
                  retries: dict[str, int] | None = None, clone: Clone | None = None,
-                 console: RunConsole | None = None, remote: RemoteLauncher | None = None) -> None:
+                 console: RunConsole | None = None, remote: RemoteLauncher | None = None,
+                 remote_steps: frozenset[str] | None = None) -> None:
         self.graph = graph
         self.ds = ds
         self.run_id = run_id
@@ -75,15 +78,24 @@ class LocalRuntime:
         sweep_stale_scratch()
         self.scratch = tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{run_id}-")
         env = subprocess_env()
+        job_steps = frozenset() if remote is None else remote_steps or frozenset(n.name for n in graph)
         # The launcher starts nothing before its first attempt, so the reaper can be told its cleanup.
-        self.launcher = remote(self._watch) if remote else WorkerLauncher(rscript, script, launch_dir, env,
-                                                                           watch=self._watch)
+        self.launcher = self._launcher(remote, job_steps, WorkerLauncher(rscript, script, launch_dir, env,
+                                                                          watch=self._watch))
         self.reaper = Reaper.start(ds.storage.kind, ds.storage.root, ds.flow, run_id, self.scratch, env,
                                    getattr(self.launcher, "cleanup_command", None))
         Path(self.scratch, OWNERS).write_text(f"{os.getpid()} {self.reaper.process.pid}")
         self.engine = AttemptEngine(graph, ds, run_record, self.launcher, retries=retries or {},
-                                    echo=self._say, scratch=self.scratch, mode="job" if remote else "here")
+                                    echo=self._say, scratch=self.scratch, job_steps=job_steps)
         self.origin_tasks = self._origin_tasks() if clone else {}
+
+    def _launcher(self, remote: RemoteLauncher | None, job_steps: frozenset[str],
+                  workers: WorkerLauncher) -> AttemptLauncher:
+        if remote is None:
+            return workers
+        if job_steps == {n.name for n in self.graph}:
+            return remote(self._watch)
+        return StepRouter(workers, remote(self._watch), job_steps)
 
     # -- public --------------------------------------------------------------------------------
 

@@ -1,4 +1,7 @@
-"""What ``resume`` reuses of an earlier run: its finished tasks before the step it runs again.
+"""What ``resume`` reuses of an earlier run: its finished tasks before the step it runs again, and, resuming
+from the failed step, the finished tasks of that step and the steps after it whose code is unchanged (the
+step's code hash in the two runs' specs, R/step-hash.R) and whose inputs are (the runtime reuses a task
+only when its parents were reused), as Metaflow reuses a failed foreach's finished siblings.
 
 By default the origin is the user's newest run that has ended: a run still going (or another resume in
 progress) is never cloned. A run named by id may be in another datastore: a production run on S3 is
@@ -6,7 +9,7 @@ resumed locally, its artifacts copied as its tasks are.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from metaflow_r.core.config import current_user
@@ -23,6 +26,8 @@ class Clone:
     origin_run_id: str
     reuse_before: set[str]  # steps whose finished tasks may be reused
     origin: FlowDatastore  # where that run is: the run's own datastore, or S3 for a production run
+    seed: int | None = None  # the origin's seed: the tasks run again draw what they drew there (core/rng.py)
+    notes: list[str] = field(default_factory=list)  # what is reused of the steps run again, and why
 
 
 def resume_plan(graph: FlowGraph, ds: FlowDatastore, origin_run_id: str | None,
@@ -46,12 +51,33 @@ def resume_plan(graph: FlowGraph, ds: FlowDatastore, origin_run_id: str | None,
                                 "reaper within seconds.")])
     if source is ds:
         ds.check_not_being_resumed(origin_run_id)
+    named = step is not None
     if step is None:
         step = failed_step(graph, source, origin_run_id)
     if step not in graph.nodes:
         raise UsageError(f"The flow has no step {step!r} to resume from.", [("i", f"Steps: {', '.join(graph.order)}.")])
     rerun = graph.descendants(step)
-    return Clone(origin_run_id, {s for s in graph.order if s not in rerun}, source), record.get("parameters", {})
+    reuse = {s for s in graph.order if s not in rerun}
+    notes = [] if named else _reuse_unchanged(graph, record, [s for s in graph.order if s in rerun], reuse)
+    return Clone(origin_run_id, reuse, source, record.get("seed"), notes), record.get("parameters", {})
+
+
+def _reuse_unchanged(graph: FlowGraph, record: dict[str, Any], rerun: list[str], reuse: set[str]) -> list[str]:
+    """Adds to ``reuse`` the steps run again whose code the origin ran too; says of each what it does."""
+    origin_hashes = {s["name"]: s.get("code_hash") for s in (record.get("spec") or {}).get("steps", [])}
+    run = f"run {record['run_id']}"
+    notes = []
+    for name in rerun:
+        now, then = graph[name].spec.code_hash, origin_hashes.get(name)
+        if then is None or now is None:
+            notes.append(f"Step {name!r}: {run} recorded no code hash for it, so its tasks run again.")
+        elif now != then:
+            notes.append(f"Step {name!r} changed since {run}: its tasks run again.")
+        else:
+            reuse.add(name)
+            notes.append(f"Step {name!r} is unchanged since {run}: its finished tasks with unchanged inputs are "
+                         "reused, the others run.")
+    return notes
 
 
 def _latest_ended(graph: FlowGraph, ds: FlowDatastore, records: list[dict[str, Any]]) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 from metaflow_r.core import protocol
 from metaflow_r.core.errors import TASK_FAILURES, DatastoreError
 from metaflow_r.core.graph import FlowGraph
+from metaflow_r.core.rng import new_run_seed, task_stream
 from metaflow_r.datastore.flow import FlowDatastore
 
 
@@ -115,6 +116,7 @@ def prepare(graph: FlowGraph, ds: FlowDatastore, task: AttemptSpec, run_record: 
                                                    task.step, task.split_index)
         context["artifacts"] = _artifact_refs(ds, parent["artifacts"])
     context["split_stack"] = [dict(frame) for frame in context["split_stack"]]  # parents' frames stay as they are
+    context["rng"] = task_stream(run_record.get("seed") or new_run_seed(), task.step, context["split_stack"])
     for frame in context["split_stack"]:
         if frame["kind"] == "foreach":
             frame["var_path"] = ds.blob_path(frame["var_sha"])

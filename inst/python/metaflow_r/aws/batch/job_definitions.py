@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Collection
 
 from metaflow_r.aws.batch import environment as env
 from metaflow_r.aws.code_package import CodePackage, build_package
@@ -148,9 +148,11 @@ def _job_definition(graph: FlowGraph, step: str, settings: DeploySettings, attem
 
 def plan_batch_jobs(graph: FlowGraph, raw_spec: dict[str, Any], settings: DeploySettings, *,
                     versions: dict[str, str], package_suffixes: tuple[str, ...] = (), with_retry: int | None = None,
-                    with_batch: dict[str, Any] | None = None, batch_retries: bool = True) -> BatchJobs:
-    """The code package and job definitions, computed without AWS. ``batch_retries``: Batch's retryStrategy
-    retries a failed task (Step Functions); without it each job is one attempt and its caller decides."""
+                    with_batch: dict[str, Any] | None = None, batch_retries: bool = True,
+                    steps: Collection[str] | None = None) -> BatchJobs:
+    """The code package and job definitions (of ``steps``, by default every step), computed without AWS.
+    ``batch_retries``: Batch's retryStrategy retries a failed task (Step Functions); without it each job is
+    one attempt and its caller decides."""
     spec = graph.spec
     if not spec.script:
         raise UsageError("The flow's script is unknown: it is deployed with the flow.",
@@ -163,7 +165,8 @@ def plan_batch_jobs(graph: FlowGraph, raw_spec: dict[str, Any], settings: Deploy
     job_definitions: dict[str, dict[str, Any]] = {}
     by_step: dict[str, str] = {}
     delays: dict[str, tuple[int, int]] = {}
-    for node in graph:
+    nodes = [node for node in graph if steps is None or node.name in steps]
+    for node in nodes:
         attempts = retry_attempts(graph, node.name, with_retry) if batch_retries else 1
         delay = node.spec.retry_delay_seconds(with_retry) if batch_retries else 0
         if delay:  # Batch retries at once: the state machine retries the step, waiting (compile.py)
@@ -176,7 +179,7 @@ def plan_batch_jobs(graph: FlowGraph, raw_spec: dict[str, Any], settings: Deploy
                                   "would refuse its job definition.") from None
         job_definitions[definition["jobDefinitionName"]] = definition
         by_step[node.name] = definition["jobDefinitionName"]
-    queues = {n.name: batch_override(graph, n.name, "queue", with_batch) or settings.job_queue for n in graph}
+    queues = {n.name: batch_override(graph, n.name, "queue", with_batch) or settings.job_queue for n in nodes}
     return BatchJobs(package, package_key, f"{settings.s3_root.rstrip('/')}/{package_key}", job_definitions,
                      by_step, queues, settings, delays)
 

@@ -32,6 +32,7 @@ from metaflow_r.core.errors import ConfigurationError, MetaflowRError
 from metaflow_r.core.graph import FlowGraph
 from metaflow_r.core.params import values_from_json
 from metaflow_r.core.procenv import subprocess_env
+from metaflow_r.core.rng import new_run_seed
 from metaflow_r.core.spec import parse_spec
 from metaflow_r.datastore.flow import FlowDatastore
 from metaflow_r.datastore.s3 import S3Storage
@@ -146,7 +147,8 @@ def _run_in(workdir: str, rscript: str, storage: S3Storage | None, dynamodb) -> 
         namespace = deployment.get("namespace", "production:unknown")
         ds.new_run([namespace, "runtime:step-functions"], values_from_json(graph.spec, given),
                    deployment.get("owner", "production"), run_id=run_id,
-                   extra={"namespace": namespace, "execution": run_id, "spec": raw_spec})
+                   extra={"namespace": namespace, "execution": run_id, "spec": raw_spec,
+                          "seed": graph.spec.seed or new_run_seed()})
     spec = _sfn_attempt(graph, ds)
     attempts = int(os.environ.get(env.BATCH_ATTEMPTS, "1"))
     launcher = SubprocessLauncher(rscript, script, workdir, subprocess_env())

@@ -1,0 +1,65 @@
+# Issue 21: a 10-wide foreach drawing runif(1) gave one value in every task on Batch and fresh values on
+# every local run, whatever set.seed() the script made.
+rng_flow <- function(seed = NULL, draw = "function(self) self$u <- runif(1)") {
+  c("library(metaflow)",
+    "set.seed(42)",  # what users write at the top of a script: it must not decide the tasks' draws
+    "start <- function(self) self$items <- 1:10",
+    paste("draw <-", draw),
+    "join <- function(self, inputs) self$us <- unlist(gather_inputs(inputs, 'u'))",
+    "end <- function(self) cat('draws:', sprintf('%.12f', self$us), '\\n')",
+    sprintf("metaflow('RngFlow'%s) %%>%%", if (is.null(seed)) "" else paste0(", seed = ", seed)),
+    "  step(step = 'start', r_function = start, next_step = 'draw', foreach = 'items') %>%",
+    "  step(step = 'draw', r_function = draw, next_step = 'join') %>%",
+    "  step(step = 'join', r_function = join, next_step = 'end', join = TRUE) %>%",
+    "  step(step = 'end', r_function = end) %>%",
+    "  run()")
+}
+
+draws_of <- function(result) {
+  expect_equal(result$status, 0, info = result$output)
+  line <- regmatches(result$stdout, regexpr("draws: [^\n]*", result$stdout))
+  as.numeric(strsplit(trimws(sub("draws: ", "", line)), " ")[[1]])
+}
+
+test_that("a seeded run draws the same numbers in every task however it is scheduled, one stream per task", {
+  seeded <- draws_of(rscript_flow(rng_flow(), c("run", "--seed", "7")))
+  expect_length(unique(seeded), 10)
+  one_at_a_time <- draws_of(rscript_flow(rng_flow(), c("run", "--seed", "7", "--max-workers", "1")))
+  expect_identical(one_at_a_time, seeded)
+  # The flow's own seed does the same; another seed draws other numbers.
+  expect_identical(draws_of(rscript_flow(rng_flow(seed = 7))), seeded)
+  expect_false(any(draws_of(rscript_flow(rng_flow(), c("run", "--seed", "8"))) %in% seeded))
+})
+
+test_that("an unseeded run draws anew each time, and its recorded seed draws the same again", {
+  dir <- withr::local_tempdir()
+  first <- draws_of(rscript_flow(rng_flow(), dir = dir))
+  second <- draws_of(rscript_flow(rng_flow(), dir = dir))
+  expect_length(unique(first), 10)
+  expect_false(any(second %in% first))
+  withr::local_dir(dir)
+  runs <- flow_client$new("RngFlow")$runs
+  seed <- run_client$new("RngFlow", runs[2])$seed
+  expect_true(is.numeric(seed) && seed >= 1)
+  expect_identical(draws_of(rscript_flow(rng_flow(), c("run", "--seed", seed), dir = dir)), first)
+  report <- paste(readLines(run_client$new("RngFlow", runs[2])$report(), warn = FALSE), collapse = "\n")
+  expect_match(report, paste0("<td>Seed</td><td><code>", seed, "</code>"), fixed = TRUE)
+})
+
+test_that("a resumed run draws in its rerun tasks what they would have drawn", {
+  failing <- "function(self) { if (self$input == 3 && !file.exists('fixed')) stop('item 3 fails'); self$u <- runif(1) }"
+  dir <- withr::local_tempdir()
+  failed <- rscript_flow(rng_flow(draw = failing), c("run", "--seed", "7"), dir = dir)
+  expect_equal(failed$status, 1)
+  file.create(file.path(dir, "fixed"))
+  resumed <- draws_of(rscript_flow(rng_flow(draw = failing), "resume", dir = dir))
+  expect_identical(resumed, draws_of(rscript_flow(rng_flow(), c("run", "--seed", "7"))))
+})
+
+test_that("run(seed =) and metaflow(seed =) take a whole number, and say so otherwise", {
+  expect_identical(args_from_call(list(), metaflow("F"), seed = 7), c("run", "--seed", "7"))
+  expect_error(metaflow("F", seed = 1.5), "`seed` must be a whole number from 1 to 2147483646", class = "metaflow_usage_error")
+  expect_error(metaflow("F", seed = "42"), "You supplied a string", class = "metaflow_usage_error")
+  expect_error(args_from_call(list(), metaflow("F"), seed = 0), "You supplied a number, 0")
+  expect_identical(metaflow("F", seed = 42)$seed, 42L)
+})
