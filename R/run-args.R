@@ -7,6 +7,11 @@ args_from_call <- function(params, flow, step_functions = NULL, max_workers = NU
                            show = FALSE, help = FALSE, datastore = NULL, metadata = NULL, batch = FALSE,
                            tags = NULL, wait = FALSE, seed = NULL, origin_run_id = NULL,
                            call = rlang::caller_env()) {
+  # A flow's own parameter named seed takes run(seed =); the run's seed then comes from metaflow(seed =).
+  if (!is.null(seed) && "seed" %in% vapply(flow$parameters, `[[`, "", "name")) {
+    params$seed <- seed
+    seed <- NULL
+  }
   if (length(params) && (is.null(names(params)) || any(!nzchar(names(params))))) {
     abort(c("Parameter values given to {.fn run} must be named.", "i" = "For example {.code run(alpha = 0.5)}."),
           "parameter_error", call = call)

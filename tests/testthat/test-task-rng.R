@@ -63,3 +63,26 @@ test_that("run(seed =) and metaflow(seed =) take a whole number, and say so othe
   expect_error(args_from_call(list(), metaflow("F"), seed = 0), "You supplied a number, 0")
   expect_identical(metaflow("F", seed = 42)$seed, 42L)
 })
+
+test_that("a flow's own parameter named seed keeps --seed and run(seed =), and the flow's seed still seeds", {
+  code <- c("library(metaflow)",
+            "start <- function(self) { self$u <- runif(1); cat('seed parameter:', self$seed, '\\n') }",
+            "end <- function(self) cat('draw:', sprintf('%.12f', self$u), '\\n')",
+            "metaflow('SeedParameterFlow', seed = 5) %>%",
+            "  parameter('seed', default = 1L) %>%",
+            "  step(step = 'start', r_function = start, next_step = 'end') %>%",
+            "  step(step = 'end', r_function = end) %>%",
+            "  run(seed = as.integer(Sys.getenv('SEED_VALUE', '3')))")
+  draw <- function(result) {
+    expect_equal(result$status, 0, info = result$output)
+    regmatches(result$stdout, regexpr("draw: [^\n]*", result$stdout))
+  }
+  from_shell <- rscript_flow(code, c("run", "--seed", "9"))
+  expect_match(from_shell$stdout, "seed parameter: 9", fixed = TRUE)
+  from_r <- rscript_flow(code, character(), env = c(SEED_VALUE = "9"))  # run(seed = 9) in the script
+  expect_match(from_r$stdout, "seed parameter: 9", fixed = TRUE)
+  # Both runs drew from the flow's seed, 5, not from the parameter's value.
+  expect_identical(draw(from_r), draw(from_shell))
+  expect_identical(draw(rscript_flow(sub("seed = 5", "seed = 6", code, fixed = TRUE), c("run", "--seed", "9"))) ==
+                     draw(from_shell), FALSE)
+})

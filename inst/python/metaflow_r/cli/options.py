@@ -16,5 +16,8 @@ def with_parameters(command: click.Command, spec: FlowSpec | None, optional: boo
             option.default = None
             option.required = False
             option.show_default = False
-    return click.Command(command.name, callback=command.callback, params=[*command.params, *options],
+    # A parameter a flow had before the command gained an option of its name (`seed`) keeps its option.
+    names = {option.name for option in options}
+    own = [param for param in command.params if param.name not in names]
+    return click.Command(command.name, callback=command.callback, params=[*own, *options],
                          help=command.help, hidden=command.hidden)

@@ -75,7 +75,9 @@ def launch(invocation: Invocation, options: dict[str, Any], origin: tuple[str | 
         for note in clone.notes:
             click.echo(note)
     remote = _batch_launcher(jobs, graph) if jobs is not None else None  # AWS only once the inputs are good
-    seed = (clone.seed if clone else None) or options.get("seed") or graph.spec.seed or new_run_seed()
+    # A flow's own parameter named seed takes --seed; the run's seed then comes from metaflow(seed =).
+    given = None if any(p.name == "seed" for p in graph.spec.parameters) else options.get("seed")
+    seed = (clone.seed if clone else None) or given or graph.spec.seed or new_run_seed()
     run_id, run_record = _start_run(invocation, ds, params, clone, {**options, "seed": seed})
     runtime = LocalRuntime(graph, ds, run_id, run_record, script=graph.spec.script, launch_dir=invocation.launch_dir,
                            rscript=invocation.rscript, max_workers=options["max_workers"],
