@@ -4,7 +4,9 @@ Each test writes a flow script and the spec R would send for it, runs it, and ch
 """
 from __future__ import annotations
 
+import errno
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -330,6 +332,32 @@ def test_resume_starts_from_the_newest_ended_run_never_one_still_running(flow_di
     code, out, err = flow.run(capsys, "resume")
     assert code == 0, out + err
     assert f"Cloned from run {failed}." in out and running not in out
+
+
+def test_a_run_whose_status_could_not_be_stored_resumes_in_the_same_session(flow_dir, capsys, monkeypatch):
+    """As from an R session, whose process lives on after run() returned: the run it ran has ended."""
+    from metaflow_r.client import queries
+
+    flow = resumable_flow(flow_dir)
+    real_create = LocalStorage.create
+
+    def full_for_the_status(storage, key, data):
+        if key.endswith("/_status.json"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_create(storage, key, data)
+
+    monkeypatch.setattr(LocalStorage, "create", full_for_the_status)
+    code, out, err = flow.run(capsys, "run")
+    assert code == 4 and "failed, but its status could not be stored: [Errno 28]" in err, out + err
+    monkeypatch.setattr(LocalStorage, "create", real_create)  # space freed
+    (origin,) = flow.ds.run_ids()
+    info = queries.run("TotalFlow", origin, None, "local", flow.ds.storage.root)
+    assert info["finished"] is True and info["successful"] is False
+    assert "ended without recording how the run ended" in info["reason"]
+    (flow_dir / "fixed").write_text("")
+    code, out, err = flow.run(capsys, "resume")
+    assert code == 0, out + err
+    assert f"Cloned from run {origin}." in out
 
 
 def test_a_second_resume_of_the_same_run_is_refused_while_the_first_runs(flow_dir, capsys):

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from conftest import eventually
 
+from metaflow_r.core import processes
 from metaflow_r.datastore.flow import FlowDatastore
 from metaflow_r.datastore.storage import LocalStorage
 from metaflow_r.runtime.reaper import RUNTIME_ENDED
@@ -106,6 +107,43 @@ def test_a_terminated_run_takes_its_tasks_with_it_and_can_be_resumed(tmp_path, s
     assert "Cloned from run" in resumed.stdout and "x is 1" in resumed.stdout
 
 
+def mentioning(text: str) -> list[int]:
+    """The processes whose command line holds ``text``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and text.encode() in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            pass
+    return found
+
+
+def test_a_run_killed_all_at_once_reads_as_failed_and_resumes(tmp_path):
+    """The runtime, its reaper, the worker and its task SIGKILLed together, as an out-of-memory or cgroup kill
+    or a power loss does: nothing is left to record the run's end."""
+    run = StuckRun(tmp_path)
+    process = run.start()
+    (scratch,) = run.tmp.glob("metaflow-r-*")
+    (reaper,) = mentioning(str(scratch))  # the reaper is told the run's scratch directory
+    pids = {**run.pids(), "runtime": process.pid, "reaper": reaper}
+    for pid in pids.values():
+        os.kill(pid, signal.SIGKILL)
+    process.wait(timeout=30)
+    for what, pid in pids.items():
+        assert eventually(lambda: not alive(pid)), f"the {what} ({pid}) survived SIGKILL"
+    (run_id,) = run.ds.run_ids()
+    status = run.ds.run_status(run_id)
+    assert status is not None, "the run reads as running, although every process of it is gone"
+    assert status["successful"] is False
+    assert f"the process running it (pid {process.pid} on " in status["reason"]
+
+    resumed = run.resume()
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert f"Cloned from run {run_id}" in resumed.stdout and "x is 1" in resumed.stdout
+    assert not scratch.exists()  # what the dead run left in the temporary directory, the next run removed
+
+
 def test_ctrl_c_stops_the_run_says_so_and_marks_it_interrupted(tmp_path):
     run = StuckRun(tmp_path)
     process = run.start()
@@ -182,7 +220,8 @@ def test_stale_scratch_of_dead_runs_is_swept(tmp_path):
     scratch.mkdir(exist_ok=True)
     dead = subprocess.Popen(["true"])
     dead.wait()
-    (scratch / ".owners").write_text(f"{dead.pid} {dead.pid}")
+    gone = {**processes.identity(), "pid": dead.pid}  # on this host, and that process has ended
+    (scratch / ".owners").write_text(json.dumps([gone, gone]))
     (scratch / "context.json").write_text(json.dumps({}))
     script = tmp_path / "quits.R"
     script.write_text(QUITS)

@@ -7,6 +7,8 @@ import signal
 import subprocess
 from typing import Any
 
+from metaflow_r.core.processes import stat_fields
+
 STREAMS = ("stdout", "stderr")
 # A line longer than this is passed on in pieces, so memory and time stay linear in the output even for
 # a progress bar that redraws with "\r" and never ends its line.
@@ -116,16 +118,8 @@ def group_members(pgid: int) -> list[int]:
         return [int(pid) for pid, group in (line.split() for line in listing.splitlines()) if int(group) == pgid]
     members = []
     for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as handle:
-                stat = handle.read()
-        except OSError:
-            continue  # it ended meanwhile
-        # After the command name, which may hold spaces and is in parentheses: state, ppid, pgrp.
-        fields = stat[stat.rfind(b")") + 2:].split()
-        if len(fields) > 2 and int(fields[2]) == pgid:
+        fields = stat_fields(int(name)) if name.isdigit() else None  # None: it ended meanwhile
+        if fields and len(fields) > 2 and int(fields[2]) == pgid:  # state, ppid, pgrp
             members.append(int(name))
     return members
 
