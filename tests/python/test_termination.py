@@ -2,7 +2,8 @@
 
 Real `Rscript flow.R run` processes, stopped by the signals users send them: Ctrl-C (SIGINT), kill
 (SIGTERM), a closed terminal (SIGHUP) and kill -9 (SIGKILL). The step that is running never ends by
-itself and has started a background process of its own.
+itself and has started background processes of its own: one in its process group, one in a session of
+its own (``processx``, as ``callr::r_bg()`` starts one).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import eventually
+from conftest import alive, eventually
 
 from metaflow_r.core import processes
 from metaflow_r.datastore.flow import FlowDatastore
@@ -30,6 +31,7 @@ start <- function(self) self$x <- 1
 stuck <- function(self) {
   if (file.exists("fixed")) return(invisible())
   system("sleep 600 & echo $! > background.pid")
+  cat(processx::process$new("sleep", "600", cleanup = FALSE)$get_pid(), file = "escaped.pid")
   cat(Sys.getpid(), file = "task.pid")
   cat("stuck for good\\n")
   repeat Sys.sleep(1)
@@ -41,17 +43,6 @@ metaflow("StuckFlow") %>%
   step(step = "end", r_function = end) %>%
   run()
 """
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie has ended; only its parent has not collected it yet
-        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 class StuckRun:
@@ -70,7 +61,7 @@ class StuckRun:
         process = subprocess.Popen(["Rscript", str(self.script), "run"], cwd=self.dir, env=self.env,
                                    stdout=self.out, stderr=subprocess.STDOUT, start_new_session=True)
         assert eventually(lambda: "stuck for good" in self.output(), 120), self.output()
-        assert eventually(lambda: (self.dir / "background.pid").exists())
+        assert eventually(lambda: (self.dir / "background.pid").exists() and (self.dir / "escaped.pid").exists())
         return process
 
     def output(self) -> str:
@@ -79,7 +70,8 @@ class StuckRun:
     def pids(self) -> dict[str, int]:
         worker = int(re.search(r"stuck/\d+ \(pid (\d+)\)", self.output()).group(1))
         return {"worker": worker, "task": int((self.dir / "task.pid").read_text()),
-                "background": int((self.dir / "background.pid").read_text())}
+                "background": int((self.dir / "background.pid").read_text()),
+                "escaped": int((self.dir / "escaped.pid").read_text())}
 
     def resume(self) -> subprocess.CompletedProcess:
         (self.dir / "fixed").write_text("")
@@ -167,6 +159,8 @@ start <- function(self) {
   system("sleep 600 & echo $! > background.pid")
   job <- parallel::mcparallel(Sys.sleep(600))
   cat(job$pid, file = "job.pid")
+  # a session of its own, as callr::r_bg() starts one
+  cat(processx::process$new("sleep", "600", cleanup = FALSE)$get_pid(), file = "escaped.pid")
 }
 end <- function(self) cat("tempdir still there:", dir.exists(tempdir()), "\\n")
 metaflow("LeftoverFlow") %>%
@@ -182,7 +176,7 @@ def test_what_a_step_leaves_running_ends_with_the_task(tmp_path):
     done = subprocess.run(["Rscript", str(script), "run", "--max-workers", "1"], cwd=tmp_path, capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
-    for name in ("background.pid", "job.pid"):
+    for name in ("background.pid", "job.pid", "escaped.pid"):
         pid = int((tmp_path / name).read_text())
         assert eventually(lambda: not alive(pid), 10), f"{name}: {pid} outlived its task"
 

@@ -106,10 +106,10 @@ def _exists(pid: int) -> bool:
     return fields is None or fields[0] != b"Z"  # a zombie has ended; only its parent has not collected it
 
 
-def marked(name: str, prefix: str) -> list[int]:
-    """The processes whose environment, as they were started, has ``name`` set to a value beginning with
-    ``prefix`` (Linux; elsewhere none are found)."""
-    wanted = f"{name}={prefix}".encode()
+def marked(name: str, value: str) -> list[int]:
+    """The processes whose environment, as they were started, has ``name`` set to ``value`` or to a path
+    below it (Linux; elsewhere none are found)."""
+    wanted = f"{name}={value}".encode()
     found = []
     for entry in _pids():
         try:
@@ -117,14 +117,14 @@ def marked(name: str, prefix: str) -> list[int]:
                 variables = handle.read().split(b"\0")
         except OSError:
             continue  # ended meanwhile, or not ours to read
-        if any(v.startswith(wanted) for v in variables):
+        if any(v == wanted or v.startswith(wanted + b"/") for v in variables):
             found.append(entry)
     return found
 
 
-def kill_marked(name: str, prefix: str, sig: int = signal.SIGKILL) -> None:
+def kill_marked(name: str, value: str, sig: int = signal.SIGKILL) -> None:
     """End every process marked so (never this one)."""
-    for pid in marked(name, prefix):
+    for pid in marked(name, value):
         if pid != os.getpid():
             try:
                 os.kill(pid, sig)

@@ -1,13 +1,15 @@
 """Reading many processes' output at once, line by line, and ending processes with what they started."""
 from __future__ import annotations
 
+import itertools
 import os
 import selectors
 import signal
 import subprocess
 from typing import Any
 
-from metaflow_r.core.processes import stat_fields
+from metaflow_r.core.processes import kill_marked, stat_fields
+from metaflow_r.core.protocol import TASK_PROCESS_MARK
 
 STREAMS = ("stdout", "stderr")
 # A line longer than this is passed on in pieces, so memory and time stay linear in the output even for
@@ -65,24 +67,30 @@ class Pipes:
     def ready(self, timeout: float) -> list[tuple[Any, str]]:
         return [key.data for key, _ in self.selector.select(timeout)]
 
-    def read(self, process: subprocess.Popen, stream: str) -> list[bytes]:
-        """The complete lines now readable on one pipe; once it ends, its unterminated last line too."""
+    def read(self, process: subprocess.Popen, stream: str, drain: bool = False) -> list[bytes]:
+        """The complete lines now readable on one pipe; once it ends, its unterminated last line too. With
+        ``drain`` (its writer has ended), all it holds, and the pipe is closed even if another process
+        still holds it open."""
         pipe = getattr(process, stream)
         if pipe.closed:
             return []
         buffer = self.buffers[(process.pid, stream)]
         lines: list[bytes] = []
-        for _ in range(_READS_PER_POLL):
+        for _ in itertools.count() if drain else range(_READS_PER_POLL):
             try:
                 data = os.read(pipe.fileno(), 65536)
             except BlockingIOError:
                 break
             if not data:
-                self.selector.unregister(pipe)
-                pipe.close()
-                return lines + self.buffers.pop((process.pid, stream)).rest()
+                return lines + self._close(process, stream)
             lines += buffer.feed(data)
-        return lines
+        return lines + self._close(process, stream) if drain else lines
+
+    def _close(self, process: subprocess.Popen, stream: str) -> list[bytes]:
+        pipe = getattr(process, stream)
+        self.selector.unregister(pipe)
+        pipe.close()
+        return self.buffers.pop((process.pid, stream)).rest()
 
     def rest(self, process: subprocess.Popen, stream: str) -> list[bytes]:
         buffer = self.buffers.get((process.pid, stream))
@@ -109,6 +117,12 @@ def kill_leftovers(worker: subprocess.Popen) -> None:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+def kill_task_processes(attempt: Any) -> None:
+    """What the attempt's task started outside its process group (``callr::r_bg()``, ``processx``, ``setsid``):
+    such processes carry the task's mark (R/task.R), and end with it."""
+    kill_marked(TASK_PROCESS_MARK, attempt.workdir)
 
 
 def group_members(pgid: int) -> list[int]:

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from metaflow_r.core.protocol import WORKER_EXIT_MARKER
 from metaflow_r.runtime.events import Event, Exited, Output, task_line
-from metaflow_r.runtime.pipes import Pipes, close_pipes, kill_group, kill_leftovers
+from metaflow_r.runtime.pipes import Pipes, close_pipes, kill_group, kill_leftovers, kill_task_processes
 
 # R does not give back all the memory a forked job leaves behind in its parent, so a worker grows a
 # little with every task; replacing it now and then keeps a run's memory flat in the foreach width.
@@ -125,6 +125,7 @@ class WorkerLauncher:
                    self.pipes.read(worker.process, "stderr") + self.pipes.rest(worker.process, "stderr")]
         code = line[at + len(WORKER_EXIT_MARKER):].strip()
         kill_leftovers(worker.process)
+        kill_task_processes(attempt)
         worker.release()
         events.append(Exited(attempt, int(code) if code.isdigit() else 1))
         return events
@@ -142,6 +143,7 @@ class WorkerLauncher:
         attempt, worker.attempt = worker.attempt, None
         if attempt is None:
             return []
+        kill_task_processes(attempt)
         events: list[Event] = [Output(attempt, "stderr", line) for line in bytes(worker.own_output).splitlines()]
         return events + [Exited(attempt, code if code > 0 else 1)]
 
@@ -150,12 +152,14 @@ class WorkerLauncher:
         for worker in self.workers.values():
             if worker.attempt is attempt:
                 kill_group(worker.process)
+                kill_task_processes(attempt)
 
     def close(self) -> None:
         """Let every worker go: idle ones quit at the end of their input; any still busy is killed."""
         for worker in self.workers.values():
             if worker.attempt is not None:
                 kill_group(worker.process)
+                kill_task_processes(worker.attempt)
             worker.end_input()
         for worker in self.workers.values():
             try:
