@@ -25,6 +25,7 @@ from metaflow_r.datastore.layout import (
     EXECUTION_STATUS_KEY,
     RESUME_CLAIM_KEY,
     RUN_KEY,
+    RUN_REAPER_KEY,
     RUN_RECORD_KEY,
     RUN_STATUS_KEY,
 )
@@ -159,10 +160,16 @@ class FlowDatastore:
                 status["finished_at"] = None
         return status
 
+    def record_reaper(self, run_id: str, reaper: dict[str, Any]) -> None:
+        """Name the run's reaper: while it lives, the run's end is still to be recorded by it."""
+        self._write_json(RUN_REAPER_KEY.format(flow=self.flow, run_id=run_id), reaper)
+
     def _abandoned(self, run_id: str) -> dict[str, Any] | None:
         record = self.run_record(run_id) or {}
         runtime = record.get("runtime")
-        if not isinstance(runtime, dict) or not processes.gone(runtime):
+        reaper = self._read_json(RUN_REAPER_KEY.format(flow=self.flow, run_id=run_id))
+        owners = [runtime, *([reaper] if reaper is not None else [])]
+        if not all(isinstance(owner, dict) and processes.gone(owner) for owner in owners):
             return None
         tasks = [r for step in self.step_names(run_id) for task_id in self.task_ids(run_id, step)
                  if (r := self.readable(self.task_record, run_id, step, task_id))]

@@ -71,8 +71,9 @@ class LocalRuntime:
                                                                            watch=self._watch)
         self.reaper = Reaper.start(ds.storage.kind, ds.storage.root, ds.flow, run_id, self.scratch, env,
                                    getattr(self.launcher, "cleanup_command", None))
-        Path(self.scratch, OWNERS).write_text(json.dumps([processes.identity(),
-                                                          processes.identity(self.reaper.process.pid)]))
+        reaper = processes.identity(self.reaper.process.pid)
+        Path(self.scratch, OWNERS).write_text(json.dumps([processes.identity(), reaper]))
+        ds.record_reaper(run_id, reaper)
         self.engine = AttemptEngine(graph, ds, run_record, self.launcher, retries=retries or {},
                                     echo=self._say, scratch=self.scratch, mode="job" if remote else "here")
         self.origin_tasks = self._origin_tasks() if clone else {}
