@@ -33,6 +33,7 @@ stuck <- function(self) {
   system("sleep 600 & echo $! > background.pid")
   cat(processx::process$new("sleep", "600", cleanup = FALSE)$get_pid(), file = "escaped.pid")
   cat(Sys.getpid(), file = "task.pid")
+  cat(tempdir(), file = "tempdir.path")
   cat("stuck for good\\n")
   repeat Sys.sleep(1)
 }
@@ -73,6 +74,9 @@ class StuckRun:
                 "background": int((self.dir / "background.pid").read_text()),
                 "escaped": int((self.dir / "escaped.pid").read_text())}
 
+    def worker_tempdir(self) -> Path:
+        return Path((self.dir / "tempdir.path").read_text())
+
     def resume(self) -> subprocess.CompletedProcess:
         (self.dir / "fixed").write_text("")
         return subprocess.run(["Rscript", str(self.script), "resume"], cwd=self.dir, env=self.env,
@@ -93,6 +97,7 @@ def test_a_terminated_run_takes_its_tasks_with_it_and_can_be_resumed(tmp_path, s
     status = run.ds.run_status(run_id)
     assert status["successful"] is False and status["reason"] == RUNTIME_ENDED
     assert eventually(lambda: not list(run.tmp.glob("metaflow-r-*")))  # its scratch went too
+    assert not run.worker_tempdir().exists()  # and the worker's tempdir() with it
 
     resumed = run.resume()
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
@@ -134,6 +139,7 @@ def test_a_run_killed_all_at_once_reads_as_failed_and_resumes(tmp_path):
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert f"Cloned from run {run_id}" in resumed.stdout and "x is 1" in resumed.stdout
     assert not scratch.exists()  # what the dead run left in the temporary directory, the next run removed
+    assert not run.worker_tempdir().exists()
 
 
 def test_ctrl_c_stops_the_run_says_so_and_marks_it_interrupted(tmp_path):
@@ -179,6 +185,36 @@ def test_what_a_step_leaves_running_ends_with_the_task(tmp_path):
     for name in ("background.pid", "job.pid", "escaped.pid"):
         pid = int((tmp_path / name).read_text())
         assert eventually(lambda: not alive(pid), 10), f"{name}: {pid} outlived its task"
+
+
+SHARED_TEMPDIR = """library(metaflow)
+start <- function(self) self$items <- 1:3
+body <- function(self) {
+  self$seen <- list.files(tempdir())
+  writeLines("mine", file.path(tempdir(), paste0("task-", self$input)))
+  self$tempdir <- tempdir()
+}
+join <- function(self, inputs) {
+  self$seen <- gather_inputs(inputs, "seen")
+  self$dirs <- unique(unlist(gather_inputs(inputs, "tempdir")))
+}
+metaflow("TempdirFlow") %>%
+  step(step = "start", r_function = start, next_step = "body", foreach = "items") %>%
+  step(step = "body", r_function = body, next_step = "join") %>%
+  step(step = "join", r_function = join, next_step = "end", join = TRUE) %>%
+  step(step = "end", r_function = function(self) cat("tempdirs:", length(self$dirs), "seen:", lengths(self$seen))) %>%
+  run()
+"""
+
+
+def test_no_task_sees_what_another_wrote_under_tempdir(tmp_path):
+    """With one worker, every task is forked from the same R process, so shares its tempdir()."""
+    script = tmp_path / "tempdir.R"
+    script.write_text(SHARED_TEMPDIR)
+    done = subprocess.run(["Rscript", str(script), "run", "--max-workers", "1"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "tempdirs: 1 seen: 0 0 0" in done.stdout, done.stdout  # one worker's tempdir(), found empty each time
 
 
 QUITS = """library(metaflow)

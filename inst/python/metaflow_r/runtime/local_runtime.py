@@ -32,6 +32,7 @@ SCRATCH_PREFIX = "metaflow-r-"
 # Makes the launcher of attempts that run elsewhere and commit themselves, given the reaper's watch.
 RemoteLauncher = Callable[[Callable[[str, Any], None]], AttemptLauncher]
 OWNERS = ".owners"  # in a run's scratch directory: the identities of its runtime and its reaper
+WORKER_TMP = "tmp"  # in a run's scratch directory: where its workers' R temporary directories are
 
 
 def sweep_stale_scratch() -> None:
@@ -44,6 +45,14 @@ def sweep_stale_scratch() -> None:
             continue  # not ours, or still being set up
         if isinstance(owners, list) and owners and all(isinstance(o, dict) and processes.gone(o) for o in owners):
             shutil.rmtree(directory, ignore_errors=True)
+
+
+def worker_env(env: dict[str, str], scratch: str) -> dict[str, str]:
+    """The workers' environment: their R temporary directories (``tempdir()``) live in the run's scratch
+    directory, so they go with it however the run ends (its end, its reaper, or a later run's sweep)."""
+    tmp = Path(scratch, WORKER_TMP)
+    tmp.mkdir()
+    return {**env, "TMPDIR": str(tmp)}
 
 
 class LocalRuntime:
@@ -67,7 +76,8 @@ class LocalRuntime:
         self.scratch = tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{run_id}-")
         env = subprocess_env()
         # The launcher starts nothing before its first attempt, so the reaper can be told its cleanup.
-        self.launcher = remote(self._watch) if remote else WorkerLauncher(rscript, script, launch_dir, env,
+        self.launcher = remote(self._watch) if remote else WorkerLauncher(rscript, script, launch_dir,
+                                                                           worker_env(env, self.scratch),
                                                                            watch=self._watch)
         self.reaper = Reaper.start(ds.storage.kind, ds.storage.root, ds.flow, run_id, self.scratch, env,
                                    getattr(self.launcher, "cleanup_command", None))
