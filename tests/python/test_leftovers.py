@@ -138,6 +138,7 @@ def test_a_stopped_emulator_stops_every_job_it_runs(runner_image, tmp_path, how)
     finally:
         output = emulator.stop(how)
     assert "It stopped the 1 Batch job(s) still running." in output
+    assert "Its state is in memory only: when it stops, it forgets every deployment" in output  # said at start
     if runner_image is None:
         for what, pid in pids_in(tmp_path).items():
             assert eventually(lambda: not alive(pid)), f"the {what} ({pid}) outlived the emulator"

@@ -389,3 +389,13 @@ def test_resume_does_not_reuse_a_task_whose_artifact_is_damaged(flow_dir, capsys
     (resumed,) = [r for r in flow.ds.run_ids() if r != failed]
     assert "total is 100" in flow.stdout(resumed, "end")
     assert flow.ds.blob_intact(sha)  # storing n again healed the blob
+
+
+def test_the_resume_hint_quotes_a_script_path_with_a_space(flow_dir, capsys):
+    """A hint is a command to paste: ``Rscript my flow.R resume`` would run ``my`` with ``flow.R`` as an argument."""
+    flow = Flow(flow_dir, "HintFlow", [rstep("start", 'stop("boom")', "end"), rstep("end")])
+    spaced = flow_dir / "my flow.R"
+    flow.script.rename(spaced)
+    flow.spec["script"] = str(spaced)
+    code, out, err = flow.run(capsys, "run")
+    assert code == 1 and "Fix the step, then: Rscript 'my flow.R' resume" in err, out + err
