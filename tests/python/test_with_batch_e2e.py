@@ -50,7 +50,7 @@ def test_a_run_with_batch_runs_each_attempt_as_a_job_in_the_image(emulator, tmp_
     assert re.search(r"AWS_BATCH_JOB_ID=\S+", output) and "AWS_BATCH_JQ_NAME=metaflow-r-queue" in output
     assert "a line on stderr reaches the log too" in output and "total of squares: 25" in output
     if emulator.get("METAFLOW_BATCH_CONTAINER_IMAGE", "").startswith("metaflow-r:"):
-        assert re.search(r"image: user=\S+ python=Python 3\.11\.2 R version", output), output  # Debian's
+        assert re.search(r"image: user=\S+ uid=\d+ python=Python 3\.11\.2 R version", output), output  # Debian's
     # The data file travelled in the code package; square's first attempts failed and were retried
     # by the local runtime, each retry a job of its own.
     assert output.count("retrying") >= 2, output
