@@ -57,7 +57,9 @@ def test_a_run_with_batch_runs_each_attempt_as_a_job_in_the_image(emulator, tmp_
     run_id = run_id_of(output)
     ds = s3_datastore(emulator, "ProductionCheckFlow")
     assert ds.run_status(run_id)["successful"] is True
-    for task_id in ds.task_ids(run_id, "square"):
+    squares = ds.task_ids(run_id, "square")
+    assert len(squares) == 2  # numbers.csv's two numbers: 3² + 4² = 25
+    for task_id in squares:
         failed = ds.attempt_record(run_id, "square", task_id, 0)
         assert failed["successful"] is False and failed["batch_job_id"]
         assert "the first attempt fails on purpose" in ds.read_log(run_id, "square", task_id, 0, "stderr")
@@ -113,7 +115,6 @@ def test_a_killed_run_takes_its_batch_jobs_with_it(emulator, tmp_path):
         time.sleep(0.5)
     process.kill()
     process.wait()
-    killed_at = time.time()
     run_id = run_id_of(log.read_text())
     ds = s3_datastore(emulator, "SleepyBatchFlow")
     batch = boto3.client("batch", endpoint_url=emulator["AWS_ENDPOINT_URL"], region_name=emulator["AWS_REGION"],
@@ -134,4 +135,6 @@ def test_a_killed_run_takes_its_batch_jobs_with_it(emulator, tmp_path):
     stopped = ds.attempt_record(run_id, "nap", task_id, 0)
     assert stopped["successful"] is False and stopped["exception"]["class"][0] == "metaflow_job_stopped"
     assert "napping" in ds.read_log(run_id, "nap", task_id, 0, "stdout")
-    assert time.time() - killed_at < 25  # not the 30 s grace before SIGKILL
+    (described,) = batch.describe_jobs(jobs=[jobs[0]["jobId"]])["jobs"]
+    exit_code = described["attempts"][-1]["container"].get("exitCode")
+    assert exit_code not in (None, 137, -9), described  # SIGTERM ended it, not SIGKILL after the grace
