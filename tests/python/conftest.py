@@ -18,9 +18,26 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 BROWSER_LOOK = REPO / "tests" / "browser" / "look.mjs"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-needs_browser = pytest.mark.skipif(
-    not (shutil.which("node") and os.path.exists(CHROMIUM) and (REPO / ".tools" / "node_modules" / "playwright-core").is_dir()),
-    reason="needs node, Debian's chromium and playwright-core in .tools: make setup installs them")
+NODE_MODULES = REPO / ".tools" / "node_modules"
+
+
+def require_npm_tool(path: Path, what: str) -> None:
+    """Fail, as hadolint's tests do, when `make setup` could not install a tool these tests need: a skip
+    would go unseen, and the claims these tests check with it with them."""
+    if shutil.which("node") is None or not path.exists():
+        pytest.fail(f"{what} is not installed ({'node is not on PATH' if shutil.which('node') is None else f'no {path}'}):"
+                    " run `make setup`, which installs it.")
+
+
+@pytest.fixture(scope="module")
+def browser_tools() -> None:
+    """Node, Debian's Chromium and playwright-core in .tools: `make setup` installs them."""
+    require_npm_tool(NODE_MODULES / "playwright-core", "playwright-core (npm)")
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"Debian's chromium is not installed (no {CHROMIUM}): run `make setup`, which installs it.")
+
+
+needs_browser = pytest.mark.usefixtures("browser_tools")
 
 
 def build_package(where: Path) -> Path:
