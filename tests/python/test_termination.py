@@ -176,11 +176,16 @@ metaflow("LeftoverFlow") %>%
 """
 
 
-def test_what_a_step_leaves_running_ends_with_the_task(tmp_path):
-    script = tmp_path / "leftover.R"
-    script.write_text(BACKGROUND)
-    done = subprocess.run(["Rscript", str(script), "run", "--max-workers", "1"], cwd=tmp_path, capture_output=True,
+def run_on_one_worker(directory: Path, name: str, code: str) -> subprocess.CompletedProcess:
+    """``Rscript NAME run --max-workers 1``: every task forked from the same worker, one after another."""
+    script = directory / name
+    script.write_text(code)
+    return subprocess.run(["Rscript", str(script), "run", "--max-workers", "1"], cwd=directory, capture_output=True,
                           text=True, timeout=300)
+
+
+def test_what_a_step_leaves_running_ends_with_the_task(tmp_path):
+    done = run_on_one_worker(tmp_path, "leftover.R", BACKGROUND)
     assert done.returncode == 0, done.stdout + done.stderr
     for name in ("background.pid", "job.pid", "escaped.pid"):
         pid = int((tmp_path / name).read_text())
@@ -209,10 +214,7 @@ metaflow("TempdirFlow") %>%
 
 def test_no_task_sees_what_another_wrote_under_tempdir(tmp_path):
     """With one worker, every task is forked from the same R process, so shares its tempdir()."""
-    script = tmp_path / "tempdir.R"
-    script.write_text(SHARED_TEMPDIR)
-    done = subprocess.run(["Rscript", str(script), "run", "--max-workers", "1"], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=300)
+    done = run_on_one_worker(tmp_path, "tempdir.R", SHARED_TEMPDIR)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "tempdirs: 1 seen: 0 0 0" in done.stdout, done.stdout  # one worker's tempdir(), found empty each time
 
@@ -231,10 +233,7 @@ metaflow("QuitFlow") %>%
 
 
 def test_quit_in_a_step_is_an_error_that_says_so_and_harms_no_other_task(tmp_path):
-    script = tmp_path / "quits.R"
-    script.write_text(QUITS)
-    done = subprocess.run(["Rscript", str(script), "run", "--max-workers", "1"], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=300)
+    done = run_on_one_worker(tmp_path, "quits.R", QUITS)
     assert done.returncode == 0, done.stdout + done.stderr  # decorator("catch") took the failure
     assert "Error in step 'body': Step \"body\" called `quit(status = 0)`." in done.stdout
     assert "exit status 1" in done.stdout and "tempdir there: TRUE" in done.stdout
