@@ -16,18 +16,19 @@ save_portable_artifact <- function(name, value, path) {
   where <- if (pointers > 0L) process_bound_part(value, name, new.env())
   if (is.null(where)) return(invisible())
   unlink(path)
-  kind <- if (inherits(where$value, "connection")) "a connection" else "an external pointer (a C object's address)"
-  abort(c("Artifact {.val {name}} cannot be stored: {.code {where$path}} is {kind}, which only this R process can use.",
+  abort(c(paste("Artifact {.val {name}} cannot be stored: {.code {where$path}} is {where$kind},",
+                "which only this R process can use."),
           "x" = "Saved, it would mean another connection or nothing at all in the step that reads it.",
           "i" = paste("Store what it stands for instead (a file's path, a model's parameters), and open or build",
                       "it again in the step that uses it.")),
         "artifact_error", call = NULL)
 }
 
-# The first part of `value` that is a connection or an external pointer, as list(path, value), or NULL.
+# The first part of `value` that is a connection or an external pointer, as list(path, kind), or NULL.
 # data.table's own pointer (.internal.selfref) is rebuilt by data.table after reading: it is not one.
 process_bound_part <- function(value, path, seen) {
-  if (inherits(value, "connection") || typeof(value) == "externalptr") return(list(path = path, value = value))
+  if (inherits(value, "connection")) return(list(path = path, kind = "a connection"))
+  if (typeof(value) == "externalptr") return(list(path = path, kind = "an external pointer (a C object's address)"))
   parts <- portable_parts(value, path, seen)
   for (i in seq_along(parts)) {
     found <- process_bound_part(parts[[i]], names(parts)[[i]], seen)
