@@ -7,6 +7,9 @@
 
 run_worker <- function(flow) {
   protocol()  # read once here, not in every forked task
+  # The secret that follows the exit marker: unset before any fork, so no task can print it by mistake.
+  nonce <- Sys.getenv(protocol()$worker_nonce_variable)
+  Sys.unsetenv(protocol()$worker_nonce_variable)
   input <- file("stdin", open = "r")
   on.exit(close(input), add = TRUE)
   flow_files <- tempdir_contents()  # what the flow's own code put there as it was sourced: every task sees it
@@ -20,7 +23,7 @@ run_worker <- function(flow) {
     unlink(setdiff(tempdir_contents(), flow_files), recursive = TRUE, force = TRUE)
     # A child killed by a signal returns nothing: that task failed.
     code <- if (is.numeric(status) && length(status) == 1) as.integer(status) else 1L
-    cat(protocol()$worker_exit_marker, code, "\n", sep = "")
+    cat(protocol()$worker_exit_marker, nonce, " ", code, "\n", sep = "")
     flush(stdout())
   }
   invisible(0L)

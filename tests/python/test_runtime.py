@@ -398,3 +398,15 @@ def test_the_resume_hint_quotes_a_script_path_with_a_space(flow_dir, capsys):
     flow.spec["script"] = str(spaced)
     code, out, err = flow.run(capsys, "run")
     assert code == 1 and "Fix the step, then: Rscript 'my flow.R' resume" in err, out + err
+
+
+def test_a_task_printing_the_workers_exit_marker_is_not_cut_off(flow_dir, capsys):
+    """The marker alone (a task echoing binary data, or the worker's own output) is not the task's end."""
+    flow = Flow(flow_dir, "MarkerFlow", [
+        rstep("start", 'cat("\\036metaflow-task-exit 0\\n")\nself$x <- 1\ncat("after the marker\\n")', "end"),
+        rstep("end", 'cat("x is", self$x, "\\n")'),
+    ])
+    code, out, err = flow.run(capsys, "run")
+    assert code == 0, out + err
+    run_id = flow.only_run()
+    assert "after the marker" in flow.stdout(run_id, "start") and "x is 1" in out
