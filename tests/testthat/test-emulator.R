@@ -119,8 +119,8 @@ test_that("emulator_stop() stops the Batch jobs still running, and what their st
   deadline <- Sys.time() + 180
   while (!all(file.exists(c("task.pid", "background.pid"))) && Sys.time() < deadline) Sys.sleep(0.5)
   alive <- function(pid) {  # a zombie has ended: only its parent has not collected it
-    stat <- tryCatch(readLines(sprintf("/proc/%d/stat", pid), warn = FALSE), error = function(e) "")
-    nzchar(stat) && !grepl(") Z ", stat, fixed = TRUE)
+    stat <- suppressWarnings(tryCatch(readLines(sprintf("/proc/%d/stat", pid)), error = function(e) ""))
+    nzchar(stat[1]) && !grepl(") Z ", stat[1], fixed = TRUE)
   }
   pids <- as.integer(c(readLines("task.pid", warn = FALSE), readLines("background.pid", warn = FALSE)))
   expect_true(all(vapply(pids, alive, logical(1))))  # both running
