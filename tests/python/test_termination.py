@@ -123,17 +123,18 @@ def test_a_run_killed_all_at_once_reads_as_failed_and_resumes(tmp_path):
     process = run.start()
     (scratch,) = run.tmp.glob("metaflow-r-*")
     (reaper,) = mentioning(str(scratch))  # the reaper is told the run's scratch directory
-    pids = {**run.pids(), "runtime": process.pid, "reaper": reaper}
+    (run_id,) = run.ds.run_ids()
+    runtime = run.ds.run_record(run_id)["runtime"]["pid"]  # the backend's process running the run
+    pids = {**run.pids(), "Rscript": process.pid, "runtime": runtime, "reaper": reaper}
     for pid in pids.values():
         os.kill(pid, signal.SIGKILL)
     process.wait(timeout=30)
     for what, pid in pids.items():
         assert eventually(lambda: not alive(pid)), f"the {what} ({pid}) survived SIGKILL"
-    (run_id,) = run.ds.run_ids()
     status = run.ds.run_status(run_id)
     assert status is not None, "the run reads as running, although every process of it is gone"
     assert status["successful"] is False
-    assert f"the process running it (pid {process.pid} on " in status["reason"]
+    assert f"the process running it (pid {runtime} on " in status["reason"]
 
     resumed = run.resume()
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
