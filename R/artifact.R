@@ -10,10 +10,10 @@ compress_min_bytes <- 256 * 1024
 # Compress when a sample deflates to less than this share of its size.
 compress_max_ratio <- 0.5
 
-write_artifact <- function(value, path, name = basename(path)) {
+write_artifact <- function(value, path, name = basename(path), refhook = NULL) {
   progress <- artifact_progress("Storing", name, as.numeric(utils::object.size(value)))
   con <- gzfile(path, "wb", compression = 0)
-  tryCatch(serialize(value, con), finally = close(con))
+  tryCatch(serialize(value, con, refhook = refhook), finally = close(con))
   size <- file.size(path)
   compressed <- size >= compress_min_bytes && compression_pays(path)
   if (compressed) size <- recompress(path)

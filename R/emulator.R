@@ -6,8 +6,10 @@
 #' would (Docker or Podman; build the image with `make image`). It waits until the emulator is ready and
 #' sets its settings (`AWS_ENDPOINT_URL`,
 #' fake credentials, every `METAFLOW_*` variable) in this R session, so `run(step_functions = "create")`,
-#' `run(step_functions = "trigger")` and the Client API talk to it. `emulator_stop()` stops it and unsets
-#' them. Nothing leaves the machine.
+#' `run(step_functions = "trigger")` and the Client API talk to it. `emulator_stop()` stops it, with every
+#' Batch job it is still running and what their steps started, and unsets them. Nothing leaves the machine.
+#' Its state lives in memory: a stopped (or restarted) emulator has forgotten every deployment, execution
+#' and S3 object.
 #'
 #' @param port The local port to listen on; `0` picks a free one.
 #' @param env_file Where the emulator writes its settings as `export NAME=VALUE` lines, for a shell
@@ -67,6 +69,7 @@ emulator_start <- function(port = 5055L, env_file = tempfile("metaflow-emulator-
   do.call(Sys.setenv, as.list(env))
   cli::cli_alert_success(paste("AWS emulator running on {.url {env[['AWS_ENDPOINT_URL']]}};",
                                "its settings are set in this session."))
+  cli::cli_alert_info("Its state is in memory only: {server$FORGETS}.")
   structure(list(process = process, env = env, env_file = env_file), class = "metaflow_emulator")
 }
 
@@ -78,7 +81,7 @@ emulator_stop <- function(emulator) {
     abort("{.arg emulator} must be the handle {.fn emulator_start} returned.", "usage_error")
   }
   emulator$process$signal(15L)
-  emulator$process$wait(10000)
+  emulator$process$wait(30000)  # it stops its running Batch jobs first (a grace of seconds each, all at once)
   if (emulator$process$is_alive()) emulator$process$kill()
   Sys.unsetenv(names(emulator$env))
   cli::cli_alert_info("AWS emulator stopped.")

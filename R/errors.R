@@ -27,6 +27,7 @@
 #' | `metaflow_foreach_error` | `metaflow_error` | 1 | a foreach step's variable cannot be split over |
 #' | `metaflow_foreach_too_wide` | `metaflow_foreach_error` | 86 | a foreach wider than its deployment takes |
 #' | `metaflow_attribute_error` | `metaflow_error` | 1 | a step read or wrote an artifact it may not (self$x) |
+#' | `metaflow_artifact_error` | `metaflow_error` | 1 | an artifact no other process can use (a connection, a pointer) |
 #' | `metaflow_merge_conflict` | `metaflow_error` | 1 | merge_artifacts() met inputs that disagree |
 #' | `metaflow_quit_error` | `metaflow_error` | 1 | a step called quit() instead of returning |
 #' | `metaflow_installation_error` | `metaflow_error` | 1 | the Python backend is missing or incomplete |

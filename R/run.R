@@ -161,14 +161,16 @@ flow_spec <- function(flow, script, package_suffixes = NULL) {
 
 # The script that defines the flow: from Rscript's --file=, or from the source() call running it.
 script_path <- function() {
+  # The file holding the flow is the innermost source() that reached run(), not the script that called
+  # it: workers and Batch jobs run that file, and a driver script must not run again in each of them.
+  for (frame in rev(sys.frames())) {
+    ofile <- get0("ofile", envir = frame, inherits = FALSE)
+    if (is.character(ofile) && length(ofile) == 1 && file.exists(ofile)) return(normalizePath(ofile))
+  }
   file_arg <- grep("^--file=", commandArgs(), value = TRUE)
   if (length(file_arg) && !interactive()) {
     # Rscript writes each space of the script's path as "~+~".
     return(normalizePath(gsub("~+~", " ", sub("^--file=", "", file_arg[1]), fixed = TRUE)))
-  }
-  for (frame in rev(sys.frames())) {
-    ofile <- get0("ofile", envir = frame, inherits = FALSE)
-    if (is.character(ofile) && length(ofile) == 1 && file.exists(ofile)) return(normalizePath(ofile))
   }
   NULL  # a flow built in the console: commands that need its file say so (show does not)
 }

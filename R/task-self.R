@@ -109,7 +109,7 @@ self_outputs <- function(self, output_dir) {
   for (i in seq_along(dirty)) {
     file <- sprintf("artifact-%d.rds", i)
     value <- get(dirty[[i]], envir = values)
-    write_artifact(value, file.path(output_dir, file), dirty[[i]])
+    save_portable_artifact(dirty[[i]], value, file.path(output_dir, file))
     out[[dirty[[i]]]] <- list(file = file, type = class(value)[1], preview = artifact_preview(value))
   }
   out

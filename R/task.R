@@ -14,6 +14,8 @@ run_task <- function(flow, args) {
   if (is.null(step)) {
     abort("The flow has no step {.val {ctx$step}}; the script changed since the run started.", "graph_error")
   }
+  # Marks every process the step starts, even one in a session of its own: it ends with the task.
+  do.call(Sys.setenv, stats::setNames(list(ctx$output_dir), protocol()$task_process_mark))
   if (length(ctx$environment)) {
     do.call(Sys.setenv, lapply(ctx$environment, as.character))  # the step's environment decorator
   }

@@ -5,7 +5,8 @@ library(metaflow)
 
 start <- function(self) {
   python <- system2(Sys.getenv("METAFLOW_R_PYTHON", "python3"), "--version", stdout = TRUE)
-  cat("image: user=", Sys.info()[["effective_user"]], " python=", python, " ", R.version.string, "\n", sep = "")
+  cat("image: user=", Sys.info()[["effective_user"]], " uid=", system2("id", "-u", stdout = TRUE), " python=", python,
+      " ", R.version.string, "\n", sep = "")
   for (name in c("AWS_BATCH_JOB_ID", "AWS_BATCH_JQ_NAME", "AWS_BATCH_CE_NAME", "AWS_DEFAULT_REGION")) {
     cat(name, "=", Sys.getenv(name), "\n", sep = "")
   }

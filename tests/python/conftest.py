@@ -18,9 +18,26 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 BROWSER_LOOK = REPO / "tests" / "browser" / "look.mjs"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-needs_browser = pytest.mark.skipif(
-    not (shutil.which("node") and os.path.exists(CHROMIUM) and (REPO / ".tools" / "node_modules" / "playwright-core").is_dir()),
-    reason="needs node, Debian's chromium and playwright-core in .tools: make setup installs them")
+NODE_MODULES = REPO / ".tools" / "node_modules"
+
+
+def require_npm_tool(path: Path, what: str) -> None:
+    """Fail, as hadolint's tests do, when `make setup` could not install a tool these tests need: a skip
+    would go unseen, and the claims these tests check with it with them."""
+    if shutil.which("node") is None or not path.exists():
+        pytest.fail(f"{what} is not installed ({'node is not on PATH' if shutil.which('node') is None else f'no {path}'}):"
+                    " run `make setup`, which installs it.")
+
+
+@pytest.fixture(scope="module")
+def browser_tools() -> None:
+    """Node, Debian's Chromium and playwright-core in .tools: `make setup` installs them."""
+    require_npm_tool(NODE_MODULES / "playwright-core", "playwright-core (npm)")
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"Debian's chromium is not installed (no {CHROMIUM}): run `make setup`, which installs it.")
+
+
+needs_browser = pytest.mark.usefixtures("browser_tools")
 
 
 def build_package(where: Path) -> Path:
@@ -275,32 +292,43 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class EmulatorProcess:
+    """``metaflow-r emulator OPTIONS`` started in the background; ``settings`` are those it wrote."""
+
+    def __init__(self, home: Path, *options: str, env: dict[str, str] | None = None) -> None:
+        env_file = home / "aws.env"
+        (home / "tmp").mkdir(parents=True)
+        # Its output goes to a file, not a pipe nobody reads while tests run: a full pipe would block the server.
+        self.log = home / "emulator.log"
+        with open(self.log, "w") as output_file:
+            # The Batch jobs it runs inherit its environment: their scratch directories land in the test's tmp.
+            self.process = subprocess.Popen([METAFLOW_R, "emulator", "--port", str(free_port()), "--env-file",
+                                             str(env_file), *options], stdout=output_file, stderr=subprocess.STDOUT,
+                                            text=True, env={**os.environ, **(env or {}), "TMPDIR": str(home / "tmp")})
+        deadline = time.time() + 60
+        while not env_file.exists():
+            assert self.process.poll() is None, self.log.read_text()
+            assert time.time() < deadline, "emulator not ready after 60 s"
+            time.sleep(0.1)
+        self.settings = dict(line[len("export "):].strip().split("=", 1)
+                             for line in env_file.read_text().splitlines())
+
+    def stop(self, how: int = signal.SIGTERM) -> str:
+        """Stop it as a user does (SIGTERM: kill; SIGINT: Ctrl-C); fails unless it stops cleanly; its output."""
+        self.process.send_signal(how)
+        self.process.wait(timeout=120)
+        output = self.log.read_text()
+        assert self.process.returncode == 0, output
+        assert "AWS emulator stopped." in output
+        return output
+
+
 def running_emulator(tmp_path_factory, *options: str, env: dict[str, str] | None = None):
     """``metaflow-r emulator OPTIONS`` in the background until the generator is closed; yields the
     settings it wrote. Fails the test if it does not start, or does not stop cleanly."""
-    home = tmp_path_factory.mktemp("emulator")
-    env_file = home / "aws.env"
-    (home / "tmp").mkdir()
-    port = free_port()
-    # Its output goes to a file, not a pipe nobody reads while tests run: a full pipe would block the server.
-    log = home / "emulator.log"
-    with open(log, "w") as output_file:
-        # The Batch jobs it runs inherit its environment: their scratch directories land in the test's tmp.
-        process = subprocess.Popen([METAFLOW_R, "emulator", "--port", str(port), "--env-file", str(env_file),
-                                    *options], stdout=output_file, stderr=subprocess.STDOUT, text=True,
-                                   env={**os.environ, **(env or {}), "TMPDIR": str(home / "tmp")})
-    deadline = time.time() + 60
-    while not env_file.exists():
-        assert process.poll() is None, log.read_text()
-        assert time.time() < deadline, "emulator not ready after 60 s"
-        time.sleep(0.1)
-    settings = dict(line[len("export "):].strip().split("=", 1) for line in env_file.read_text().splitlines())
-    yield settings
-    process.send_signal(signal.SIGTERM)
-    process.wait(timeout=60)
-    output = log.read_text()
-    assert process.returncode == 0, output
-    assert "AWS emulator stopped." in output
+    emulator = EmulatorProcess(tmp_path_factory.mktemp("emulator"), *options, env=env)
+    yield emulator.settings
+    emulator.stop()
 
 
 @pytest.fixture(scope="module")
@@ -340,16 +368,20 @@ def batch_image_tag(request) -> str | None:
         pytest.fail(f"`make image` failed with {engine}: {exc}")
 
 
+def image_runner_options(image: str | None) -> tuple[tuple[str, ...], dict[str, str] | None]:
+    """The emulator's options and environment to run every Batch job in ``image`` (None: as local processes)."""
+    if image is None:
+        return (), None
+    from metaflow_r.emulator.containers import container_engine, engine_env
+
+    return ("--batch-runner", "container", "--image", image), engine_env(container_engine())
+
+
 def emulator_in_image(tmp_path_factory, image: str | None):
     """An emulator running every Batch job in ``image`` (deployed flows name it), or, when it is None,
     as local processes."""
-    if image is None:
-        yield from running_emulator(tmp_path_factory)
-        return
-    from metaflow_r.emulator.containers import container_engine, engine_env
-
-    yield from running_emulator(tmp_path_factory, "--batch-runner", "container", "--image", image,
-                                env=engine_env(container_engine()))
+    options, env = image_runner_options(image)
+    yield from running_emulator(tmp_path_factory, *options, env=env)
 
 
 @pytest.fixture(scope="session")
@@ -579,6 +611,17 @@ class RunRecords:
 def foreach_frame(index: int, num_splits: int, step: str = "start", task_id: str = "1") -> dict[str, Any]:
     return {"kind": "foreach", "step": step, "task_id": task_id, "index": index, "num_splits": num_splits,
             "var": "items", "var_sha": "0" * 64}
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie has ended; only its parent has not collected it yet
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def eventually(check, timeout: float = 30) -> bool:

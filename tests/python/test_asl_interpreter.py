@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import itertools
 import json
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import require_npm_tool
 from test_compile import CASES, CODE_SHA, GOLDEN_DIR, MAX_WORKERS, graph_of
 
 from metaflow_r.aws.step_functions.compile import array_chunks
@@ -31,8 +31,10 @@ RUNNER = Path(__file__).with_name("asl_run.mjs")
 WIDTH = MAX_WORKERS + 1  # wider than each Map's MaxConcurrency, so the cap shows
 PARAMETERS = json.dumps({"alpha": 0.5})
 
-pytestmark = pytest.mark.skipif(shutil.which("node") is None or not MODULE.exists(),
-                                reason="aws-local-stepfunctions (npm) is not installed: make setup installs it")
+
+@pytest.fixture(scope="module", autouse=True)
+def interpreter_installed() -> None:
+    require_npm_tool(MODULE, "aws-local-stepfunctions (npm)")
 
 
 def foreach_steps(graph: FlowGraph, step: str) -> list[str]:

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-from conftest import BRANCH, BRANCHING_BODY, FOREACH, LINEAR, NESTED_FOREACH, make_spec, param, step, write_flow_script
+from conftest import (BRANCH, BRANCHING_BODY, FOREACH, LINEAR, NESTED_FOREACH, make_spec, param, require_npm_tool, step,
+                      write_flow_script)
 from statelint.linter import Linter
 
 from metaflow_r.aws.settings import DeploySettings
@@ -347,12 +348,12 @@ ASL_VALIDATOR = Path(__file__).resolve().parents[2] / ".tools" / "node_modules" 
 @pytest.fixture(scope="module")
 def asl_validator_verdicts() -> str:
     """One run of asl-validator over every golden file (Node's start-up is most of its time)."""
+    require_npm_tool(ASL_VALIDATOR, "asl-validator (npm)")
     goldens = [arg for path in sorted(GOLDEN_DIR.glob("*.json")) for arg in ("--json-path", str(path))]
     done = subprocess.run([str(ASL_VALIDATOR), *goldens], capture_output=True, text=True, timeout=120)
     return done.stdout + done.stderr
 
 
-@pytest.mark.skipif(not ASL_VALIDATOR.exists(), reason="asl-validator (npm) not installed: make setup installs it")
 @pytest.mark.parametrize("golden", sorted(GOLDEN_DIR.glob("*.json")), ids=lambda p: p.stem)
 def test_golden_definitions_pass_asl_validator(golden, asl_validator_verdicts):
     assert f'✓ State machine definition "{golden}" is valid' in asl_validator_verdicts, asl_validator_verdicts

@@ -85,6 +85,11 @@ class CrashFlow:
     def output(self) -> str:
         return (self.dir / "run.log").read_text()
 
+    def rscript_r(self, code: str) -> subprocess.CompletedProcess:
+        """R code run with the package loaded, where the flow was run (the Client API's namespace is the user's)."""
+        return subprocess.run(["Rscript", "-e", f"library(metaflow); {code}"], cwd=self.dir, env=self.env,
+                              capture_output=True, text=True, timeout=300)
+
     def rscript(self, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run(["Rscript", str(self.script), *args], cwd=self.dir, env=self.env,
                               capture_output=True, text=True, timeout=300)
@@ -179,12 +184,15 @@ def test_a_task_killed_while_writing_a_large_artifact_leaves_nothing_visible(tmp
 # over 1 MB into the datastore writes half the file, then FAULT happens: "kill" SIGKILLs the runtime process,
 # "full" raises the error a full disk raises. The task's directory is made to look like another filesystem
 # than the datastore's, so that its artifact files are copied, not renamed into place (a rename cannot be
-# half done).
+# half done). With FAULT "status", only the run's status cannot be stored, as on a disk that filled up
+# just then.
 FAULTY_RUNTIME = """
 import errno, os, shutil, signal, sys
 from metaflow_r.cli.entry import main
+from metaflow_r.datastore.storage import LocalStorage
 
 real_copyfile, real_replace = shutil.copyfile, os.replace
+real_create = LocalStorage.create
 faults = []
 
 def replace_across_filesystems(src, dst, *args, **kwargs):
@@ -192,9 +200,14 @@ def replace_across_filesystems(src, dst, *args, **kwargs):
         raise OSError(errno.EXDEV, os.strerror(errno.EXDEV), src)
     return real_replace(src, dst, *args, **kwargs)
 
+def create_unless_status(self, key, data):
+    if os.environ["FAULT"] == "status" and key.endswith("/_status.json"):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return real_create(self, key, data)
+
 def copy_half_then_fail(src, dst, *args, **kwargs):
     size = os.path.getsize(src)
-    if size > 1_000_000 and not faults:
+    if size > 1_000_000 and not faults and os.environ["FAULT"] != "status":
         faults.append(src)
         with open(src, "rb") as source, open(dst, "wb") as target:
             target.write(source.read(size // 2))
@@ -205,6 +218,7 @@ def copy_half_then_fail(src, dst, *args, **kwargs):
 
 shutil.copyfile = copy_half_then_fail
 os.replace = replace_across_filesystems
+LocalStorage.create = create_unless_status
 spec_file, *argv = sys.argv[1:]
 sys.exit(main(argv, open(spec_file).read(), {"launch_dir": os.getcwd(), "rscript": "Rscript"}))
 """
@@ -268,6 +282,26 @@ def test_a_failed_write_of_a_large_artifact_fails_the_task_cleanly(tmp_path):
     assert local_datastore_files(flow.root)["temp"] == []  # the failed write removed its temporary file
 
     check_resume_reuses_and_completes(flow, run_id, SMALL_BIG)
+
+
+def test_a_run_whose_status_could_not_be_stored_reads_as_ended_and_resumes(tmp_path):
+    """The disk fills up just as the run's status is written: once space is freed, the advice it gives works."""
+    flow = CrashFlow(tmp_path, big=SMALL_BIG)
+    flow.script.write_text(flow.script.read_text().replace('writeLines(', 'if (!file.exists("fixed")) stop("not yet")\n  writeLines('))
+    assert run_faulty_runtime(flow, "status") == 4, flow.output()
+    output = flow.output()
+    assert "Run CrashFlow/" in output and "failed, but its status could not be stored: [Errno 28]" in output
+    assert "Free some space in the datastore, then resume the run." in output and "Traceback" not in output
+    (run_id,) = flow.ds.run_ids()
+    status = flow.ds.run_status(run_id)  # its runtime is gone: the run has ended, however it was recorded
+    assert status["successful"] is False and "ended without recording how the run ended" in status["reason"]
+    listed = flow.rscript_r(f'print(run_client$new("CrashFlow/{run_id}"))')
+    assert f"<run_client> CrashFlow/{run_id}: failed" in listed.stdout, listed.stdout + listed.stderr
+
+    (tmp_path / "fixed").write_text("")
+    check_resume_reuses_and_completes(flow, run_id, SMALL_BIG)
+    named = flow.rscript("resume", "--origin-run-id", run_id)
+    assert named.returncode == 0, named.stdout + named.stderr
 
 
 # -- emulated: a Batch job that dies ---------------------------------------------------------------

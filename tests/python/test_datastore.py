@@ -162,6 +162,24 @@ def test_a_status_the_state_machine_wrote_reads_like_a_tasks(ds):
     assert status["finished_at"] == pytest.approx(1796279016.063) and status["successful"] is False
 
 
+def test_a_run_whose_runtime_died_reads_as_running_while_its_reaper_records_its_end(ds):
+    """Else a reader racing the reaper reads another reason than the one the reaper then stores."""
+    import subprocess
+
+    from metaflow_r.core import processes
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    reaper = subprocess.Popen(["sleep", "60"])
+    run_id = ds.new_run([], {}, "tester", extra={"runtime": processes.identity(dead.pid)})
+    ds.record_reaper(run_id, processes.identity(reaper.pid))
+    assert ds.run_status(run_id) is None  # its reaper lives: the run's end is still to be recorded
+    reaper.kill()
+    reaper.wait()
+    status = ds.run_status(run_id)  # both gone, and nothing recorded
+    assert status["successful"] is False and f"(pid {dead.pid} on " in status["reason"]
+
+
 def test_new_run_ids_are_unique_under_concurrent_claims(ds):
     n = 12
     barrier = threading.Barrier(n)

@@ -137,12 +137,18 @@ with mock_aws(config=config):
 
 ARRAY_JOB = SCALE_PRELUDE + r"""
 with mock_aws(config=config):
-    # Each child sleeps half a second, says its index and fails if it is the one named on the command line.
-    script = 'sleep 0.5; echo "index=$AWS_BATCH_JOB_ARRAY_INDEX"; test "$AWS_BATCH_JOB_ARRAY_INDEX" != "$0"'
-    batch = batch_queue(["sh", "-c", script, sys.argv[2]])
-    began = time.time()
+    # Each child waits for the gate (at most 5 s, so that children run inside SubmitJob end too), says its
+    # index and fails if it is the one named on the command line.
+    gate = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"gate-{os.getpid()}")
+    script = ('for i in $(seq 50); do [ -e "$1" ] && break; sleep 0.1; done; echo "index=$AWS_BATCH_JOB_ARRAY_INDEX"; '
+              'test "$AWS_BATCH_JOB_ARRAY_INDEX" != "$0"')
+    batch = batch_queue(["sh", "-c", script, sys.argv[2], gate])
     submitted = batch.submit_job(jobName="j", jobDefinition="def-1", jobQueue="queue-1", arrayProperties={"size": 3})
-    returned_after = time.time() - began
+    # What the children said by the time SubmitJob returned: nothing, unless they ran inside it.
+    said_at_return = [e["message"] for s in boto3.client("logs").describe_log_streams(
+        logGroupName="/aws/batch/job").get("logStreams", []) for e in boto3.client("logs").get_log_events(
+        logGroupName="/aws/batch/job", logStreamName=s["logStreamName"])["events"]]
+    open(gate, "w").close()
     definition = {"StartAt": "T", "States": {"T": {"Type": "Task", "Resource": "arn:aws:states:::batch:submitJob.sync",
         "Parameters": {"JobName": "j", "JobDefinition": "def-1", "JobQueue": "queue-1", "ArrayProperties": {"Size": 3}},
         "ResultPath": None, "End": True}}}
@@ -156,7 +162,8 @@ with mock_aws(config=config):
     streams = logs.describe_log_streams(logGroupName="/aws/batch/job")["logStreams"]
     said = sorted(e["message"] for s in streams for e in logs.get_log_events(
         logGroupName="/aws/batch/job", logStreamName=s["logStreamName"])["events"])
-    print(json.dumps({**outcome, "returned_after": returned_after, "first_array": first["status"], "said": said}))
+    os.remove(gate)
+    print(json.dumps({**outcome, "said_at_return": said_at_return, "first_array": first["status"], "said": said}))
 """
 
 
@@ -190,14 +197,14 @@ def test_a_failed_child_execution_fails_the_distributed_map_unless_tolerated():
 @pytest.mark.skipif(not moto_needs_patches(), reason=f"moto {moto.__version__} needs no workaround")
 def test_without_the_patch_array_children_block_the_submission_know_no_index_and_cannot_fail_it():
     outcome = run_scale_scenario(ARRAY_JOB, "base", "1")
-    assert outcome["returned_after"] >= 1.5  # three half-second children, one after another, inside SubmitJob
+    assert len(outcome["said_at_return"]) == 3  # the three children ran inside SubmitJob, one after another
     assert outcome["said"] == ["index="] * 6
     assert outcome["first_array"] == "SUCCEEDED" and outcome["status"] == "SUCCEEDED"
 
 
 def test_array_children_run_in_the_background_with_their_index_and_a_failed_child_fails_the_array():
     outcome = run_scale_scenario(ARRAY_JOB, "scaled", "1")
-    assert outcome["returned_after"] < 0.5
+    assert outcome["said_at_return"] == []  # SubmitJob returned before any child ran to its end
     assert outcome["said"] == ["index=0", "index=0", "index=1", "index=1", "index=2", "index=2"]
     assert outcome["first_array"] == "FAILED"
     assert (outcome["status"], outcome["error"]) == ("FAILED", "States.TaskFailed")

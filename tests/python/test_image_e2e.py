@@ -37,7 +37,7 @@ def test_the_production_check_passes_with_its_jobs_in_the_image(emulator, tmp_pa
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
     # The start job ran in the image: its user, Debian's python3 (the venv's base), Batch's variables.
-    assert "image: user=metaflow python=Python 3.11" in out
+    assert re.search(r"image: user=metaflow uid=1000 python=Python 3\.11\.\d+ R version 4\.2\.", out), out
     assert f"AWS_BATCH_JQ_NAME={emulator['METAFLOW_BATCH_JOB_QUEUE']}" in out
     assert f"AWS_DEFAULT_REGION={emulator['AWS_DEFAULT_REGION']}" in out
     assert "a line on stderr reaches the log too" in out  # CloudWatch has stderr as well as stdout
@@ -45,5 +45,7 @@ def test_the_production_check_passes_with_its_jobs_in_the_image(emulator, tmp_pa
     ds = s3_datastore(emulator, "ProductionCheckFlow")
     run_id = re.search(r"Production check passed: run (\S+) of ProductionCheckFlow", out).group(1)
     # Batch's own retry ran each foreach task's second attempt (AWS_BATCH_JOB_ATTEMPT=2).
-    for task_id in ds.task_ids(run_id, "square"):
+    squares = ds.task_ids(run_id, "square")
+    assert len(squares) == 2  # numbers.csv's two numbers: 3² + 4² = 25
+    for task_id in squares:
         assert [a["successful"] for a in ds.attempts(run_id, "square", task_id)] == [True, False]

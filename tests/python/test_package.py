@@ -104,6 +104,23 @@ def test_files_beside_the_script_that_are_left_out_are_named(project):
     assert package.size == sum((project / f).stat().st_size for f in package.files)
 
 
+def test_a_linked_directory_is_packaged_as_a_linked_file_is(project, tmp_path):
+    shared = tmp_path / "elsewhere"
+    shared.mkdir()
+    (shared / "helper2.R").write_text("helper2 <- function() 2\n")
+    (project / "shared").symlink_to(shared, target_is_directory=True)
+    (project / "linked.R").symlink_to(shared / "helper2.R")
+    package = build(project)
+    assert {"shared/helper2.R", "linked.R"} <= set(package.files)
+    assert members(package.data)["shared/helper2.R"] == b"helper2 <- function() 2\n"
+
+
+def test_a_directory_linking_to_one_it_is_in_is_refused_naming_it(project):
+    (project / "lib" / "loop").symlink_to("..", target_is_directory=True)
+    with pytest.raises(UsageError, match=r"cannot hold lib/loop: it links to a directory it is in \(\.\.\)"):
+        build(project)
+
+
 def test_metaflow_s_comma_separated_suffixes_work(project):
     package = build(project, (".R,.csv",))
     assert "data.csv" in package.files and "notes.txt" not in package.files

@@ -21,6 +21,7 @@ from conftest import (
     foreach_frame,
     make_spec,
     needs_browser,
+    require_npm_tool,
     step,
 )
 from metaflow_r.core.graph import FlowGraph
@@ -158,8 +159,8 @@ def test_a_production_run_on_s3(moto_aws, tmp_path):
     assert steps["body"]["subtitle"] == "running \u00b7 1/3" and running_page["title"].endswith(": running")
 
 
-@pytest.mark.skipif(not (ROOT / ".tools" / "node_modules" / "mermaid").is_dir(), reason="needs the npm mermaid package in .tools")
 def test_mermaid_renders_every_graph_shape(tmp_path):
+    require_npm_tool(ROOT / ".tools" / "node_modules" / "mermaid", "mermaid (npm)")
     keywords = make_spec("KeywordFlow", [step("start", ["graph", "style", "o_step"]), step("graph", "subgraph"),
                                          step("subgraph", "class"), step("style", "class"), step("o_step", "class"),
                                          step("class", "end", join=True), step("end")])

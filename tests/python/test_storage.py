@@ -152,6 +152,7 @@ def test_a_local_reader_never_sees_a_partial_write(tmp_path):
     storage.write_bytes("Flow/blob", contents[0])
     stop = threading.Event()
     bad: list[str] = []
+    reads = [0]
 
     def read_loop():
         while not stop.is_set():
@@ -163,16 +164,20 @@ def test_a_local_reader_never_sees_a_partial_write(tmp_path):
             if data not in contents:
                 bad.append(f"read {len(data) if data is not None else None} bytes, mixed or truncated")
                 return
+            reads[0] += 1
 
     reader = threading.Thread(target=read_loop)
     reader.start()
-    try:
-        for i in range(20):
-            storage.write_bytes("Flow/blob", contents[i % 2])
+    writes = 0
+    try:  # at least 20 writes, and on until the reader has read 20 times while they went on
+        while (writes < 20 or reads[0] < 20) and reader.is_alive():
+            storage.write_bytes("Flow/blob", contents[writes % 2])
+            writes += 1
     finally:
         stop.set()
         reader.join()
     assert bad == []
+    assert reads[0] >= 20  # the reader did read, while the writes went on
     assert os.listdir(tmp_path / "Flow") == ["blob"]
 
 

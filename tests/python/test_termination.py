@@ -2,7 +2,8 @@
 
 Real `Rscript flow.R run` processes, stopped by the signals users send them: Ctrl-C (SIGINT), kill
 (SIGTERM), a closed terminal (SIGHUP) and kill -9 (SIGKILL). The step that is running never ends by
-itself and has started a background process of its own.
+itself and has started background processes of its own: one in its process group, one in a session of
+its own (``processx``, as ``callr::r_bg()`` starts one).
 """
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import eventually
+from conftest import alive, eventually
 
+from metaflow_r.core import processes
 from metaflow_r.datastore.flow import FlowDatastore
 from metaflow_r.datastore.storage import LocalStorage
 from metaflow_r.runtime.reaper import RUNTIME_ENDED
@@ -29,7 +31,9 @@ start <- function(self) self$x <- 1
 stuck <- function(self) {
   if (file.exists("fixed")) return(invisible())
   system("sleep 600 & echo $! > background.pid")
+  cat(processx::process$new("sleep", "600", cleanup = FALSE)$get_pid(), file = "escaped.pid")
   cat(Sys.getpid(), file = "task.pid")
+  cat(tempdir(), file = "tempdir.path")
   cat("stuck for good\\n")
   repeat Sys.sleep(1)
 }
@@ -40,17 +44,6 @@ metaflow("StuckFlow") %>%
   step(step = "end", r_function = end) %>%
   run()
 """
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie has ended; only its parent has not collected it yet
-        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 class StuckRun:
@@ -69,7 +62,7 @@ class StuckRun:
         process = subprocess.Popen(["Rscript", str(self.script), "run"], cwd=self.dir, env=self.env,
                                    stdout=self.out, stderr=subprocess.STDOUT, start_new_session=True)
         assert eventually(lambda: "stuck for good" in self.output(), 120), self.output()
-        assert eventually(lambda: (self.dir / "background.pid").exists())
+        assert eventually(lambda: (self.dir / "background.pid").exists() and (self.dir / "escaped.pid").exists())
         return process
 
     def output(self) -> str:
@@ -78,7 +71,11 @@ class StuckRun:
     def pids(self) -> dict[str, int]:
         worker = int(re.search(r"stuck/\d+ \(pid (\d+)\)", self.output()).group(1))
         return {"worker": worker, "task": int((self.dir / "task.pid").read_text()),
-                "background": int((self.dir / "background.pid").read_text())}
+                "background": int((self.dir / "background.pid").read_text()),
+                "escaped": int((self.dir / "escaped.pid").read_text())}
+
+    def worker_tempdir(self) -> Path:
+        return Path((self.dir / "tempdir.path").read_text())
 
     def resume(self) -> subprocess.CompletedProcess:
         (self.dir / "fixed").write_text("")
@@ -100,10 +97,50 @@ def test_a_terminated_run_takes_its_tasks_with_it_and_can_be_resumed(tmp_path, s
     status = run.ds.run_status(run_id)
     assert status["successful"] is False and status["reason"] == RUNTIME_ENDED
     assert eventually(lambda: not list(run.tmp.glob("metaflow-r-*")))  # its scratch went too
+    assert not run.worker_tempdir().exists()  # and the worker's tempdir() with it
 
     resumed = run.resume()
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "Cloned from run" in resumed.stdout and "x is 1" in resumed.stdout
+
+
+def mentioning(text: str) -> list[int]:
+    """The processes whose command line holds ``text``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and text.encode() in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            pass
+    return found
+
+
+def test_a_run_killed_all_at_once_reads_as_failed_and_resumes(tmp_path):
+    """The runtime, its reaper, the worker and its task SIGKILLed together, as an out-of-memory or cgroup kill
+    or a power loss does: nothing is left to record the run's end."""
+    run = StuckRun(tmp_path)
+    process = run.start()
+    (scratch,) = run.tmp.glob("metaflow-r-*")
+    (reaper,) = mentioning(str(scratch))  # the reaper is told the run's scratch directory
+    (run_id,) = run.ds.run_ids()
+    runtime = run.ds.run_record(run_id)["runtime"]["pid"]  # the backend's process running the run
+    pids = {**run.pids(), "Rscript": process.pid, "runtime": runtime, "reaper": reaper}
+    for pid in pids.values():
+        os.kill(pid, signal.SIGKILL)
+    process.wait(timeout=30)
+    for what, pid in pids.items():
+        assert eventually(lambda: not alive(pid)), f"the {what} ({pid}) survived SIGKILL"
+    status = run.ds.run_status(run_id)
+    assert status is not None, "the run reads as running, although every process of it is gone"
+    assert status["successful"] is False
+    assert f"the process running it (pid {runtime} on " in status["reason"]
+
+    resumed = run.resume()
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert f"Cloned from run {run_id}" in resumed.stdout and "x is 1" in resumed.stdout
+    assert not scratch.exists()  # what the dead run left in the temporary directory, the next run removed
+    assert not run.worker_tempdir().exists()
 
 
 def test_ctrl_c_stops_the_run_says_so_and_marks_it_interrupted(tmp_path):
@@ -129,6 +166,8 @@ start <- function(self) {
   system("sleep 600 & echo $! > background.pid")
   job <- parallel::mcparallel(Sys.sleep(600))
   cat(job$pid, file = "job.pid")
+  # a session of its own, as callr::r_bg() starts one
+  cat(processx::process$new("sleep", "600", cleanup = FALSE)$get_pid(), file = "escaped.pid")
 }
 end <- function(self) cat("tempdir still there:", dir.exists(tempdir()), "\\n")
 metaflow("LeftoverFlow") %>%
@@ -138,15 +177,47 @@ metaflow("LeftoverFlow") %>%
 """
 
 
-def test_what_a_step_leaves_running_ends_with_the_task(tmp_path):
-    script = tmp_path / "leftover.R"
-    script.write_text(BACKGROUND)
-    done = subprocess.run(["Rscript", str(script), "run", "--max-workers", "1"], cwd=tmp_path, capture_output=True,
+def run_on_one_worker(directory: Path, name: str, code: str) -> subprocess.CompletedProcess:
+    """``Rscript NAME run --max-workers 1``: every task forked from the same worker, one after another."""
+    script = directory / name
+    script.write_text(code)
+    return subprocess.run(["Rscript", str(script), "run", "--max-workers", "1"], cwd=directory, capture_output=True,
                           text=True, timeout=300)
+
+
+def test_what_a_step_leaves_running_ends_with_the_task(tmp_path):
+    done = run_on_one_worker(tmp_path, "leftover.R", BACKGROUND)
     assert done.returncode == 0, done.stdout + done.stderr
-    for name in ("background.pid", "job.pid"):
+    for name in ("background.pid", "job.pid", "escaped.pid"):
         pid = int((tmp_path / name).read_text())
         assert eventually(lambda: not alive(pid), 10), f"{name}: {pid} outlived its task"
+
+
+SHARED_TEMPDIR = """library(metaflow)
+start <- function(self) self$items <- 1:3
+body <- function(self) {
+  self$seen <- list.files(tempdir())
+  writeLines("mine", file.path(tempdir(), paste0("task-", self$input)))
+  self$tempdir <- tempdir()
+}
+join <- function(self, inputs) {
+  self$seen <- gather_inputs(inputs, "seen")
+  self$dirs <- unique(unlist(gather_inputs(inputs, "tempdir")))
+}
+metaflow("TempdirFlow") %>%
+  step(step = "start", r_function = start, next_step = "body", foreach = "items") %>%
+  step(step = "body", r_function = body, next_step = "join") %>%
+  step(step = "join", r_function = join, next_step = "end", join = TRUE) %>%
+  step(step = "end", r_function = function(self) cat("tempdirs:", length(self$dirs), "seen:", lengths(self$seen))) %>%
+  run()
+"""
+
+
+def test_no_task_sees_what_another_wrote_under_tempdir(tmp_path):
+    """With one worker, every task is forked from the same R process, so shares its tempdir()."""
+    done = run_on_one_worker(tmp_path, "tempdir.R", SHARED_TEMPDIR)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "tempdirs: 1 seen: 0 0 0" in done.stdout, done.stdout  # one worker's tempdir(), found empty each time
 
 
 QUITS = """library(metaflow)
@@ -163,10 +234,7 @@ metaflow("QuitFlow") %>%
 
 
 def test_quit_in_a_step_is_an_error_that_says_so_and_harms_no_other_task(tmp_path):
-    script = tmp_path / "quits.R"
-    script.write_text(QUITS)
-    done = subprocess.run(["Rscript", str(script), "run", "--max-workers", "1"], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=300)
+    done = run_on_one_worker(tmp_path, "quits.R", QUITS)
     assert done.returncode == 0, done.stdout + done.stderr  # decorator("catch") took the failure
     assert "Error in step 'body': Step \"body\" called `quit(status = 0)`." in done.stdout
     assert "exit status 1" in done.stdout and "tempdir there: TRUE" in done.stdout
@@ -182,7 +250,8 @@ def test_stale_scratch_of_dead_runs_is_swept(tmp_path):
     scratch.mkdir(exist_ok=True)
     dead = subprocess.Popen(["true"])
     dead.wait()
-    (scratch / ".owners").write_text(f"{dead.pid} {dead.pid}")
+    gone = {**processes.identity(), "pid": dead.pid}  # on this host, and that process has ended
+    (scratch / ".owners").write_text(json.dumps([gone, gone]))
     (scratch / "context.json").write_text(json.dumps({}))
     script = tmp_path / "quits.R"
     script.write_text(QUITS)

@@ -95,6 +95,42 @@ test_that("a failed production run is as usable from R as a local one: its task,
   expect_equal(started$self$input, 3L)
 })
 
+test_that("emulator_stop() stops the Batch jobs still running, and what their steps started", {
+  withr::local_envvar(METAFLOW_DEFAULT_DATASTORE = NA, AWS_ENDPOINT_URL = NA, METAFLOW_DATASTORE_SYSROOT_S3 = NA,
+                      METAFLOW_DATASTORE_SYSROOT_LOCAL = NA)
+  dir <- withr::local_tempdir()
+  withr::local_dir(dir)
+  writeLines(c(
+    "library(metaflow)",
+    "start <- function(self) {",
+    sprintf("  system('sleep 600 & echo $! > %s/background.pid')", dir),
+    sprintf("  cat(Sys.getpid(), file = '%s/task.pid')", dir),
+    "  repeat Sys.sleep(1)",
+    "}",
+    "metaflow('ForeverFlow') %>%",
+    "  step(step = 'start', r_function = start, next_step = 'end') %>%",
+    "  step(step = 'end') %>%",
+    "  run()"), "forever.R")
+  emu <- emulator_start(port = 0)
+  on.exit(if (emu$process$is_alive()) emulator_stop(emu), add = TRUE)
+  rscript <- file.path(R.home("bin"), "Rscript")
+  expect_equal(system2(rscript, c("forever.R", "step-functions", "create"), stdout = FALSE, stderr = FALSE), 0)
+  expect_equal(system2(rscript, c("forever.R", "step-functions", "trigger"), stdout = FALSE, stderr = FALSE), 0)
+  deadline <- Sys.time() + 180
+  while (!all(file.exists(c("task.pid", "background.pid"))) && Sys.time() < deadline) Sys.sleep(0.5)
+  alive <- function(pid) {  # a zombie has ended: only its parent has not collected it
+    stat <- suppressWarnings(tryCatch(readLines(sprintf("/proc/%d/stat", pid)), error = function(e) ""))
+    nzchar(stat[1]) && !grepl(") Z ", stat[1], fixed = TRUE)
+  }
+  pids <- as.integer(c(readLines("task.pid", warn = FALSE), readLines("background.pid", warn = FALSE)))
+  expect_true(all(vapply(pids, alive, logical(1))))  # both running
+  emulator_stop(emu)
+  gone <- function() !any(vapply(pids, alive, logical(1)))
+  deadline <- Sys.time() + 30
+  while (!gone() && Sys.time() < deadline) Sys.sleep(0.5)
+  expect_true(gone(), info = "the job's task or its background process outlived the emulator")
+})
+
 test_that("an emulator on a busy port is reported with the emulator's own words, not after a wait", {
   withr::local_envvar(AWS_ENDPOINT_URL = NA)
   port <- metaflow:::backend("emulator.server")$free_port()

@@ -277,3 +277,22 @@ test_that("run(resume = TRUE, origin_run_id =) resumes the run named, from an R 
   expect_identical(args_from_call(list(), metaflow("F"), resume = TRUE, origin_run_id = "sfn-1"),
                    c("resume", "--origin-run-id", "sfn-1"))
 })
+
+test_that("a driver script that source()s the flow runs once: workers load the flow's file, not the driver", {
+  dir <- withr::local_tempdir()
+  writeLines(flow_script(
+    "start <- function(self) self$items <- 1:4",
+    pipeline = c('metaflow("DrivenFlow") %>%',
+                 'step(step = "start", r_function = start, next_step = "body", foreach = "items") %>%',
+                 'step(step = "body", next_step = "join") %>%',
+                 'step(step = "join", r_function = function(self, inputs) NULL, next_step = "end", join = TRUE) %>%',
+                 'step(step = "end")')), file.path(dir, "flow.R"))
+  result <- rscript_flow(c("cat('driver before\\n', file = 'trace.txt', append = TRUE)",
+                           "source('flow.R')",
+                           "cat('driver after\\n', file = 'trace.txt', append = TRUE)"),
+                         args = c("run", "--max-workers", "2"), dir = dir, file = "driver.R")
+  expect_equal(result$status, 0, info = result$output)
+  expect_equal(readLines(file.path(dir, "trace.txt")), c("driver before", "driver after"))
+  run <- jsonlite::read_json(Sys.glob(file.path(dir, ".metaflow", "DrivenFlow", "*", "_run.json")))
+  expect_equal(basename(run$spec$script), "flow.R")  # what a deployment packages and its jobs run
+})

@@ -43,3 +43,20 @@ test_that("a merge conflict names MergeArtifactsException and sets nothing", {
   expect_error(merge_artifacts(self, inputs), "\"x\"")
   expect_equal(names(self), character())
 })
+
+test_that("a foreach of one item gives its join one input; one of none is refused, saying why", {
+  code <- flow_script(
+    "start <- function(self) self$items <- seq_len(self$n)",
+    "join <- function(self, inputs) self$got <- length(inputs)",
+    pipeline = c('metaflow("WidthFlow") %>% parameter("n", default = 1L) %>%',
+                 'step(step = "start", r_function = start, next_step = "body", foreach = "items") %>%',
+                 'step(step = "body", r_function = function(self) self$v <- self$input, next_step = "join") %>%',
+                 'step(step = "join", r_function = join, next_step = "end", join = TRUE) %>%',
+                 'step(step = "end", r_function = function(self) cat("join got", self$got, "inputs\\n"))'))
+  one <- rscript_flow(code)
+  expect_equal(one$status, 0, info = one$output)
+  expect_match(one$stdout, "join got 1 inputs", fixed = TRUE)
+  none <- rscript_flow(code, args = c("run", "--n", "0"))
+  expect_equal(none$status, 1, info = none$output)
+  expect_match(none$output, "A foreach needs at least one element to split over.", fixed = TRUE)
+})

@@ -53,9 +53,8 @@ def build_package(script: str, spec: dict[str, Any], versions: dict[str, str],
     wanted = DEFAULT_SUFFIXES + normalise_suffixes(suffixes)
     files: list[str] = []
     left_out: list[str] = []
-    for directory, subdirs, names in os.walk(root):
-        subdirs[:] = sorted(d for d in subdirs if d not in EXCLUDED_DIRS and not d.startswith("."))
-        for name in sorted(names):
+    for directory, names in _walk(root):
+        for name in names:
             path = Path(directory, name)
             relative = path.relative_to(root).as_posix()
             if name.startswith(".") or not path.is_file():
@@ -76,6 +75,21 @@ def build_package(script: str, spec: dict[str, Any], versions: dict[str, str],
             _add(tar, relative, content)
     data = gzip.compress(buffer.getvalue(), mtime=0)
     return CodePackage(data, hashlib.sha256(data).hexdigest(), tuple(files), size, tuple(left_out))
+
+
+def _walk(root: Path) -> Iterable[tuple[str, list[str]]]:
+    """Each directory below ``root`` with its file names, sorted. A linked directory is followed, as a linked
+    file is (a job sees what the script sees); one that links back to a directory it is in is refused."""
+    for directory, subdirs, names in os.walk(root, followlinks=True):
+        subdirs[:] = sorted(d for d in subdirs if d not in EXCLUDED_DIRS and not d.startswith("."))
+        here = Path(directory).resolve()
+        for name in subdirs:
+            if here.is_relative_to(Path(directory, name).resolve()):
+                link = Path(directory, name).relative_to(root).as_posix()
+                raise UsageError(f"The code package cannot hold {link}: it links to a directory it is in "
+                                 f"({os.readlink(Path(directory, name))}), so it would hold itself forever.",
+                                 [("i", "Remove the link, or make it point elsewhere, then deploy again.")])
+        yield directory, sorted(names)
 
 
 def _check_size(root: Path, files: list[str]) -> None:

@@ -1,6 +1,7 @@
 """What a command knows before it runs: the flow, where it was launched, and the group's options."""
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ class Invocation:
         if self.r_session and command in R_COMMANDS:
             return R_COMMANDS[command]
         script = Path(self.spec.script).name if self.spec and self.spec.script else "flow.R"
-        return f"Rscript {script} {' '.join(command)}"
+        return f"Rscript {shlex.quote(script)} {' '.join(command)}"  # to paste into a shell as it is
 
     def withs(self) -> WithDecorators:
         """What --with gives every step: retries, and Batch (with its attributes)."""

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 import click
 
 from metaflow_r.cli.invocation import Invocation, current
+from metaflow_r.core import processes
 from metaflow_r.core.config import current_user
 from metaflow_r.core.errors import RunFailed, RunInterrupted, UsageError
 from metaflow_r.core.params import parameter_values
@@ -79,19 +80,21 @@ def launch(invocation: Invocation, options: dict[str, Any], origin: tuple[str | 
     given = None if any(p.name == "seed" for p in graph.spec.parameters) else options.get("seed")
     seed = (clone.seed if clone else None) or given or graph.spec.seed or new_run_seed()
     run_id, run_record = _start_run(invocation, ds, params, clone, {**options, "seed": seed})
-    runtime = LocalRuntime(graph, ds, run_id, run_record, script=graph.spec.script, launch_dir=invocation.launch_dir,
-                           rscript=invocation.rscript, max_workers=options["max_workers"],
-                           retries={node.name: node.spec.retries(withs.retry) for node in graph}, clone=clone,
-                           remote=remote, remote_steps=batch_steps)
-    where = f"{ds.storage.root}/{graph.spec.name}/{run_id}"
-    with _resuming(ds, clone, run_id):
-        try:
-            succeeded = runtime.execute()
-        except KeyboardInterrupt:
-            raise RunInterrupted(f"Run {graph.spec.name}/{run_id} was interrupted; its tasks were stopped.",
-                                 [("i", f"Its data is in {where}."),
-                                  ("i", f"Continue it with: {invocation.hint('resume')}")],
-                                 data={"run_id": run_id, "flow": graph.spec.name}) from None
+    with _holding(run_record):
+        runtime = LocalRuntime(graph, ds, run_id, run_record, script=graph.spec.script,
+                               launch_dir=invocation.launch_dir, rscript=invocation.rscript,
+                               max_workers=options["max_workers"],
+                               retries={node.name: node.spec.retries(withs.retry) for node in graph}, clone=clone,
+                               remote=remote, remote_steps=batch_steps)
+        where = f"{ds.storage.root}/{graph.spec.name}/{run_id}"
+        with _resuming(ds, clone, run_id):
+            try:
+                succeeded = runtime.execute()
+            except KeyboardInterrupt:
+                raise RunInterrupted(f"Run {graph.spec.name}/{run_id} was interrupted; its tasks were stopped.",
+                                     [("i", f"Its data is in {where}."),
+                                      ("i", f"Continue it with: {invocation.hint('resume')}")],
+                                     data={"run_id": run_id, "flow": graph.spec.name}) from None
     _tell_outcome(invocation, ds, graph, run_id, runtime, succeeded, where)
 
 
@@ -107,15 +110,30 @@ def _start_run(invocation: Invocation, ds: FlowDatastore, params: dict[str, Any]
                options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """Claim the run's id and write its record (the flow's spec with it, for a report read without the script)."""
     namespace = f"user:{current_user()}"
+    # The runtime is this process: once it is gone the run has ended, recorded or not (datastore/flow.py).
     run_id = ds.new_run([namespace, *options.get("tags", ())], params, current_user(),
                         extra={"namespace": namespace, "origin_run_id": clone.origin_run_id if clone else None,
+<<<<<<< HEAD
                                "spec": invocation.raw_spec, "seed": options["seed"]})
+=======
+                               "spec": invocation.raw_spec, "runtime": processes.hold()})
+>>>>>>> issue19-reliability
     for damaged in dict.fromkeys(ds.damaged):
         click.echo(f"Warning: skipped a damaged record: {damaged}", err=True)
     if options.get("run_id_file"):
         Path(options["run_id_file"]).write_text(run_id)
     click.echo(f"Workflow starting (run-id {run_id}), {ds.flow} in {namespace}:")
     return run_id, ds.run_record(run_id)
+
+
+@contextmanager
+def _holding(run_record: dict[str, Any]) -> Iterator[None]:
+    """The run is this process's until it ends: then, in an R session that lives on, it reads as ended even
+    when its end could not be stored."""
+    try:
+        yield
+    finally:
+        processes.release(run_record.get("runtime"))
 
 
 @contextmanager

@@ -31,8 +31,12 @@ def constants() -> dict[str, Any]:
 
 
 WORKER_EXIT_MARKER: bytes = constants()["worker_exit_marker"].encode()
+# A worker's own secret, after its exit marker: a task that prints the marker's text is not taken for its end.
+WORKER_NONCE_VARIABLE: str = constants()["worker_nonce_variable"]
 # The first line a task prints on stdout, once R runs it: its timeout counts from here, not from R's start-up.
 TASK_START_MARKER: bytes = constants()["task_start_marker"].encode()
+# Set by the task to its output directory: every process it starts inherits it, and ends with the task.
+TASK_PROCESS_MARK: str = constants()["task_process_mark"]
 CONTEXT_FILE: str = constants()["files"]["context"]
 OUTPUTS_FILE: str = constants()["files"]["outputs"]
 TASK_ERROR_FILE: str = constants()["files"]["task_error"]

@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator
 
+from metaflow_r.core import processes
 from metaflow_r.core.config import setting
 from metaflow_r.core.errors import ConfigurationError, DamagedRecord, DatastoreError, UsageError
 from metaflow_r.datastore.layout import (
@@ -24,6 +25,7 @@ from metaflow_r.datastore.layout import (
     EXECUTION_STATUS_KEY,
     RESUME_CLAIM_KEY,
     RUN_KEY,
+    RUN_REAPER_KEY,
     RUN_RECORD_KEY,
     RUN_STATUS_KEY,
 )
@@ -65,6 +67,12 @@ def s3_root(root: str | None = None) -> str:
                                  [("i", "Set METAFLOW_DATASTORE_SYSROOT_S3 to s3://bucket/prefix.")])
     return root
 
+
+# How a run whose runtime provably ended (processes.py) without recording its end reads: whatever killed
+# the runtime took its reaper too (an OOM or cgroup kill, a power loss), or the end could not be stored.
+RUNTIME_GONE = ("interrupted: the process running it (pid {pid} on {host}) ended without recording how the run "
+                "ended (killed together with its reaper, e.g. out of memory or a power loss; or its end could not "
+                "be stored)")
 
 # A stored blob whose name is met again is re-hashed up to this size (larger ones: their size is compared).
 VERIFY_BYTES = 8 << 20
@@ -138,15 +146,40 @@ class FlowDatastore:
                                    json.dumps(status, indent=1, sort_keys=True).encode())
 
     def run_status(self, run_id: str) -> dict[str, Any] | None:
-        """How the run ended, as its tasks recorded it, else as its state machine did; None while it runs."""
+        """How the run ended, as its tasks recorded it, else as its state machine did; None while it runs.
+        A local run whose runtime is provably gone has ended even if it could not record so: it failed, and
+        resume continues it."""
         status = self._read_json(RUN_STATUS_KEY.format(flow=self.flow, run_id=run_id)) \
             or self._read_json(EXECUTION_STATUS_KEY.format(flow=self.flow, run_id=run_id))
-        if status and isinstance(status.get("finished_at"), str):
+        if status is None:
+            return self._abandoned(run_id)
+        if isinstance(status.get("finished_at"), str):
             # Written by the state machine itself ($$.State.EnteredTime, ISO 8601), not by a task.
             try:
                 status["finished_at"] = datetime.fromisoformat(status["finished_at"].replace("Z", "+00:00")).timestamp()
             except ValueError:
                 status["finished_at"] = None
+        return status
+
+    def record_reaper(self, run_id: str, reaper: dict[str, Any]) -> None:
+        """Name the run's reaper: while it lives, the run's end is still to be recorded by it."""
+        self._write_json(RUN_REAPER_KEY.format(flow=self.flow, run_id=run_id), reaper)
+
+    def _abandoned(self, run_id: str) -> dict[str, Any] | None:
+        record = self.run_record(run_id) or {}
+        runtime = record.get("runtime")
+        reaper = self._read_json(RUN_REAPER_KEY.format(flow=self.flow, run_id=run_id))
+        owners = [runtime, *([reaper] if reaper is not None else [])]
+        if not all(isinstance(owner, dict) and processes.gone(owner) for owner in owners):
+            return None
+        tasks = [r for step in self.step_names(run_id) for task_id in self.task_ids(run_id, step)
+                 if (r := self.readable(self.task_record, run_id, step, task_id))]
+        # When it ended is unknown: its last committed attempt is the last sign of life. A run whose end
+        # step succeeded had nothing left to do: it succeeded.
+        status = {"successful": any(r["step"] == "end" and r["successful"] for r in tasks),
+                  "finished_at": max((r["finished_at"] for r in tasks), default=record.get("created_at"))}
+        if not status["successful"]:
+            status["reason"] = RUNTIME_GONE.format(pid=runtime.get("pid"), host=runtime.get("host"))
         return status
 
     def run_ids(self) -> list[str]:

@@ -16,6 +16,8 @@ RUN_KEY = "{flow}/{run_id}"  # claimed as a directory (local) or a marker object
 RUN_RECORD_KEY = "{flow}/{run_id}/_run.json"  # user, tags, parameters, start time, the flow's spec
 # Where a run's end is recorded, by its runtime or its last task; the first outcome written stands.
 RUN_STATUS_KEY = "{flow}/{run_id}/_status.json"
+# The identity of a local run's reaper (runtime/reaper.py), which records the run's end if its runtime dies.
+RUN_REAPER_KEY = "{flow}/{run_id}/_reaper.json"
 # Where a failed Step Functions execution records the run's end (compile.py), unconditionally: readers
 # consult it only for a run whose tasks recorded none in RUN_STATUS_KEY, so a task's own reason wins.
 EXECUTION_STATUS_KEY = "{flow}/{run_id}/_execution_status.json"

@@ -6,7 +6,8 @@ ContainerOverrides, then AWS_BATCH_JOB_ID / AWS_BATCH_JOB_ATTEMPT / AWS_BATCH_JQ
 AWS_BATCH_CE_NAME), ``retryStrategy.attempts`` and ``evaluateOnExit``, ``attemptDurationSeconds`` (SIGTERM, then SIGKILL after
 a grace period, and a timed-out job is not retried), TerminateJob (the same stop, the job FAILED with the
 reason given, no retry), the container's exit status, and every line the job writes to stdout or stderr
-as a CloudWatch log event as it is written.
+as a CloudWatch log event as it is written. An emulator that stops stops every job still running (each
+runner keeps them), as the end of Batch's hosts would: nothing it started outlives it.
 
 Only how the command starts differs between the two runners:
   * ``local``: the job definition's command as a local process, in the emulator's own environment
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
 from metaflow_r.core.errors import ConfigurationError
+from metaflow_r.core.processes import kill_marked
 from metaflow_r.core.procenv import subprocess_env
 
 RUNNERS = ("local", "container")
@@ -33,6 +35,9 @@ TIMEOUT_REASON = "Job attempt duration exceeded timeout"  # Batch's statusReason
 EXIT_REASON = "Essential container in task exited"
 # Batch sends SIGTERM at the timeout and SIGKILL 30 s later (docs: Batch user guide, "Job timeouts").
 STOP_GRACE_SECONDS = 30
+# The grace of jobs stopped because the emulator stops: short, so that emulator_stop()'s wait covers it.
+SHUTDOWN_GRACE_SECONDS = 2
+SHUTDOWN_REASON = "The emulator stopped"
 # What the container gets in place of the job role: the emulator's endpoint and its fake credentials.
 ENDPOINT_SETTINGS = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 
@@ -47,15 +52,57 @@ class JobRun:
     environment: dict[str, str]
 
 
+class RunningJobs:
+    """The attempts a runner has going. Once closed (the emulator stopping), none starts any more."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: dict[str, tuple[JobRun, subprocess.Popen]] = {}
+        self.closed = False
+
+    def add(self, run: JobRun, process: subprocess.Popen) -> bool:
+        """False once closed: the caller stops what it just started."""
+        with self._lock:
+            if not self.closed:
+                self._running[run.name] = (run, process)
+            return not self.closed
+
+    def remove(self, run: JobRun) -> None:
+        with self._lock:
+            self._running.pop(run.name, None)
+
+    def close(self) -> list[tuple[JobRun, subprocess.Popen]]:
+        """Refuse new attempts; returns those still running."""
+        with self._lock:
+            self.closed = True
+            return list(self._running.values())
+
+
 class JobRunner(Protocol):
+    running: RunningJobs
+
     def start(self, run: JobRun) -> subprocess.Popen: ...
 
     def stop(self, run: JobRun, process: subprocess.Popen, grace: float) -> None: ...
 
 
+def stop_every_job(runner: JobRunner, grace: float = SHUTDOWN_GRACE_SECONDS) -> int:
+    """Stop every attempt the runner has going, all at once (each waits its grace); returns how many."""
+    running = runner.running.close()
+    stopping = [threading.Thread(target=runner.stop, args=(run, process, grace)) for run, process in running]
+    for thread in stopping:
+        thread.start()
+    for thread in stopping:
+        thread.join()
+    return len(running)
+
+
 class LocalJobRunner:
     """The job's command as a local process; the emulator's environment (its endpoint, its PATH) is
     inherited, the job's own variables win."""
+
+    def __init__(self) -> None:
+        self.running = RunningJobs()
 
     def start(self, run: JobRun) -> subprocess.Popen:
         return subprocess.Popen(run.command, env=subprocess_env(run.environment), stdout=subprocess.PIPE,
@@ -63,6 +110,9 @@ class LocalJobRunner:
 
     def stop(self, run: JobRun, process: subprocess.Popen, grace: float) -> None:
         _terminate(process, grace, group=True)  # the job's children too, as stopping a container would
+        job_id = run.environment.get("AWS_BATCH_JOB_ID")
+        if job_id:  # and what they started in sessions of their own (the job's task is one): all carry its id
+            kill_marked("AWS_BATCH_JOB_ID", job_id)
 
 
 class ContainerJobRunner:
@@ -70,6 +120,7 @@ class ContainerJobRunner:
     environment, so none shows on a command line and any character is safe."""
 
     def __init__(self, engine: str, settings: dict[str, str]) -> None:
+        self.running = RunningJobs()
         self.engine = engine
         self.settings = {name: settings[name] for name in ENDPOINT_SETTINGS if settings.get(name)}
 
@@ -155,6 +206,8 @@ def run_attempt(runner: JobRunner, run: JobRun, timeout: float | None, log: Call
     except OSError as exc:
         log(f"CannotStartContainerError: {run.command}: {exc}")
         return 127, False
+    if not runner.running.add(run, process):  # the emulator began stopping meanwhile
+        runner.stop(run, process, 0)
     timed_out = threading.Event()
     ended = threading.Event()
 
@@ -183,6 +236,7 @@ def run_attempt(runner: JobRunner, run: JobRun, timeout: float | None, log: Call
         code = process.wait()
     finally:
         ended.set()
+        runner.running.remove(run)
         if timer:
             timer.cancel()
     if timed_out.is_set():
@@ -243,6 +297,9 @@ def _run_attempts(self: Any, job: Any, runner: JobRunner) -> None:
                                              [{"timestamp": int(unix_time_millis()), "message": line}])
 
         for attempt in range(1, attempts + 1):
+            if runner.running.closed:  # the emulator is stopping: no attempt starts any more
+                job.job_stopped_reason = job.job_stopped_reason or SHUTDOWN_REASON
+                break
             if job.stop:  # terminated before this attempt started
                 break
             job.job_started_at = datetime.datetime.now()

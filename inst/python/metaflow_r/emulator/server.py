@@ -2,7 +2,8 @@
 state machines and whose Batch runs each job (batch.py): as a local process (the local R install stands
 in for the image), or in the job definition's image with ``--batch-runner container``. moto needs a few
 workarounds first (moto_patches.py). Its state lives in memory: a stopped emulator forgets its
-deployments and runs' executions (the runs' data in its S3 goes with them).
+deployments and runs' executions (the runs' data in its S3 goes with them), and it says so when it
+starts. Stopping it stops every Batch job it is running.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from metaflow_r.core.errors import InstallationError, UsageError
-from metaflow_r.emulator.batch import make_runner
+from metaflow_r.emulator.batch import make_runner, stop_every_job
 from metaflow_r.emulator.moto_patches import patch_moto
 
 REGION = "us-east-1"
@@ -26,6 +27,9 @@ TABLE = "metaflow-r-sfn"
 ROLES = {"batch": "metaflow-r-batch", "sfn": "metaflow-r-sfn", "events": "metaflow-r-events",
          "ecs": "metaflow-r-ecs-service", "execution": "metaflow-r-ecs-execution"}
 
+
+# What a restart loses (docs/production.md says so too).
+FORGETS = "when it stops, it forgets every deployment, execution and S3 object, and stops every Batch job it runs"
 
 # The image jobs name when none is given: what the local runner ignores, or what `make image` tags last.
 DEFAULT_IMAGES = {"local": "metaflow-r:emulated", "container": "metaflow-r:latest"}
@@ -101,10 +105,14 @@ class Emulator:
         provision(self.env)
         return self
 
-    def stop(self) -> None:
+    def stop(self) -> int:
+        """Stop every Batch job still running (while S3 is up: a stopped task records its attempt), then the
+        server; returns how many jobs were stopped."""
+        stopped = stop_every_job(self.runner)
         if self._server is not None:
             self._server.stop()
             self._server = None
+        return stopped
 
     def __enter__(self) -> "Emulator":
         return self.start()
@@ -182,7 +190,10 @@ def serve(port: int, env_file: str | None, batch_runner: str = "local", image: s
             f"in their images ({emulator.runner.engine}; default {emulator.env['METAFLOW_BATCH_CONTAINER_IMAGE']})"
         print(f"AWS emulator ready on http://127.0.0.1:{port}; Batch jobs run {where}"
               + (f"; settings in {env_file}" if env_file else ""), flush=True)
+        print(f"Its state is in memory only: {FORGETS}.", flush=True)
         while not stop.wait(0.5):
             pass
-    print("AWS emulator stopped.", flush=True)
+        stopped = emulator.stop()
+    print("AWS emulator stopped." + (f" It stopped the {stopped} Batch job(s) still running." if stopped else ""),
+          flush=True)
     return 0

@@ -9,13 +9,14 @@ every step's, or only ``remote_steps``' (the steps with decorator("batch")), the
 """
 from __future__ import annotations
 
-import os
+import json
 import shutil
 import tempfile
 from collections import deque
 from pathlib import Path
 from typing import Any, Callable
 
+from metaflow_r.core import processes
 from metaflow_r.core.errors import DatastoreError
 from metaflow_r.core.graph import FlowGraph
 from metaflow_r.core.procenv import subprocess_env
@@ -32,29 +33,28 @@ from metaflow_r.runtime.workers import WorkerLauncher
 SCRATCH_PREFIX = "metaflow-r-"
 # Makes the launcher of attempts that run elsewhere and commit themselves, given the reaper's watch.
 RemoteLauncher = Callable[[Callable[[str, Any], None]], AttemptLauncher]
-OWNERS = ".owners"  # in a run's scratch directory: the pids of its runtime and its reaper
+OWNERS = ".owners"  # in a run's scratch directory: the identities of its runtime and its reaper
+WORKER_TMP = "tmp"  # in a run's scratch directory: where its workers' R temporary directories are
 
 
 def sweep_stale_scratch() -> None:
-    """Remove the scratch directories of local runs whose runtime and reaper are both gone."""
+    """Remove the scratch directories of local runs whose runtime and reaper are both provably gone."""
     root = Path(tempfile.gettempdir())
     for directory in root.glob(f"{SCRATCH_PREFIX}*"):
         try:
-            pids = [int(p) for p in (directory / OWNERS).read_text().split()]
+            owners = json.loads((directory / OWNERS).read_text())
         except (OSError, ValueError):
             continue  # not ours, or still being set up
-        if not any(_alive(pid) for pid in pids):
+        if isinstance(owners, list) and owners and all(isinstance(o, dict) and processes.gone(o) for o in owners):
             shutil.rmtree(directory, ignore_errors=True)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process
-    return True
+def worker_env(env: dict[str, str], scratch: str) -> dict[str, str]:
+    """The workers' environment: their R temporary directories (``tempdir()``) live in the run's scratch
+    directory, so they go with it however the run ends (its end, its reaper, or a later run's sweep)."""
+    tmp = Path(scratch, WORKER_TMP)
+    tmp.mkdir()
+    return {**env, "TMPDIR": str(tmp)}
 
 
 class LocalRuntime:
@@ -80,11 +80,14 @@ class LocalRuntime:
         env = subprocess_env()
         job_steps = frozenset() if remote is None else remote_steps or frozenset(n.name for n in graph)
         # The launcher starts nothing before its first attempt, so the reaper can be told its cleanup.
-        self.launcher = self._launcher(remote, job_steps, WorkerLauncher(rscript, script, launch_dir, env,
+        self.launcher = self._launcher(remote, job_steps, WorkerLauncher(rscript, script, launch_dir,
+                                                                          worker_env(env, self.scratch),
                                                                           watch=self._watch))
         self.reaper = Reaper.start(ds.storage.kind, ds.storage.root, ds.flow, run_id, self.scratch, env,
                                    getattr(self.launcher, "cleanup_command", None))
-        Path(self.scratch, OWNERS).write_text(f"{os.getpid()} {self.reaper.process.pid}")
+        reaper = processes.identity(self.reaper.process.pid)
+        Path(self.scratch, OWNERS).write_text(json.dumps([processes.identity(), reaper]))
+        ds.record_reaper(run_id, reaper)
         self.engine = AttemptEngine(graph, ds, run_record, self.launcher, retries=retries or {},
                                     echo=self._say, scratch=self.scratch, job_steps=job_steps)
         self.origin_tasks = self._origin_tasks() if clone else {}
@@ -131,8 +134,12 @@ class LocalRuntime:
         try:
             self.ds.finish_run(self.run_id, successful, reason)
         except OSError as exc:
-            raise DatastoreError(f"Run {self.ds.flow}/{self.run_id} ended, but its status could not be stored: "
-                                 f"{exc}.", [("i", "Free some space in the datastore, then resume the run.")]) from None
+            # Once this process has ended (or, in an R session, once run() returns), the run reads as ended
+            # all the same (datastore/flow.py): the advice can be followed.
+            then = "it reads as successful." if successful else "resume the run."
+            raise DatastoreError(f"Run {self.ds.flow}/{self.run_id} {'succeeded' if successful else 'failed'}, "
+                                 f"but its status could not be stored: {exc}.",
+                                 [("i", f"Free some space in the datastore, then {then}")]) from None
         finally:
             self.reaper.done()
 

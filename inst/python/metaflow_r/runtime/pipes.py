@@ -1,11 +1,15 @@
 """Reading many processes' output at once, line by line, and ending processes with what they started."""
 from __future__ import annotations
 
+import itertools
 import os
 import selectors
 import signal
 import subprocess
 from typing import Any
+
+from metaflow_r.core.processes import kill_marked, stat_fields
+from metaflow_r.core.protocol import TASK_PROCESS_MARK
 
 STREAMS = ("stdout", "stderr")
 # A line longer than this is passed on in pieces, so memory and time stay linear in the output even for
@@ -63,24 +67,30 @@ class Pipes:
     def ready(self, timeout: float) -> list[tuple[Any, str]]:
         return [key.data for key, _ in self.selector.select(timeout)]
 
-    def read(self, process: subprocess.Popen, stream: str) -> list[bytes]:
-        """The complete lines now readable on one pipe; once it ends, its unterminated last line too."""
+    def read(self, process: subprocess.Popen, stream: str, drain: bool = False) -> list[bytes]:
+        """The complete lines now readable on one pipe; once it ends, its unterminated last line too. With
+        ``drain`` (its writer has ended), all it holds, and the pipe is closed even if another process
+        still holds it open."""
         pipe = getattr(process, stream)
         if pipe.closed:
             return []
         buffer = self.buffers[(process.pid, stream)]
         lines: list[bytes] = []
-        for _ in range(_READS_PER_POLL):
+        for _ in itertools.count() if drain else range(_READS_PER_POLL):
             try:
                 data = os.read(pipe.fileno(), 65536)
             except BlockingIOError:
                 break
             if not data:
-                self.selector.unregister(pipe)
-                pipe.close()
-                return lines + self.buffers.pop((process.pid, stream)).rest()
+                return lines + self._close(process, stream)
             lines += buffer.feed(data)
-        return lines
+        return lines + self._close(process, stream) if drain else lines
+
+    def _close(self, process: subprocess.Popen, stream: str) -> list[bytes]:
+        pipe = getattr(process, stream)
+        self.selector.unregister(pipe)
+        pipe.close()
+        return self.buffers.pop((process.pid, stream)).rest()
 
     def rest(self, process: subprocess.Popen, stream: str) -> list[bytes]:
         buffer = self.buffers.get((process.pid, stream))
@@ -109,6 +119,12 @@ def kill_leftovers(worker: subprocess.Popen) -> None:
                 pass
 
 
+def kill_task_processes(attempt: Any) -> None:
+    """What the attempt's task started outside its process group (``callr::r_bg()``, ``processx``, ``setsid``):
+    such processes carry the task's mark (R/task.R), and end with it."""
+    kill_marked(TASK_PROCESS_MARK, attempt.workdir)
+
+
 def group_members(pgid: int) -> list[int]:
     """The processes of a process group: from /proc where there is one (Linux), else from ps."""
     if not os.path.isdir("/proc/self"):
@@ -116,16 +132,8 @@ def group_members(pgid: int) -> list[int]:
         return [int(pid) for pid, group in (line.split() for line in listing.splitlines()) if int(group) == pgid]
     members = []
     for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as handle:
-                stat = handle.read()
-        except OSError:
-            continue  # it ended meanwhile
-        # After the command name, which may hold spaces and is in parentheses: state, ppid, pgrp.
-        fields = stat[stat.rfind(b")") + 2:].split()
-        if len(fields) > 2 and int(fields[2]) == pgid:
+        fields = stat_fields(int(name)) if name.isdigit() else None  # None: it ended meanwhile
+        if fields and len(fields) > 2 and int(fields[2]) == pgid:  # state, ppid, pgrp
             members.append(int(name))
     return members
 

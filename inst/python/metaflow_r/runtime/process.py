@@ -5,7 +5,7 @@ import subprocess
 from typing import Any
 
 from metaflow_r.runtime.events import Event, Exited, task_line
-from metaflow_r.runtime.pipes import Pipes, close_pipes, kill_group
+from metaflow_r.runtime.pipes import STREAMS, Pipes, close_pipes, kill_group, kill_task_processes
 
 
 class SubprocessLauncher:
@@ -34,21 +34,30 @@ class SubprocessLauncher:
         for pid, stream in self.pipes.ready(timeout):
             process, attempt = self.processes[pid]
             events += [task_line(attempt, stream, line) for line in self.pipes.read(process, stream)]
-            if process.stdout.closed and process.stderr.closed:
-                del self.processes[pid]
-                code = process.wait()
-                kill_group(process)  # children the step left behind end with it
-                events.append(Exited(attempt, code if code >= 0 else 128 - code))
+        for pid, (process, attempt) in list(self.processes.items()):
+            code = process.poll()
+            if code is None:
+                continue
+            # The task ended: what it started ends with it (a background process holding its pipes would
+            # otherwise hold the attempt open), and all it wrote is in its pipes.
+            del self.processes[pid]
+            kill_group(process)
+            kill_task_processes(attempt)
+            for stream in STREAMS:
+                events += [task_line(attempt, stream, line) for line in self.pipes.read(process, stream, drain=True)]
+            events.append(Exited(attempt, code if code >= 0 else 128 - code))
         return events
 
     def kill(self, attempt: Any) -> None:
         for process, running in self.processes.values():
             if running is attempt:
                 kill_group(process)
+                kill_task_processes(attempt)
 
     def close(self) -> None:
-        for process, _ in list(self.processes.values()):
+        for process, attempt in list(self.processes.values()):
             kill_group(process)
+            kill_task_processes(attempt)
             process.wait()
             close_pipes(process)
         self.processes.clear()

@@ -5,9 +5,10 @@ of these lets it clean up. So each local run starts this small process, in a ses
 pipe from the runtime on its stdin. The runtime names each worker's process group as it starts one (and
 each job of a launcher whose attempts run elsewhere, such as ``run --with batch``'s Batch jobs, as it is
 submitted) and says ``done`` when the run ended normally. When the pipe closes without ``done``, however
-the runtime died, the reaper kills every worker with the tasks it forked and their children, runs the
-launcher's cleanup command with the jobs still going (which terminates them), marks the run failed with
-the reason, and removes the run's scratch directory, so nothing keeps running and ``resume`` continues it.
+the runtime died, the reaper kills every worker with the tasks it forked and everything they started
+(by process group, and by the tasks' mark), runs the launcher's cleanup command with the jobs still going
+(which terminates them), marks the run failed with the reason, and removes the run's scratch directory,
+so nothing keeps running and ``resume`` continues it.
 The reaper knows no AWS: the command comes from the launcher.
 """
 from __future__ import annotations
@@ -19,6 +20,9 @@ import signal
 import subprocess
 import sys
 from typing import Any
+
+from metaflow_r.core.processes import kill_marked
+from metaflow_r.core.protocol import TASK_PROCESS_MARK
 
 RUNTIME_ENDED = "interrupted: the process running it ended before the run did (killed, or its terminal closed)"
 
@@ -89,6 +93,7 @@ def reap(job: dict[str, Any], lines) -> bool:
             os.killpg(pgid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
+    kill_marked(TASK_PROCESS_MARK, job["scratch"])  # what tasks started in sessions of their own
     if jobs and job.get("cleanup"):
         subprocess.run([*job["cleanup"], *sorted(jobs)], stdin=subprocess.DEVNULL, check=False)
     from metaflow_r.datastore.flow import FlowDatastore, storage_for

@@ -2,19 +2,20 @@
 
 A warm worker is ``Rscript flow.R worker``: an R process that loaded the package and sourced the flow
 once. It is handed a task by the path of the task's context file on its stdin; it forks, the child runs
-the task, and the worker prints the protocol's exit marker and the child's status on stdout after all
+the task, and the worker prints the protocol's exit marker, its own secret and the child's status on stdout after all
 the child's output. A task that crashes takes only its child; a worker that dies (or is killed for a
 timeout) is replaced by a new one.
 """
 from __future__ import annotations
 
+import secrets
 import subprocess
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from metaflow_r.core.protocol import WORKER_EXIT_MARKER
+from metaflow_r.core.protocol import WORKER_EXIT_MARKER, WORKER_NONCE_VARIABLE
 from metaflow_r.runtime.events import Event, Exited, Output, task_line
-from metaflow_r.runtime.pipes import Pipes, close_pipes, kill_group, kill_leftovers
+from metaflow_r.runtime.pipes import Pipes, close_pipes, kill_group, kill_leftovers, kill_task_processes
 
 # R does not give back all the memory a forked job leaves behind in its parent, so a worker grows a
 # little with every task; replacing it now and then keeps a run's memory flat in the foreach width.
@@ -28,6 +29,8 @@ class Worker:
     tasks_run: int = 0
     retiring: bool = False
     own_output: bytearray = field(default_factory=bytearray)  # printed while no task ran, e.g. the script failing
+    # The exit marker and this worker's secret (R/task-worker.R hides it from the tasks it forks).
+    exit_marker: bytes = WORKER_EXIT_MARKER
 
     @property
     def pid(self) -> int:
@@ -89,9 +92,11 @@ class WorkerLauncher:
             kill_group(worker.process)  # it died while idle: take another
 
     def _start_worker(self) -> Worker:
-        process = subprocess.Popen(self.command, cwd=self.launch_dir, env=self.env, stdin=subprocess.PIPE,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-        worker = Worker(process)
+        nonce = secrets.token_hex(8)
+        process = subprocess.Popen(self.command, cwd=self.launch_dir, env={**self.env, WORKER_NONCE_VARIABLE: nonce},
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   start_new_session=True)
+        worker = Worker(process, exit_marker=WORKER_EXIT_MARKER + nonce.encode() + b" ")
         self.workers[worker.pid] = worker
         self.pipes.watch(process, worker)
         self.watch("started", worker.pid)
@@ -108,7 +113,7 @@ class WorkerLauncher:
 
     def _line(self, worker: Worker, stream: str, line: bytes) -> list[Event]:
         # The marker follows the task's output directly: after a last line with no newline, mid-line.
-        at = line.find(WORKER_EXIT_MARKER) if stream == "stdout" else -1
+        at = line.find(worker.exit_marker) if stream == "stdout" else -1
         if at < 0:
             if worker.attempt is None:
                 worker.own_output += line + b"\n"
@@ -123,8 +128,9 @@ class WorkerLauncher:
         # The child has exited, so all it wrote to stderr is in the pipe already: take it before moving on.
         events += [Output(attempt, "stderr", rest) for rest in
                    self.pipes.read(worker.process, "stderr") + self.pipes.rest(worker.process, "stderr")]
-        code = line[at + len(WORKER_EXIT_MARKER):].strip()
+        code = line[at + len(worker.exit_marker):].strip()
         kill_leftovers(worker.process)
+        kill_task_processes(attempt)
         worker.release()
         events.append(Exited(attempt, int(code) if code.isdigit() else 1))
         return events
@@ -142,6 +148,7 @@ class WorkerLauncher:
         attempt, worker.attempt = worker.attempt, None
         if attempt is None:
             return []
+        kill_task_processes(attempt)
         events: list[Event] = [Output(attempt, "stderr", line) for line in bytes(worker.own_output).splitlines()]
         return events + [Exited(attempt, code if code > 0 else 1)]
 
@@ -150,12 +157,14 @@ class WorkerLauncher:
         for worker in self.workers.values():
             if worker.attempt is attempt:
                 kill_group(worker.process)
+                kill_task_processes(attempt)
 
     def close(self) -> None:
         """Let every worker go: idle ones quit at the end of their input; any still busy is killed."""
         for worker in self.workers.values():
             if worker.attempt is not None:
                 kill_group(worker.process)
+                kill_task_processes(worker.attempt)
             worker.end_input()
         for worker in self.workers.values():
             try:
