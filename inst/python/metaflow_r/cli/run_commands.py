@@ -113,11 +113,8 @@ def _start_run(invocation: Invocation, ds: FlowDatastore, params: dict[str, Any]
     # The runtime is this process: once it is gone the run has ended, recorded or not (datastore/flow.py).
     run_id = ds.new_run([namespace, *options.get("tags", ())], params, current_user(),
                         extra={"namespace": namespace, "origin_run_id": clone.origin_run_id if clone else None,
-<<<<<<< HEAD
-                               "spec": invocation.raw_spec, "seed": options["seed"]})
-=======
-                               "spec": invocation.raw_spec, "runtime": processes.hold()})
->>>>>>> issue19-reliability
+                               "spec": invocation.raw_spec, "seed": options["seed"],
+                               "runtime": processes.hold()})
     for damaged in dict.fromkeys(ds.damaged):
         click.echo(f"Warning: skipped a damaged record: {damaged}", err=True)
     if options.get("run_id_file"):
