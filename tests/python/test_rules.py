@@ -34,8 +34,16 @@ def test_no_parameter_can_take_the_name_of_an_option_of_the_commands_that_take_p
     group = build_cli(spec)
     commands = [group.commands["run"], group.commands["step-functions"].get_command(None, "trigger")]
     taken = option_names(group, False).union(*(option_names(c, True) for c in commands)) | {"help"}
-    taken -= {"alpha"}
+    taken -= {"alpha", "seed"}  # seed: a parameter of that name takes the option over (the test below)
     assert taken <= RESERVED_PARAMETER_NAMES | RESERVED_NAMES, taken - RESERVED_PARAMETER_NAMES - RESERVED_NAMES
+
+
+def test_a_parameter_named_seed_takes_the_run_seed_option_over():
+    spec = parse_spec(make_spec("F", [step("start", "end"), step("end")], parameters=[param("seed", type="int")]))
+    run = build_cli(spec).commands["run"]
+    (seed,) = [option for option in run.params if "--seed" in getattr(option, "opts", [])]
+    assert seed.help is None or "run's seed" not in seed.help  # the flow's parameter, not the run's seed
+    assert seed.type.name == "integer" and not isinstance(seed.type, click.IntRange)
 
 
 @pytest.mark.parametrize("name", ["max_workers", "tags", "tag", "run_id_file", "wait", "with", "help", "input"])
