@@ -7,30 +7,40 @@
 run_backend_process <- function(args, spec, info) {
   python <- installed_python()
   request <- tempfile("metaflow-command-", fileext = ".json")
-  on.exit(unlink(request), add = TRUE)
-  writeLines(jsonlite::toJSON(list(argv = as.list(args), spec = spec, info = info, version = backend_version()),
+  mismatch <- paste0(request, ".mismatch")
+  on.exit(unlink(c(request, mismatch)), add = TRUE)
+  writeLines(jsonlite::toJSON(list(argv = as.list(args), spec = spec, info = info),
                               auto_unbox = TRUE, null = "null", digits = NA),
              request, useBytes = TRUE)
   flush(stdout())
   flush(stderr())
-  process <- processx::process$new(python, c("-c", from_r_bootstrap, request), stdin = "", stdout = "",
-                                   stderr = "", cleanup = TRUE,
+  process <- processx::process$new(python, c("-c", from_r_bootstrap, request, backend_version(), mismatch),
+                                   stdin = "", stdout = "", stderr = "", cleanup = TRUE,
                                    env = c("current", LD_LIBRARY_PATH = python_library_path(python)))
   while (process$is_alive()) {
     tryCatch(process$wait(), interrupt = function(e) process$interrupt())
   }
+  if (file.exists(mismatch)) {
+    installed <- jsonlite::fromJSON(mismatch)
+    abort_backend_mismatch(python, !is.null(installed), installed)
+  }
   process$get_exit_status()
 }
 
-# Says how to install the backend when the Python holding it lacks it, instead of a traceback.
+# Runs the command only with a backend of this package's version; otherwise writes the version it found
+# (null: none) to the file R then reads, to refuse it as run() in an R session does (abort_backend_mismatch).
 from_r_bootstrap <- paste(
-  "import sys",
+  "import json, sys",
+  "request, wanted, mismatch = sys.argv[1:]",
   "try:",
-  "    from metaflow_r.cli.from_r import main",
+  "    from metaflow_r import __version__ as installed",
   "except ImportError:",
-  "    sys.exit(f\"Error: The Python backend of metaflow at '{sys.executable}' is not this package's.\\n\"",
-  "             \"\\u2716 It has no metaflow_r module.\\n\\u2139 Install it with `metaflow::install_metaflow()`.\")",
-  "main(sys.argv[1])",
+  "    installed = None",
+  "if installed != wanted:",
+  "    open(mismatch, 'w').write(json.dumps(installed))",
+  "    sys.exit(1)",
+  "from metaflow_r.cli.from_r import main",
+  "main(request)",
   sep = "\n")
 
 # LD_LIBRARY_PATH for the backend's Python: R puts Debian's library directory first, where a Python built

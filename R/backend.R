@@ -42,6 +42,14 @@ installed_python <- function() {
   python
 }
 
+# The Python at `python` holds no backend (`found` FALSE) or one of another `version` than this package.
+abort_backend_mismatch <- function(python, found, version, ...) {
+  abort(c("The Python backend of {.pkg metaflow} at {.file {python}} is not this package's.",
+          "x" = if (!found) "It has no {.code metaflow_r} module."
+                else "It is version {version %||% 'unknown'}; this package is {backend_version()}.",
+          install_advice, ...), "installation_error", call = NULL)
+}
+
 start_backend <- function() {
   python <- installed_python()
   Sys.setenv(RETICULATE_PYTHON = python)
@@ -51,10 +59,7 @@ start_backend <- function() {
   module <- tryCatch(reticulate::import("metaflow_r", convert = TRUE), error = function(e) NULL)
   version <- if (!is.null(module)) tryCatch(module$`__version__`, error = function(e) NULL)
   if (is.null(module) || !identical(version, backend_version())) {
-    abort(c("The Python backend of {.pkg metaflow} at {.file {python}} is not this package's.",
-            "x" = if (is.null(module)) "It has no {.code metaflow_r} module."
-                  else "It is version {version %||% 'unknown'}; this package is {backend_version()}.",
-            install_advice, "i" = "Then restart R."), "installation_error", call = NULL)
+    abort_backend_mismatch(python, !is.null(module), version, "i" = "Then restart R.")
   }
   the$backend <- module
   the$modules <- list()

@@ -2,8 +2,9 @@
 
 Embedding Python in the script's R (reticulate) costs every command about a second and 160 MiB (reticulate
 loads Matrix); a child process costs neither. R writes the request (the command line, the flow's spec, what
-R knows of itself) to a JSON file, runs ``python -m metaflow_r.cli.from_r FILE`` in a session of its own and
-forwards a Ctrl-C it takes; this process ends when R does, so ``kill`` of the script stops the run.
+R knows of itself) to a JSON file, runs ``main(FILE)`` in a session of its own (R/backend-process.R, once it
+has checked the backend's version) and forwards a Ctrl-C it takes; this process ends when R does, so ``kill``
+of the script stops the run.
 """
 from __future__ import annotations
 
@@ -15,20 +16,11 @@ import threading
 import time
 from pathlib import Path
 
-import metaflow_r
-from metaflow_r.core.errors import InstallationError
-
 
 def main(request_file: str) -> None:
+    """Run the request's command (R's bootstrap has checked this backend is the R package's version)."""
     request = json.loads(Path(request_file).read_text(encoding="utf-8"))
     end_with_parent()
-    if request["version"] != metaflow_r.__version__:
-        error = InstallationError(
-            f"The Python backend of metaflow at '{sys.executable}' is not this package's.",
-            [("x", f"It is version {metaflow_r.__version__}; this package is {request['version']}."),
-             ("i", "Install it with `metaflow::install_metaflow()`.")])
-        print(f"Error: {error}", file=sys.stderr)
-        sys.exit(error.exit_code)
     from metaflow_r.cli.entry import main as run_command
 
     sys.exit(run_command(request["argv"], request["spec"], request["info"]))
