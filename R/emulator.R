@@ -36,7 +36,8 @@ emulator_start <- function(port = 5055L, env_file = tempfile("metaflow-emulator-
   here <- rlang::current_env()
   server <- backend("emulator.server")
   tryCatch(server$check_installed(), error = function(e) abort_backend_error(e, call = here))
-  command <- file.path(dirname(python_path()), "metaflow-r")
+  python <- python_path()
+  command <- file.path(dirname(python), "metaflow-r")
   if (!file.exists(command)) {
     abort(c("The backend's {.code metaflow-r} command is not installed.",
             "x" = "{.file {command}} does not exist.",
@@ -48,8 +49,7 @@ emulator_start <- function(port = 5055L, env_file = tempfile("metaflow-emulator-
     command, c("emulator", "--port", as.character(port), "--env-file", env_file, "--batch-runner", batch_runner,
                if (!is.null(image)) c("--image", image)),
     stdout = "|", stderr = "2>&1", cleanup = TRUE,
-    # R puts Debian's libpython first on LD_LIBRARY_PATH; the backend's Python needs its own first.
-    env = c("current", LD_LIBRARY_PATH = backend("core.procenv")$library_path())
+    env = c("current", LD_LIBRARY_PATH = python_library_path(python))  # its own libpython, not Debian's
   )
   deadline <- Sys.time() + timeout
   while (!file.exists(env_file)) {

@@ -10,8 +10,8 @@ import sysconfig
 
 
 def library_path() -> str:
-    """LD_LIBRARY_PATH for a process we start: this interpreter's lib dir first (R's emulator_start() asks
-    for it too, for the emulator it starts)."""
+    """LD_LIBRARY_PATH for a process we start: this interpreter's lib dir first (R, starting this Python,
+    does the same: python_library_path() in R/backend-process.R)."""
     libdir = sysconfig.get_config_var("LIBDIR")
     current = [p for p in os.environ.get("LD_LIBRARY_PATH", "").split(os.pathsep) if p and p != libdir]
     return os.pathsep.join([libdir, *current] if libdir else current)
