@@ -46,6 +46,16 @@ class User:
         return subprocess.run([*prefix, *argv], cwd=cwd or self.home, env={**self.env, **(env or {})},
                               capture_output=True, text=True, timeout=timeout)
 
+    def flow_in(self, directory: str) -> Path:
+        """A directory of the user's holding the seed's ParameterFlow, copied by the test: the checkout may be
+        one the user cannot read (a clone in a private temporary directory)."""
+        work = self.home / directory
+        work.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / "examples" / "parameter_flow.R", work / "parameter_flow.R")
+        if self.as_root:
+            subprocess.run(["chown", "-R", f"{NOBODY}:{NOBODY}", str(work)], check=True)
+        return work
+
     def rscript(self, code: str, **kwargs) -> subprocess.CompletedProcess:
         return self.run(["Rscript", "-e", code], **kwargs)
 
@@ -85,11 +95,7 @@ def said(done: subprocess.CompletedProcess) -> str:
 
 
 def test_without_its_backend_the_package_says_what_to_run(user):
-    work = user.home / "elsewhere"
-    work.mkdir(exist_ok=True)
-    if user.as_root:
-        subprocess.run(["chown", f"{NOBODY}:{NOBODY}", str(work)], check=True)
-    shutil.copy(ROOT / "examples" / "parameter_flow.R", work / "parameter_flow.R")
+    work = user.flow_in("elsewhere")
     done = user.run(["Rscript", "parameter_flow.R", "run"], cwd=work)
     assert done.returncode != 0
     assert "The Python backend of metaflow is not installed." in said(done)
@@ -104,9 +110,7 @@ def test_install_metaflow_then_parameter_flow_runs_from_an_unrelated_directory(i
     assert (venv / "bin" / "python").exists()
     assert "The metaflow backend 0.1.0 is installed" in done.stderr
 
-    work = user.home / "projects" / "tuning"
-    user.run(["mkdir", "-p", str(work)])
-    user.run(["cp", str(ROOT / "examples" / "parameter_flow.R"), str(work / "parameter_flow.R")])
+    work = user.flow_in("projects/tuning")
     ran = user.run(["Rscript", "parameter_flow.R", "run", "--alpha", "0.5"], cwd=work)
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert "alpha is 0.5" in ran.stdout and "alpha still is 0.5" in ran.stdout
@@ -133,9 +137,7 @@ def test_a_backend_of_another_version_is_refused_with_the_same_advice(installed)
         assert "is not this package's" in said(done) and "It is version 0.0.1; this package is 0.1.0." in said(done)
         assert "metaflow::install_metaflow()" in said(done)
         # A shell command runs the backend in a Python process of its own, which refuses it the same way.
-        work = user.home / "elsewhere-too"
-        user.run(["mkdir", "-p", str(work)])
-        user.run(["cp", str(ROOT / "examples" / "parameter_flow.R"), str(work / "parameter_flow.R")])
+        work = user.flow_in("elsewhere-too")
         shell = user.run(["Rscript", "parameter_flow.R", "show"], cwd=work)
         assert shell.returncode != 0 and "Traceback" not in shell.stderr
         assert "is not this package's" in said(shell) and "It is version 0.0.1; this package is 0.1.0." in said(shell)
