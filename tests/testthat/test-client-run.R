@@ -140,7 +140,8 @@ test_that("report(open = TRUE) with no display names the file instead of calling
   expect_false(file.exists(called))
   withr::local_envvar(DISPLAY = ":0")
   expect_no_message(run$report(open = TRUE))
-  for (i in 1:50) if (!file.exists(called)) Sys.sleep(0.1)
+  # The shell creates the file before echo writes to it: wait for the line, not for the file.
+  for (i in 1:50) if (!file.exists(called) || !length(readLines(called))) Sys.sleep(0.1)
   expect_identical(readLines(called), path)
 })
 
