@@ -4,19 +4,30 @@
 
 # Runs the command; returns its exit status. The child has a session of its own, so a Ctrl-C reaches R
 # alone and is passed on once; it ends when R ends (cli/from_r.py), so a kill of the script stops the run.
-run_backend_process <- function(args, spec, info) {
+# Meanwhile this R, which has sourced the flow, forks the run's local tasks (R/task-worker.R): the child
+# gets the task channel's ends as its file descriptors 3 (requests) and 4 (replies).
+run_backend_process <- function(args, spec, info, flow) {
   python <- installed_python()
   request <- tempfile("metaflow-command-", fileext = ".json")
   mismatch <- paste0(request, ".mismatch")
   on.exit(unlink(c(request, mismatch)), add = TRUE)
+  info$task_channel <- c(3L, 4L)
   writeLines(jsonlite::toJSON(list(argv = as.list(args), spec = spec, info = info),
                               auto_unbox = TRUE, null = "null", digits = NA),
              request, useBytes = TRUE)
   flush(stdout())
   flush(stderr())
+  requests <- processx::conn_create_pipepair()
+  replies <- processx::conn_create_pipepair()
   process <- processx::process$new(python, c("-c", from_r_bootstrap, request, backend_version(), mismatch),
                                    stdin = "", stdout = "", stderr = "", cleanup = TRUE,
+                                   connections = list(requests[[2]], replies[[1]]),
                                    env = c("current", LD_LIBRARY_PATH = python_library_path(python)))
+  close(requests[[2]])
+  close(replies[[1]])
+  serve_tasks(flow, requests[[1]], replies[[2]], interrupted = function() process$interrupt())
+  close(requests[[1]])
+  close(replies[[2]])
   while (process$is_alive()) {
     tryCatch(process$wait(), interrupt = function(e) process$interrupt())
   }

@@ -1,4 +1,4 @@
-# The protocol between R and Python: document file names and the warm worker's exit marker, from the
+# The protocol between R and Python: document file names and shared constants, from the
 # file the backend reads too (inst/python/metaflow_r/data/protocol.json). Each document's JSON Schema is
 # beside it, in data/schemas/; Python checks every document against it.
 

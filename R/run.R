@@ -89,7 +89,7 @@ run <- function(flow, ..., step_functions = NULL, max_workers = NULL, with = NUL
   info <- list(launch_dir = getwd(), rscript = rscript_path(), r_session = from_call,
                versions = list(R = R.version.string, metaflow = as.character(utils::packageVersion("metaflow"))))
   if (!from_call) {
-    status <- run_backend_process(args, spec, info)
+    status <- run_backend_process(args, spec, info, flow)
     if (status != 0L) quit(save = "no", status = status)
     return(invisible(status))
   }

@@ -1,4 +1,4 @@
-# Running one task: `Rscript flow.R task --context FILE` on Batch, or a fork of a warm worker locally
+# Running one task: `Rscript flow.R task --context FILE` on Batch, or a fork of the run's R locally
 # (R/task-worker.R). Both run run_task_reporting_errors().
 #
 # The launcher prepared FILE, the protocol's context document (inherited artifacts, join inputs, foreach
@@ -57,7 +57,7 @@ run_task_reporting_errors <- function(flow, args) {
 }
 
 # quit() inside a step would end the process without a word: the task's artifacts lost, and, in a forked
-# task, the worker's tempdir deleted under it. The step function runs in an environment where quit() and
+# task, the tempdir of the R it was forked from deleted under it. The step function runs in an environment where quit() and
 # q() are an error that says so (unless the flow's script defines functions of those names itself); the
 # user's global environment is left alone.
 guarded_from_quit <- function(fn) {

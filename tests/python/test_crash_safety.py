@@ -41,7 +41,7 @@ pytestmark = pytest.mark.skipif(shutil.which("Rscript") is None, reason="needs R
 
 BIG = 50_000_000  # random bytes: saveRDS cannot compress them, so writing them takes a second or two
 
-# A foreach whose join makes the large artifact. The join's task process (forked from a warm worker)
+# A foreach whose join makes the large artifact. The join's task process (forked from the run's R)
 # records its pid before it returns; its artifacts are written after it returns.
 CRASH_FLOW = """library(metaflow)
 start <- function(self) self$items <- 1:3

@@ -55,14 +55,15 @@ def rstep(name: str, body: str | None = None, next_steps: list[str] | str | None
 
 class Flow:
     def __init__(self, root: Path, name: str, steps: list[dict[str, Any]],
-                 parameters: list[tuple[str, dict[str, Any]]] = ()):
-        """``parameters``: (R code of the parameter() call, its spec entry) pairs."""
+                 parameters: list[tuple[str, dict[str, Any]]] = (), preamble: str = ""):
+        """``parameters``: (R code of the parameter() call, its spec entry) pairs; ``preamble``: R code the
+        script runs before it defines the flow."""
         self.root = root
         self.name = name
         self.script = root / f"{name}.R"
         calls = [r for r, _ in parameters] + [s["r"] for s in steps]
-        self.script.write_text("library(metaflow)\n\nmetaflow(\"%s\") %%>%%\n  %s %%>%%\n  run()\n"
-                               % (name, " %>%\n  ".join(calls)))
+        self.script.write_text("library(metaflow)\n%s\nmetaflow(\"%s\") %%>%%\n  %s %%>%%\n  run()\n"
+                               % (preamble, name, " %>%\n  ".join(calls)))
         self.spec = make_spec(name, [s["spec"] for s in steps], parameters=[p for _, p in parameters],
                               script=str(self.script))
         self.ds = FlowDatastore(LocalStorage(root / ".metaflow"), name)
@@ -292,23 +293,24 @@ def test_a_killed_task_commits_nothing(flow_dir, capsys):
     assert flow.ds.task_ids(run_id, "end") == []
 
 
-def test_workers_are_replaced_after_their_share_of_tasks(flow_dir, capsys, monkeypatch):
-    import re
-
-    from metaflow_r.runtime import workers
-
-    monkeypatch.setattr(workers, "TASKS_PER_WORKER", 2)
-    flow = Flow(flow_dir, "RecycledFlow", [
-        rstep("start", "self$items <- 1:5", "body", foreach="items"),
-        rstep("body", "self$twice <- 2 * self$input", "join"),
-        rstep("join", 'cat("sum:", sum(unlist(gather_inputs(inputs, "twice"))), "\\n")', "end", join=True),
+def test_every_task_is_a_fork_of_one_warm_r_with_a_tempdir_of_its_own(flow_dir, capsys):
+    """One R per run, not one per worker slot: tasks running at once are forks of the same R, and each has
+    its own tempdir(), empty at its start, while what the flow's code put in that R's tempdir is reachable."""
+    parent = 'strsplit(sub(".*\\\\) ", "", readLines("/proc/self/stat")), " ")[[1]][2]'  # ppid, after the name
+    flow = Flow(flow_dir, "ForkedFlow", [
+        rstep("start", "self$items <- 1:6", "body", foreach="items"),
+        rstep("body", f"self$parent <- {parent}\nself$seen <- length(list.files(tempdir()))\n"
+                      "writeLines('mine', file.path(tempdir(), 'x'))\nself$tmp <- tempdir()\n"
+                      "self$flow_file <- readLines(flow_file)\nSys.sleep(0.5)", "join"),
+        rstep("join", 'cat("parents:", length(unique(unlist(gather_inputs(inputs, "parent")))), '
+                      '"tempdirs:", length(unique(unlist(gather_inputs(inputs, "tmp")))), '
+                      '"seen:", unlist(gather_inputs(inputs, "seen")), '
+                      '"flow file:", unique(unlist(gather_inputs(inputs, "flow_file"))), "\\n")', "end", join=True),
         rstep("end", None),
-    ])
-    code, out, err = flow.run(capsys, "run", "--max-workers", "1")
+    ], preamble='flow_file <- file.path(tempdir(), "made-by-the-flow")\nwriteLines("kept", flow_file)')
+    code, out, err = flow.run(capsys, "run", "--max-workers", "3")
     assert code == 0, out + err
-    assert "sum: 30" in flow.stdout(flow.only_run(), "join")
-    worker_pids = set(re.findall(r"\(pid (\d+)\)\] Task is starting", out))
-    assert len(worker_pids) == 4  # 8 tasks, 2 per worker, one at a time
+    assert "parents: 1 tempdirs: 6 seen: 0 0 0 0 0 0 flow file: kept" in flow.stdout(flow.only_run(), "join")
 
 
 def resumable_flow(flow_dir: Path) -> "Flow":
@@ -398,15 +400,3 @@ def test_the_resume_hint_quotes_a_script_path_with_a_space(flow_dir, capsys):
     flow.spec["script"] = str(spaced)
     code, out, err = flow.run(capsys, "run")
     assert code == 1 and "Fix the step, then: Rscript 'my flow.R' resume" in err, out + err
-
-
-def test_a_task_printing_the_workers_exit_marker_is_not_cut_off(flow_dir, capsys):
-    """The marker alone (a task echoing binary data, or the worker's own output) is not the task's end."""
-    flow = Flow(flow_dir, "MarkerFlow", [
-        rstep("start", 'cat("\\036metaflow-task-exit 0\\n")\nself$x <- 1\ncat("after the marker\\n")', "end"),
-        rstep("end", 'cat("x is", self$x, "\\n")'),
-    ])
-    code, out, err = flow.run(capsys, "run")
-    assert code == 0, out + err
-    run_id = flow.only_run()
-    assert "after the marker" in flow.stdout(run_id, "start") and "x is 1" in out

@@ -69,12 +69,12 @@ class StuckRun:
         return (self.dir / "out.txt").read_text()
 
     def pids(self) -> dict[str, int]:
-        worker = int(re.search(r"stuck/\d+ \(pid (\d+)\)", self.output()).group(1))
-        return {"worker": worker, "task": int((self.dir / "task.pid").read_text()),
+        fork = int(re.search(r"stuck/\d+ \(pid (\d+)\)", self.output()).group(1))
+        return {"fork": fork, "task": int((self.dir / "task.pid").read_text()),
                 "background": int((self.dir / "background.pid").read_text()),
                 "escaped": int((self.dir / "escaped.pid").read_text())}
 
-    def worker_tempdir(self) -> Path:
+    def task_tempdir(self) -> Path:
         return Path((self.dir / "tempdir.path").read_text())
 
     def resume(self) -> subprocess.CompletedProcess:
@@ -97,7 +97,7 @@ def test_a_terminated_run_takes_its_tasks_with_it_and_can_be_resumed(tmp_path, s
     status = run.ds.run_status(run_id)
     assert status["successful"] is False and status["reason"] == RUNTIME_ENDED
     assert eventually(lambda: not list(run.tmp.glob("metaflow-r-*")))  # its scratch went too
-    assert not run.worker_tempdir().exists()  # and the worker's tempdir() with it
+    assert not run.task_tempdir().exists()  # and the task's tempdir() with it
 
     resumed = run.resume()
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
@@ -117,7 +117,7 @@ def mentioning(text: str) -> list[int]:
 
 
 def test_a_run_killed_all_at_once_reads_as_failed_and_resumes(tmp_path):
-    """The runtime, its reaper, the worker and its task SIGKILLed together, as an out-of-memory or cgroup kill
+    """The runtime, its reaper and the task SIGKILLed together, as an out-of-memory or cgroup kill
     or a power loss does: nothing is left to record the run's end."""
     run = StuckRun(tmp_path)
     process = run.start()
@@ -140,7 +140,7 @@ def test_a_run_killed_all_at_once_reads_as_failed_and_resumes(tmp_path):
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert f"Cloned from run {run_id}" in resumed.stdout and "x is 1" in resumed.stdout
     assert not scratch.exists()  # what the dead run left in the temporary directory, the next run removed
-    assert not run.worker_tempdir().exists()
+    assert not run.task_tempdir().exists()
 
 
 def test_ctrl_c_stops_the_run_says_so_and_marks_it_interrupted(tmp_path):
@@ -177,16 +177,16 @@ metaflow("LeftoverFlow") %>%
 """
 
 
-def run_on_one_worker(directory: Path, name: str, code: str) -> subprocess.CompletedProcess:
-    """``Rscript NAME run --max-workers 1``: every task forked from the same worker, one after another."""
+def run_script(directory: Path, name: str, code: str, workers: int = 1) -> subprocess.CompletedProcess:
+    """``Rscript NAME run --max-workers N``: every task forked from the script's R."""
     script = directory / name
     script.write_text(code)
-    return subprocess.run(["Rscript", str(script), "run", "--max-workers", "1"], cwd=directory, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(["Rscript", str(script), "run", "--max-workers", str(workers)], cwd=directory,
+                          capture_output=True, text=True, timeout=300)
 
 
 def test_what_a_step_leaves_running_ends_with_the_task(tmp_path):
-    done = run_on_one_worker(tmp_path, "leftover.R", BACKGROUND)
+    done = run_script(tmp_path, "leftover.R", BACKGROUND)
     assert done.returncode == 0, done.stdout + done.stderr
     for name in ("background.pid", "job.pid", "escaped.pid"):
         pid = int((tmp_path / name).read_text())
@@ -213,11 +213,12 @@ metaflow("TempdirFlow") %>%
 """
 
 
-def test_no_task_sees_what_another_wrote_under_tempdir(tmp_path):
-    """With one worker, every task is forked from the same R process, so shares its tempdir()."""
-    done = run_on_one_worker(tmp_path, "tempdir.R", SHARED_TEMPDIR)
+@pytest.mark.parametrize("workers", [1, 3])
+def test_no_task_sees_what_another_wrote_under_tempdir(tmp_path, workers):
+    """Every task is forked from the script's R, one after another or at once: each has a tempdir() of its own."""
+    done = run_script(tmp_path, "tempdir.R", SHARED_TEMPDIR, workers)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "tempdirs: 1 seen: 0 0 0" in done.stdout, done.stdout  # one worker's tempdir(), found empty each time
+    assert "tempdirs: 3 seen: 0 0 0" in done.stdout, done.stdout
 
 
 QUITS = """library(metaflow)
@@ -234,7 +235,7 @@ metaflow("QuitFlow") %>%
 
 
 def test_quit_in_a_step_is_an_error_that_says_so_and_harms_no_other_task(tmp_path):
-    done = run_on_one_worker(tmp_path, "quits.R", QUITS)
+    done = run_script(tmp_path, "quits.R", QUITS)
     assert done.returncode == 0, done.stdout + done.stderr  # decorator("catch") took the failure
     assert "Error in step 'body': Step \"body\" called `quit(status = 0)`." in done.stdout
     assert "exit status 1" in done.stdout and "tempdir there: TRUE" in done.stdout

@@ -12,7 +12,7 @@ foreach_flow <- function(body, retry = "") {
   )
 }
 
-test_that("a global assignment in one task is invisible to the next on the same worker", {
+test_that("a global assignment in one task is invisible to the next forked from the same R", {
   result <- rscript_flow(foreach_flow(paste(
     "if (exists('leak', envir = globalenv())) stop('state leaked from an earlier task')",
     "assign('leak', self$input, envir = globalenv())",
@@ -22,7 +22,7 @@ test_that("a global assignment in one task is invisible to the next on the same 
   expect_length(unique(pids), 4)  # each task ran in its own process
 })
 
-test_that("tasks on warm workers draw different random numbers", {
+test_that("tasks forked from the same R draw different random numbers", {
   result <- rscript_flow(foreach_flow("self$value <- runif(1)"), args = c("run", "--max-workers", "1"))
   expect_equal(result$status, 0, info = result$output)
   values <- strsplit(sub(".*values: ([0-9. e-]+)\n.*", "\\1", result$stdout), " ")[[1]]

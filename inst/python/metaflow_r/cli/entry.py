@@ -67,7 +67,8 @@ def _main(argv: list[str], spec_json: str | None, info: dict[str, Any]) -> int:
             invocation = Invocation(spec, info.get("launch_dir") or os.getcwd(),
                                     info.get("rscript") or shutil.which("Rscript") or "Rscript",
                                     raw_spec=json.loads(spec_json) if spec_json else {},
-                                    versions=dict(info.get("versions") or {}), r_session=r_session)
+                                    versions=dict(info.get("versions") or {}), r_session=r_session,
+                                    task_channel=tuple(info["task_channel"]) if info.get("task_channel") else None)
             prog = f"Rscript {Path(spec.script).name}" if spec and spec.script else "metaflow-r"
             command = build_cli(spec)
             result = command.main(args=[str(a) for a in argv], prog_name=prog, standalone_mode=False,

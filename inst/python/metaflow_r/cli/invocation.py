@@ -35,6 +35,8 @@ class Invocation:
     datastore_root: str | None = None
     package_suffixes: tuple[str, ...] = ()
     r_session: bool = False  # run() in an interactive R session, rather than Rscript in a shell
+    # The task channel's descriptors (requests, replies) from the R that runs the script: it forks the tasks.
+    task_channel: tuple[int, int] | None = None
     result: dict[str, Any] | None = None  # what the command made, for run() to return in R
 
     def hint(self, *command: str) -> str:

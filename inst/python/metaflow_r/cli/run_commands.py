@@ -85,7 +85,7 @@ def launch(invocation: Invocation, options: dict[str, Any], origin: tuple[str | 
                                launch_dir=invocation.launch_dir, rscript=invocation.rscript,
                                max_workers=options["max_workers"],
                                retries={node.name: node.spec.retries(withs.retry) for node in graph}, clone=clone,
-                               remote=remote, remote_steps=batch_steps)
+                               remote=remote, remote_steps=batch_steps, task_channel=invocation.task_channel)
         where = f"{ds.storage.root}/{graph.spec.name}/{run_id}"
         with _resuming(ds, clone, run_id):
             try:

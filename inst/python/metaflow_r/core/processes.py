@@ -37,7 +37,7 @@ def stat_fields(pid: int) -> list[bytes] | None:
     return stat[stat.rfind(b")") + 2:].split()  # the name, in parentheses, may hold spaces
 
 
-def _start_time(pid: int) -> int | None:
+def start_time(pid: int) -> int | None:
     fields = stat_fields(pid)
     return int(fields[19]) if fields and len(fields) > 19 else None  # field 22 of stat: starttime
 
@@ -61,7 +61,7 @@ def identity(pid: int | None = None) -> dict[str, Any]:
     """Who process ``pid`` (default: this one) is, as ``gone()`` reads it back, from any process."""
     pid = pid or os.getpid()
     return {"host": socket.gethostname(), "boot_id": _read(f"{PROC}/sys/kernel/random/boot_id"),
-            "pid_namespace": _pid_namespace(), "pid": pid, "started": _start_time(pid)}
+            "pid_namespace": _pid_namespace(), "pid": pid, "started": start_time(pid)}
 
 
 def hold() -> dict[str, Any]:
@@ -91,7 +91,7 @@ def gone(recorded: dict[str, Any]) -> bool:
         return recorded["execution"] not in _held
     if not _exists(pid):
         return True
-    started = _start_time(pid)
+    started = start_time(pid)
     return recorded.get("started") is not None and started is not None and started != recorded["started"]
 
 
@@ -104,6 +104,30 @@ def _exists(pid: int) -> bool:
         return True  # another user's: the pid is taken
     fields = stat_fields(pid)
     return fields is None or fields[0] != b"Z"  # a zombie has ended; only its parent has not collected it
+
+
+def descendants(pid: int) -> list[int]:
+    """The processes below ``pid`` (its children, theirs, ...), from /proc or, without it, from ps. A fork
+    carries no mark of its own (its environment is its parent's, as that one was started): it is found so."""
+    if os.path.isdir(PROC):
+        parents = {}
+        for entry in _pids():
+            fields = stat_fields(entry)
+            if fields and len(fields) > 1:
+                parents[entry] = int(fields[1])
+    else:
+        import subprocess
+
+        listing = subprocess.run(["ps", "-A", "-o", "pid=,ppid="], capture_output=True, text=True).stdout
+        parents = {int(p): int(pp) for p, pp in (line.split() for line in listing.splitlines())}
+    children: dict[int, list[int]] = {}
+    for child, parent in parents.items():
+        children.setdefault(parent, []).append(child)
+    found, queue = [], list(children.get(pid, []))
+    while queue:
+        found.append(queue.pop())
+        queue += children.get(found[-1], [])
+    return found
 
 
 def marked(name: str, value: str) -> list[int]:

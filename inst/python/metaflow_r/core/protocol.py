@@ -1,7 +1,7 @@
 """The written protocol between R and Python: the documents that cross the language boundary.
 
 Each document has one JSON Schema in ``data/schemas/<name>.json``, and the constants both sides use (file
-names, the warm worker's exit marker) are in ``data/protocol.json``; R reads the same files. Python checks
+names, the variable naming the task channel) are in ``data/protocol.json``; R reads the same files. Python checks
 what R wrote before trusting it and what it writes before R reads it, so a drift between the two sides is
 one clear error naming the document and the field, never a wrong result.
 
@@ -30,9 +30,8 @@ def constants() -> dict[str, Any]:
     return json.loads((DATA_DIR / "protocol.json").read_text(encoding="utf-8"))
 
 
-WORKER_EXIT_MARKER: bytes = constants()["worker_exit_marker"].encode()
-# A worker's own secret, after its exit marker: a task that prints the marker's text is not taken for its end.
-WORKER_NONCE_VARIABLE: str = constants()["worker_nonce_variable"]
+# Names the file descriptors of the task channel (runtime/forks.py) a worker R inherits: "requests,replies".
+TASK_CHANNEL_VARIABLE: str = constants()["task_channel_variable"]
 # The first line a task prints on stdout, once R runs it: its timeout counts from here, not from R's start-up.
 TASK_START_MARKER: bytes = constants()["task_start_marker"].encode()
 # Set by the task to its output directory: every process it starts inherits it, and ends with the task.

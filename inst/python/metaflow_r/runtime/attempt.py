@@ -1,7 +1,7 @@
 """The attempt engine: one task attempt's whole life, the same for a local task and for a Batch job.
 
     prepare  the context (task.prepare), written for R as the protocol's context document
-    launch   through a launcher (events.py): a warm worker's fork locally, a plain process on Batch
+    launch   through a launcher (events.py): a fork of the run's R locally, a plain process on Batch
     capture  stdout and stderr apart, line by line: echoed as they come, stored as the attempt's two logs
     timeout  decorator("timeout"): the attempt is killed when its time is up
     end      commit (task.commit) or record the failure with R's task error document

@@ -1,6 +1,6 @@
 """What a launcher tells the attempt engine of a task it started, and what every launcher provides.
 
-Three launchers start attempts: a warm worker's fork (workers.py, local runs), a process of its own
+Three launchers start attempts: a fork of the run's warm R (forks.py, local runs), a process of its own
 (process.py, inside a Batch job), and a Batch job (aws/batch/launcher.py, ``run --with batch``). Each reports
 the same events: that the task began running in R, its output line by line and stream by stream, and its
 exit status. Single-threaded by design: the caller polls, since R holds Python's lock while it runs R code

@@ -3,9 +3,9 @@
 It owns only what is particular to a local run: which tasks become ready as others finish, the join
 barrier, the bound on concurrent tasks, and resume's reuse of an earlier run's tasks. How each attempt
 runs, ends and is retried is the attempt engine's (attempt.py), the same as on Batch; here attempts run
-in forks of warm R workers, or, given a launcher of remote attempts (``run --with batch``: the caller
+in forks of the run's warm R (forks.py), or, given a launcher of remote attempts (``run --with batch``: the caller
 passes aws/batch/launcher.py's, so this module imports no AWS code), as Batch jobs that commit themselves:
-every step's, or only ``remote_steps``' (the steps with decorator("batch")), the others' in local workers.
+every step's, or only ``remote_steps``' (the steps with decorator("batch")), the others' in local forks.
 """
 from __future__ import annotations
 
@@ -28,13 +28,13 @@ from metaflow_r.runtime.progress import RunConsole
 from metaflow_r.runtime.reaper import Reaper
 from metaflow_r.runtime.resume import Clone
 from metaflow_r.runtime.step_router import StepRouter
-from metaflow_r.runtime.workers import WorkerLauncher
+from metaflow_r.runtime.forks import ForkLauncher
 
 SCRATCH_PREFIX = "metaflow-r-"
 # Makes the launcher of attempts that run elsewhere and commit themselves, given the reaper's watch.
 RemoteLauncher = Callable[[Callable[[str, Any], None]], AttemptLauncher]
 OWNERS = ".owners"  # in a run's scratch directory: the identities of its runtime and its reaper
-WORKER_TMP = "tmp"  # in a run's scratch directory: where its workers' R temporary directories are
+WORKER_TMP = "tmp"  # in a run's scratch directory: where a worker R's temporary directory is
 
 
 def sweep_stale_scratch() -> None:
@@ -50,8 +50,8 @@ def sweep_stale_scratch() -> None:
 
 
 def worker_env(env: dict[str, str], scratch: str) -> dict[str, str]:
-    """The workers' environment: their R temporary directories (``tempdir()``) live in the run's scratch
-    directory, so they go with it however the run ends (its end, its reaper, or a later run's sweep)."""
+    """A worker R's environment: its temporary directory (``tempdir()``) lives in the run's scratch
+    directory, so it goes with it however the run ends (its end, its reaper, or a later run's sweep)."""
     tmp = Path(scratch, WORKER_TMP)
     tmp.mkdir()
     return {**env, "TMPDIR": str(tmp)}
@@ -62,7 +62,7 @@ class LocalRuntime:
                  script: str, launch_dir: str, rscript: str, max_workers: int = 16,
                  retries: dict[str, int] | None = None, clone: Clone | None = None,
                  console: RunConsole | None = None, remote: RemoteLauncher | None = None,
-                 remote_steps: frozenset[str] | None = None) -> None:
+                 remote_steps: frozenset[str] | None = None, task_channel: tuple[int, int] | None = None) -> None:
         self.graph = graph
         self.ds = ds
         self.run_id = run_id
@@ -80,9 +80,8 @@ class LocalRuntime:
         env = subprocess_env()
         job_steps = frozenset() if remote is None else remote_steps or frozenset(n.name for n in graph)
         # The launcher starts nothing before its first attempt, so the reaper can be told its cleanup.
-        self.launcher = self._launcher(remote, job_steps, WorkerLauncher(rscript, script, launch_dir,
-                                                                          worker_env(env, self.scratch),
-                                                                          watch=self._watch))
+        forks = ForkLauncher(rscript, script, launch_dir, worker_env(env, self.scratch), task_channel, self._watch)
+        self.launcher = self._launcher(remote, job_steps, forks)
         self.reaper = Reaper.start(ds.storage.kind, ds.storage.root, ds.flow, run_id, self.scratch, env,
                                    getattr(self.launcher, "cleanup_command", None))
         reaper = processes.identity(self.reaper.process.pid)
@@ -93,12 +92,12 @@ class LocalRuntime:
         self.origin_tasks = self._origin_tasks() if clone else {}
 
     def _launcher(self, remote: RemoteLauncher | None, job_steps: frozenset[str],
-                  workers: WorkerLauncher) -> AttemptLauncher:
+                  forks: ForkLauncher) -> AttemptLauncher:
         if remote is None:
-            return workers
+            return forks
         if job_steps == {n.name for n in self.graph}:
             return remote(self._watch)
-        return StepRouter(workers, remote(self._watch), job_steps)
+        return StepRouter(forks, remote(self._watch), job_steps)
 
     # -- public --------------------------------------------------------------------------------
 
@@ -144,8 +143,9 @@ class LocalRuntime:
             self.reaper.done()
 
     def _watch(self, event: str, what: Any) -> None:
-        """A launcher's news for the reaper: a worker's process group, or a Batch job."""
-        {"started": self.reaper.group_started, "ended": self.reaper.group_ended,
+        """A launcher's news for the reaper: a fork, a worker R's process group, or a Batch job."""
+        {"forked": self.reaper.fork_started, "reaped": self.reaper.fork_ended,
+         "started": self.reaper.group_started, "ended": self.reaper.group_ended,
          "submitted": self.reaper.job_submitted, "finished": self.reaper.job_finished}[event](what)
 
     # -- scheduling ------------------------------------------------------------------------------

@@ -8,16 +8,13 @@ import signal
 import subprocess
 from typing import Any
 
-from metaflow_r.core.processes import kill_marked, stat_fields
+from metaflow_r.core.processes import kill_marked
 from metaflow_r.core.protocol import TASK_PROCESS_MARK
 
 STREAMS = ("stdout", "stderr")
 # A line longer than this is passed on in pieces, so memory and time stay linear in the output even for
 # a progress bar that redraws with "\r" and never ends its line.
 MAX_LINE = 64 * 1024
-# Bytes always kept back when a long line is cut: the worker's exit marker can follow a task's last,
-# unterminated line, and must never be cut in two.
-_TAIL = 64
 # Reads of one pipe per poll, so a task that prints without pause cannot starve the others.
 _READS_PER_POLL = 16
 
@@ -38,8 +35,8 @@ class LineBuffer:
             start = end + 1
         self.partial += data[start:]
         if len(self.partial) > MAX_LINE:
-            cut = len(self.partial) - _TAIL
-            lines.extend(bytes(self.partial[i:min(i + MAX_LINE, cut)]) for i in range(0, cut, MAX_LINE))
+            cut = len(self.partial) - len(self.partial) % MAX_LINE
+            lines.extend(bytes(self.partial[i:i + MAX_LINE]) for i in range(0, cut, MAX_LINE))
             del self.partial[:cut]
         return lines
 
@@ -108,34 +105,10 @@ def kill_group(process: subprocess.Popen) -> None:
         pass
 
 
-def kill_leftovers(worker: subprocess.Popen) -> None:
-    """Processes a finished task left in its worker's process group (``system("cmd &")``, a forked job):
-    they end with the task. The worker itself is the group's leader and stays."""
-    for pid in group_members(worker.pid):
-        if pid != worker.pid:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-
-
 def kill_task_processes(attempt: Any) -> None:
     """What the attempt's task started outside its process group (``callr::r_bg()``, ``processx``, ``setsid``):
     such processes carry the task's mark (R/task.R), and end with it."""
     kill_marked(TASK_PROCESS_MARK, attempt.workdir)
-
-
-def group_members(pgid: int) -> list[int]:
-    """The processes of a process group: from /proc where there is one (Linux), else from ps."""
-    if not os.path.isdir("/proc/self"):
-        listing = subprocess.run(["ps", "-A", "-o", "pid=,pgid="], capture_output=True, text=True).stdout
-        return [int(pid) for pid, group in (line.split() for line in listing.splitlines()) if int(group) == pgid]
-    members = []
-    for name in os.listdir("/proc"):
-        fields = stat_fields(int(name)) if name.isdigit() else None  # None: it ended meanwhile
-        if fields and len(fields) > 2 and int(fields[2]) == pgid:  # state, ppid, pgrp
-            members.append(int(name))
-    return members
 
 
 def close_pipes(process: subprocess.Popen) -> None:

@@ -2,11 +2,11 @@
 
 ``Rscript flow.R run`` may be killed (SIGKILL), terminated (SIGTERM) or lose its terminal (SIGHUP); none
 of these lets it clean up. So each local run starts this small process, in a session of its own, with a
-pipe from the runtime on its stdin. The runtime names each worker's process group as it starts one (and
-each job of a launcher whose attempts run elsewhere, such as ``run --with batch``'s Batch jobs, as it is
-submitted) and says ``done`` when the run ended normally. When the pipe closes without ``done``, however
-the runtime died, the reaper kills every worker with the tasks it forked and everything they started
-(by process group, and by the tasks' mark), runs the launcher's cleanup command with the jobs still going
+pipe from the runtime on its stdin. The runtime names each task's fork as it starts (a worker R's process
+group too, and each job of a launcher whose attempts run elsewhere, such as ``run --with batch``'s Batch
+jobs, as it is submitted) and says ``done`` when the run ended normally. When the pipe closes without
+``done``, however the runtime died, the reaper kills every fork and everything the tasks started (by pid,
+process group, and the tasks' mark), runs the launcher's cleanup command with the jobs still going
 (which terminates them), marks the run failed with the reason, and removes the run's scratch directory,
 so nothing keeps running and ``resume`` continues it.
 The reaper knows no AWS: the command comes from the launcher.
@@ -52,6 +52,12 @@ class Reaper:
         except (BrokenPipeError, OSError):
             pass  # the reaper itself is gone: nothing more to tell it
 
+    def fork_started(self, pid: int) -> None:
+        self.tell(f"fork {pid}")
+
+    def fork_ended(self, pid: int) -> None:
+        self.tell(f"fork-gone {pid}")
+
     def group_started(self, pgid: int) -> None:
         self.tell(f"group {pgid}")
 
@@ -75,6 +81,7 @@ class Reaper:
 def reap(job: dict[str, Any], lines) -> bool:
     """Follow the runtime's messages; True when it said it was done, False after cleaning up for it."""
     groups: set[int] = set()
+    forks: set[int] = set()
     jobs: set[str] = set()
     for line in lines:
         word, _, value = line.strip().partition(" ")
@@ -84,6 +91,10 @@ def reap(job: dict[str, Any], lines) -> bool:
             groups.add(int(value))
         elif word == "gone":
             groups.discard(int(value))
+        elif word == "fork":
+            forks.add(int(value))
+        elif word == "fork-gone":
+            forks.discard(int(value))
         elif word == "job":
             jobs.add(value)
         elif word == "job-gone":
@@ -91,6 +102,11 @@ def reap(job: dict[str, Any], lines) -> bool:
     for pgid in groups:
         try:
             os.killpg(pgid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    for pid in forks:
+        try:
+            os.kill(pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
     kill_marked(TASK_PROCESS_MARK, job["scratch"])  # what tasks started in sessions of their own

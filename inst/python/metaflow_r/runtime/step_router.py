@@ -1,5 +1,5 @@
 """A launcher for a run whose steps run in two places: the steps with decorator("batch") as Batch jobs, the
-others in forks of the local warm workers, as Metaflow runs a @batch step of a local run."""
+others in forks of the run's warm R, as Metaflow runs a @batch step of a local run."""
 from __future__ import annotations
 
 from typing import Any, Collection
@@ -14,7 +14,7 @@ class StepRouter:
         self.local = local
         self.remote = remote
         self.remote_steps = frozenset(remote_steps)
-        self.cleanup_command = remote.cleanup_command  # the workers' process groups the reaper kills itself
+        self.cleanup_command = remote.cleanup_command  # the forks the reaper kills itself
 
     def _of(self, attempt: Any) -> AttemptLauncher:
         return self.remote if attempt.spec.step in self.remote_steps else self.local
