@@ -12,7 +12,7 @@ venv="$here/.venv-metaflow"
 if ! "$venv/bin/python" -c 'import metaflow, psutil, moto, pandas' >/dev/null 2>&1; then
   echo "Creating $venv: pip install metaflow psutil moto pandas (PyPI)"
   "${PYTHON:-python3}" -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check metaflow psutil 'moto[s3]' pandas
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check metaflow psutil 'moto[s3]' pandas
 fi
 script="$1"
 shift

@@ -115,14 +115,14 @@ class ForkLauncher:
         events, self.pending = self.pending, []
         for owner, stream in self.pipes.ready(0 if events else timeout):
             if owner == "replies":
-                events += self._read_replies()
+                self._read_replies()
             elif owner == "worker":
                 self.worker_output += self.pipes.read(self.worker, stream)
             else:
                 events += [task_line(owner.attempt, stream, line) for line in self.pipes.read(owner.streams, stream)]
-        events += self._read_replies()
+        self._read_replies()
         for fork in list(self.forks.values()):
-            if fork.code is None and fork.pid is not None and processes.gone(fork.identity):
+            if fork.code is None and fork.pid is not None and not _alive(fork.identity):
                 self._read_replies()  # a fork says its status, then ends: what it said is in the pipe now
                 if fork.code is None:
                     fork.code = 1  # it died without a word: killed by a signal, or its R crashed
@@ -188,7 +188,7 @@ class ForkLauncher:
         self.pipes.watch(self.worker, "worker")
         self.watch("started", self.worker.pid)
 
-    def _read_replies(self) -> list[Event]:
+    def _read_replies(self) -> None:
         lines: list[bytes] = []
         while self.replies_fd is not None:
             try:
@@ -209,7 +209,6 @@ class ForkLauncher:
                 self.watch("forked", int(value))
             elif what == "exited":
                 fork.code = int(value) if value.isdigit() else 1
-        return []
 
     def _forked(self, fork: Fork) -> int | None:
         """Wait for the R to say the fork's pid (a fork takes milliseconds); None if the R is gone."""
@@ -269,6 +268,12 @@ class ForkLauncher:
             self.worker_output += self.pipes.read(self.worker, "stderr", drain=True)
         lines = [Output(attempt, "stderr", line) for line in self.worker_output]
         return lines + [Exited(attempt, code if code > 0 else 1)]
+
+
+def _alive(identity: dict[str, Any]) -> bool:
+    """The fork still runs: its pid names the process started then, and not a zombie."""
+    fields = processes.stat_fields(identity["pid"])
+    return bool(fields) and fields[0] != b"Z" and processes.start_time(identity["pid"]) == identity["started"]
 
 
 def _kill(pid: int) -> None:
