@@ -45,8 +45,13 @@ serve_tasks <- function(flow, requests, replies, interrupted = function() NULL) 
 fork_task <- function(flow, request, replies) {
   task <- as.list(stats::setNames(strsplit(request, "\t", fixed = TRUE)[[1]],
                                   c("token", "context", "stdout", "stderr", "tmp")))
-  job <- parallel::mcparallel(run_forked_task(flow, task, replies), mc.set.seed = TRUE, detached = TRUE)
-  processx::conn_write(replies, sprintf("%s forked %d\n", task$token, job$pid))
+  job <- tryCatch(parallel::mcparallel(run_forked_task(flow, task, replies), mc.set.seed = TRUE, detached = TRUE),
+                  error = function(e) e)  # e.g. "unable to fork": that task fails, the run goes on
+  if (inherits(job, "error")) {
+    processx::conn_write(replies, sprintf("%s unforked %s\n", task$token, gsub("\n", " ", conditionMessage(job))))
+  } else {
+    processx::conn_write(replies, sprintf("%s forked %d\n", task$token, job$pid))
+  }
 }
 
 run_forked_task <- function(flow, task, replies) {

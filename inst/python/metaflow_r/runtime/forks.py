@@ -47,6 +47,7 @@ class Fork:
     streams: TaskStreams
     identity: dict[str, Any] = field(default_factory=dict)  # the fork's, once the R said its pid
     code: int | None = None  # its exit status, once it said
+    unforked: str | None = None  # why the R could not fork it
 
     @property
     def pid(self) -> int | None:
@@ -107,8 +108,8 @@ class ForkLauncher:
             pid = None
         if pid is None:
             self._forget(fork)
-            self.pending += self._worker_failed(attempt)
-            return "no worker"
+            self.pending += self._worker_failed(attempt, fork.unforked)
+            return "no fork"
         return f"pid {pid}"
 
     def poll(self, timeout: float) -> list[Event]:
@@ -199,7 +200,7 @@ class ForkLauncher:
                 break
             lines += self.replies.feed(data)
         for line in lines:
-            token, what, value = (line.decode(errors="replace").split(" ") + ["", ""])[:3]
+            token, what, value = (line.decode(errors="replace").split(" ", 2) + ["", ""])[:3]
             fork = self.forks.get(int(token)) if token.isdigit() else None
             if fork is None:
                 continue
@@ -209,11 +210,13 @@ class ForkLauncher:
                 self.watch("forked", int(value))
             elif what == "exited":
                 fork.code = int(value) if value.isdigit() else 1
+            elif what == "unforked":
+                fork.unforked = value
 
     def _forked(self, fork: Fork) -> int | None:
         """Wait for the R to say the fork's pid (a fork takes milliseconds); None if the R is gone."""
         deadline = time.monotonic() + FORK_TIMEOUT
-        while fork.pid is None:
+        while fork.pid is None and fork.unforked is None:
             if time.monotonic() > deadline:
                 raise TimeoutError
             if self.worker is not None and self.worker.poll() is not None:
@@ -258,9 +261,11 @@ class ForkLauncher:
             if self.uncollected:
                 time.sleep(0.01)
 
-    def _worker_failed(self, attempt: Any) -> list[Event]:
-        """The worker R ended (its script failed as it was sourced, or it was killed): the attempt fails
-        with what it printed."""
+    def _worker_failed(self, attempt: Any, unforked: str | None = None) -> list[Event]:
+        """The R could not fork the task (``unforked`` says why), or the worker R ended (its script failed
+        as it was sourced, or it was killed): the attempt fails with what it printed."""
+        if unforked is not None:
+            return [Output(attempt, "stderr", f"The task could not be started: {unforked}".encode()), Exited(attempt, 1)]
         code = 1
         if self.worker is not None:
             code = self.worker.wait()
