@@ -59,7 +59,7 @@ def test_a_task_the_r_cannot_fork_fails_saying_why_and_the_next_is_asked_for(tmp
         for n in (1, 2):  # the R serving the run goes on after a fork it could not make
             attempt = StandInAttempt(str(tmp_path / f"attempt-{n}"))
             Path(attempt.workdir).mkdir()
-            assert launcher.launch(attempt, str(tmp_path / "context.json")) == "no fork"
+            assert launcher.launch(attempt, str(tmp_path / "context.json")) is None  # a Launched event says
             lines, code = ended(launcher, attempt)
             assert code == 1
             assert lines == [b"The task could not be started: unable to fork, possible reason: Cannot allocate memory"]

@@ -32,7 +32,7 @@ from metaflow_r.core.errors import DatastoreError, ProtocolError
 from metaflow_r.core.graph import FlowGraph
 from metaflow_r.datastore.flow import FlowDatastore
 from metaflow_r.runtime import task as tasks
-from metaflow_r.runtime.events import AttemptLauncher, Exited, Output, Started
+from metaflow_r.runtime.events import AttemptLauncher, Exited, Launched, Output, Started
 
 Decision = Literal["succeeded", "retry", "catch", "failed"]
 # echo(attempt, kind, text): kind is "stdout" or "stderr" for the task's own lines, "status" for the engine's.
@@ -103,20 +103,27 @@ class AttemptEngine:
         if here:
             attempt.logs = {s: open(os.path.join(workdir, f"{s}.log"), "wb") for s in ("stdout", "stderr")}
         try:
-            attempt.where = self.launcher.launch(attempt, context_file)
+            where = self.launcher.launch(attempt, context_file)
         except BaseException:
             self._discard(attempt)
             raise
         self.running.append(attempt)
-        self.echo(attempt, "status", "Task is starting" + (f" (retry {spec.retry_count})." if spec.retry_count
-                                                           else "."))
+        if where is not None:
+            self._launched(attempt, where)
         return attempt
+
+    def _launched(self, attempt: Attempt, where: str) -> None:
+        attempt.where = where
+        retry = attempt.spec.retry_count
+        self.echo(attempt, "status", "Task is starting" + (f" (retry {retry})." if retry else "."))
 
     def poll(self, timeout: float) -> list[AttemptOutcome]:
         """Pass on the output that arrived within ``timeout`` seconds; returns the attempts that ended."""
         outcomes = []
         for event in self.launcher.poll(timeout):
-            if isinstance(event, Output):
+            if isinstance(event, Launched):
+                self._launched(event.attempt, event.where)
+            elif isinstance(event, Output):
                 self._output(event.attempt, event.stream, event.line)
             elif isinstance(event, Started):
                 event.attempt.running_since = time.time()

@@ -15,6 +15,14 @@ from metaflow_r.core.protocol import TASK_START_MARKER
 
 
 @dataclass
+class Launched:
+    """What runs the attempt, known once the launcher heard back (a fork's pid): for a launch that said None."""
+
+    attempt: Any
+    where: str
+
+
+@dataclass
 class Started:
     attempt: Any
 
@@ -33,7 +41,7 @@ class Exited:
     why: str | None = None  # how it ended, when the exit status alone does not say (a Batch job's reason)
 
 
-Event = Union[Started, Output, Exited]
+Event = Union[Launched, Started, Output, Exited]
 
 
 def task_line(attempt: Any, stream: str, line: bytes) -> Event:
@@ -47,9 +55,10 @@ class AttemptLauncher(Protocol):
     # launcher's processes are in process groups the reaper kills itself).
     cleanup_command: list[str] | None
 
-    # Starts the attempt; returns what runs it, for the console ("pid 1234"). ``context_file`` is None for
-    # a launcher whose attempts prepare their own context (a Batch job of a local run).
-    def launch(self, attempt: Any, context_file: str | None) -> str: ...
+    # Starts the attempt; returns what runs it, for the console ("pid 1234"), or None when a Launched event
+    # will say it. ``context_file`` is None for a launcher whose attempts prepare their own context (a Batch
+    # job of a local run).
+    def launch(self, attempt: Any, context_file: str | None) -> str | None: ...
     def poll(self, timeout: float) -> list[Event]: ...
     def kill(self, attempt: Any) -> None: ...
     def close(self) -> None: ...

@@ -23,10 +23,10 @@ from typing import IO, Any, Callable
 
 from metaflow_r.core import processes
 from metaflow_r.core.protocol import TASK_CHANNEL_VARIABLE
-from metaflow_r.runtime.events import Event, Exited, Output, task_line
+from metaflow_r.runtime.events import Event, Exited, Launched, Output, task_line
 from metaflow_r.runtime.pipes import STREAMS, LineBuffer, Pipes, close_pipes, kill_group, kill_task_processes
 
-# How long the R may take to fork a task before the run gives up on it.
+# How long the run's end waits for the R to fork what it was asked to.
 FORK_TIMEOUT = 60.0
 # How long the run's end waits for the R to collect its last forks (it collects each in milliseconds).
 COLLECT_TIMEOUT = 5.0
@@ -48,6 +48,8 @@ class Fork:
     identity: dict[str, Any] = field(default_factory=dict)  # the fork's, once the R said its pid
     code: int | None = None  # its exit status, once it said
     unforked: str | None = None  # why the R could not fork it
+    killed: bool = False  # asked to be killed, maybe before its pid was known
+    early: list[Event] = field(default_factory=list)  # its output read before its pid
 
     @property
     def pid(self) -> int | None:
@@ -84,11 +86,13 @@ class ForkLauncher:
 
     # -- the AttemptLauncher protocol --------------------------------------------------------------------
 
-    def launch(self, attempt: Any, context_file: str | None) -> str:
+    def launch(self, attempt: Any, context_file: str | None) -> str | None:
+        """Ask for the fork and go on: its pid comes back as a Launched event (waiting for it here would hold
+        the whole runtime for a scheduling round trip to R per task)."""
         assert context_file is not None
         if not self._ready():
-            self.pending += self._worker_failed(attempt)
-            return "no worker"
+            self.pending += [Launched(attempt, "no worker"), *self._worker_failed(attempt)]
+            return None
         token = next(self.tokens)
         paths = {stream: os.path.join(attempt.workdir, f"{stream}.fifo") for stream in STREAMS}
         for path in paths.values():
@@ -103,44 +107,52 @@ class ForkLauncher:
         try:
             assert self.requests is not None
             os.write(self.requests, request.encode() + b"\n")
-            pid = self._forked(fork)
-        except (OSError, TimeoutError):
-            pid = None
-        if pid is None:
-            self._forget(fork)
-            self.pending += self._worker_failed(attempt, fork.unforked)
-            return "no fork"
-        return f"pid {pid}"
+        except OSError:
+            fork.unforked = "the R that forks the tasks has ended"
+        return None
 
     def poll(self, timeout: float) -> list[Event]:
         events, self.pending = self.pending, []
-        for owner, stream in self.pipes.ready(0 if events else timeout):
-            if owner == "replies":
-                self._read_replies()
-            elif owner == "worker":
+        ready = self.pipes.ready(0 if events else timeout)
+        events += self._read_replies()  # first: a fork's pid before its output
+        for owner, stream in ready:
+            if owner == "worker":
                 self.worker_output += self.pipes.read(self.worker, stream)
-            else:
-                events += [task_line(owner.attempt, stream, line) for line in self.pipes.read(owner.streams, stream)]
-        self._read_replies()
+            elif isinstance(owner, Fork) and owner.streams.pid in self.forks:
+                lines = [task_line(owner.attempt, stream, line) for line in self.pipes.read(owner.streams, stream)]
+                if owner.pid is None:
+                    owner.early += lines  # printed before the R said it forked: passed on once it has
+                else:
+                    events += lines
+        if self.worker is not None and self.worker.poll() is not None:  # its script failed, or it was killed
+            for fork in [f for f in self.forks.values() if f.pid is None and f.unforked is None]:
+                self._forget(fork)
+                events += [Launched(fork.attempt, "no worker"), *self._worker_failed(fork.attempt)]
         for fork in list(self.forks.values()):
+            if fork.unforked is not None:
+                self._forget(fork)
+                events += [Launched(fork.attempt, "no fork"), *self._worker_failed(fork.attempt, fork.unforked)]
+                continue
             if fork.code is None and fork.pid is not None and not _alive(fork.identity):
-                self._read_replies()  # a fork says its status, then ends: what it said is in the pipe now
+                events += self._read_replies()  # a fork says its status, then ends: what it said is in the pipe now
                 if fork.code is None:
                     fork.code = 1  # it died without a word: killed by a signal, or its R crashed
-            if fork.code is not None:
+            if fork.code is not None and fork.pid is not None:
                 events += self._ended(fork)
         return events
 
     def kill(self, attempt: Any) -> None:
-        """SIGKILL the attempt's fork and what its task started; its end arrives as an event."""
+        """SIGKILL the attempt's fork (once forked) and what its task started; its end arrives as an event."""
         for fork in self.forks.values():
             if fork.attempt is attempt:
+                fork.killed = True
                 if fork.pid is not None:
                     _kill(fork.pid)
                 kill_task_processes(attempt)
 
     def close(self) -> None:
         """Kill the forks still running; closing the requests lets the R go on (or the worker R end)."""
+        self._await_forks()
         for fork in list(self.forks.values()):
             self.kill(fork.attempt)
             self._forget(fork)
@@ -189,7 +201,9 @@ class ForkLauncher:
         self.pipes.watch(self.worker, "worker")
         self.watch("started", self.worker.pid)
 
-    def _read_replies(self) -> None:
+    def _read_replies(self) -> list[Event]:
+        """What the R and the forks said: a fork's pid (the attempt is launched), its status, or why the R
+        could not fork it."""
         lines: list[bytes] = []
         while self.replies_fd is not None:
             try:
@@ -199,6 +213,7 @@ class ForkLauncher:
             if not data:
                 break
             lines += self.replies.feed(data)
+        events: list[Event] = []
         for line in lines:
             token, what, value = (line.decode(errors="replace").split(" ", 2) + ["", ""])[:3]
             fork = self.forks.get(int(token)) if token.isdigit() else None
@@ -208,24 +223,24 @@ class ForkLauncher:
                 fork.identity = processes.identity(int(value))
                 self.uncollected.append(fork.identity)
                 self.watch("forked", int(value))
+                if fork.killed:
+                    _kill(int(value))
+                events += [Launched(fork.attempt, f"pid {value}"), *fork.early]
+                fork.early = []
             elif what == "exited":
                 fork.code = int(value) if value.isdigit() else 1
             elif what == "unforked":
                 fork.unforked = value
+        return events
 
-    def _forked(self, fork: Fork) -> int | None:
-        """Wait for the R to say the fork's pid (a fork takes milliseconds); None if the R is gone."""
+    def _await_forks(self) -> None:
+        """Hear the R out on every fork asked for, so that none starts after the run has let it go."""
         deadline = time.monotonic() + FORK_TIMEOUT
-        while fork.pid is None and fork.unforked is None:
-            if time.monotonic() > deadline:
-                raise TimeoutError
+        while any(f.pid is None and f.unforked is None for f in self.forks.values()) and time.monotonic() < deadline:
             if self.worker is not None and self.worker.poll() is not None:
-                return None
-            selectors_ready = self.pipes.selector.select(0.5)
-            if any(key.data[0] == "worker" for key, _ in selectors_ready):
-                self.worker_output += self.pipes.read(self.worker, "stdout") + self.pipes.read(self.worker, "stderr")
+                return
+            self.pipes.selector.select(0.1)
             self._read_replies()
-        return fork.pid
 
     # -- a fork's end -------------------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ class StepRouter:
     def _of(self, attempt: Any) -> AttemptLauncher:
         return self.remote if attempt.spec.step in self.remote_steps else self.local
 
-    def launch(self, attempt: Any, context_file: str | None) -> str:
+    def launch(self, attempt: Any, context_file: str | None) -> str | None:
         return self._of(attempt).launch(attempt, context_file)
 
     def poll(self, timeout: float) -> list[Event]:
