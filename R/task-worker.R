@@ -32,6 +32,10 @@ serve_tasks <- function(flow, requests, replies, interrupted = function() NULL) 
       if (!forked) {
         protocol()  # read once here, not in every fork
         isolate_flow_tempdir()
+        # A full collection now leaves every object in R's old generation with room to allocate before the
+        # next: a fork's own collections then mark only what it made, instead of writing (so copying) every
+        # shared page. (A 40-wide run at 2 workers: peak 111 MiB instead of 118.)
+        gc(full = TRUE)
         forked <- TRUE
       }
       fork_task(flow, request, replies)
