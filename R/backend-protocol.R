@@ -23,7 +23,11 @@ backend_data_file <- function(...) {
   path
 }
 
-# A document for Python, as JSON: vectors of length one become scalars unless wrapped in I().
+# A document for Python, as JSON: vectors of length one become scalars unless wrapped in I(). R only warns
+# when the disk refuses the end of a small file: a document cut short is an error, told as a full disk.
 write_document <- function(document, path) {
-  writeLines(jsonlite::toJSON(document, auto_unbox = TRUE, null = "null", digits = NA), path, useBytes = TRUE)
+  writing_file(withCallingHandlers(
+    writeLines(jsonlite::toJSON(document, auto_unbox = TRUE, null = "null", digits = NA), path, useBytes = TRUE),
+    warning = function(w) stop(conditionMessage(w), call. = FALSE)
+  ), path, "the document {.file {file}} of step {.val {step}}", file = basename(path), step = task_step())
 }

@@ -154,6 +154,25 @@ def test_a_datastore_that_fills_up_while_an_artifact_is_stored_fails_the_task_na
     check_resume_completes(flow, run_id)
 
 
+def test_a_full_scratch_area_fails_the_task_naming_the_artifact_r_was_writing(tmp_path, disks):
+    disk = disks("scratch", 8 << 20)
+    flow = DiskFlow(tmp_path, scratch=disk.path)
+    disk.fill(free=BIG // 2)
+    result = flow.rscript("run")
+    assert result.returncode == 1, flow.output
+    assert "The disk is full" in flow.output and 'artifact "big" of step "start"' in flow.output
+    assert f"{disk.path}/metaflow-r-" in flow.output  # the file R was writing, in the run's scratch area
+    assert "TMPDIR" in flow.output and "then resume the run" in flow.output
+    assert "error.json" not in flow.output and "outputs.json" not in flow.output
+    run_id = check_failed_cleanly(flow)
+    (task_id,) = flow.ds.task_ids(run_id, "start")
+    (failure,) = flow.ds.attempts(run_id, "start", task_id)
+    assert failure["exception"]["class"][0] == "metaflow_disk_full"
+    (tmp_path / "roomy").mkdir()
+    flow.env["TMPDIR"] = str(tmp_path / "roomy")  # the fix the message gives: a scratch area with room
+    check_resume_completes(flow, run_id)
+
+
 def test_a_scratch_area_too_full_for_the_task_logs_says_so(tmp_path, disks):
     """The scratch area fills with the task's own output: its log could not be kept there."""
     disk = disks("scratch", 2 << 20)
@@ -181,3 +200,17 @@ def test_a_file_size_limit_below_an_artifact_says_which_limit_and_what_was_writt
     (failure,) = flow.ds.attempts(run_id, "start", task_id)
     assert failure["exception"]["class"][0] == "metaflow_file_too_large"
     check_resume_completes(flow, run_id)
+
+
+def test_a_file_size_limit_met_by_a_writer_ignoring_sigxfsz_names_the_artifact(tmp_path):
+    """R ignoring SIGXFSZ (its shell's ``trap '' XFSZ``) gets EFBIG writing an artifact: it says which one.
+    (Local tasks do not ignore it: Python restores the signal for the processes it starts; see the test above.)"""
+    code = ('options(cli.width = 10000); the <- metaflow:::the; the$task <- list(step = "start"); '
+            'metaflow:::write_artifact(readBin("/dev/urandom", "raw", 3e6), "artifact-2.rds", "big")')
+    result = subprocess.run(["sh", "-c", "trap '' XFSZ; ulimit -f 1953; exec \"$@\"", "sh", "Rscript", "-e", code],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert "file size limit (ulimit -f) of 999,936 bytes" in output  # 1953 blocks of 512 bytes (sh counts so)
+    assert 'Artifact "big" of step "start" could not be written to' in output and "artifact-2.rds" in output
+    assert not (tmp_path / "artifact-2.rds").exists()  # nothing half written left
