@@ -9,9 +9,7 @@ run_backend_process <- function(args, spec, info) {
   request <- tempfile("metaflow-command-", fileext = ".json")
   mismatch <- paste0(request, ".mismatch")
   on.exit(unlink(c(request, mismatch)), add = TRUE)
-  writeLines(jsonlite::toJSON(list(argv = as.list(args), spec = spec, info = info),
-                              auto_unbox = TRUE, null = "null", digits = NA),
-             request, useBytes = TRUE)
+  write_document(list(argv = as.list(args), spec = spec, info = info), request)  # a full disk: one clear error
   flush(stdout())
   flush(stderr())
   process <- processx::process$new(python, c("-c", from_r_bootstrap, request, backend_version(), mismatch),

@@ -173,6 +173,19 @@ def test_a_full_scratch_area_fails_the_task_naming_the_artifact_r_was_writing(tm
     check_resume_completes(flow, run_id)
 
 
+def test_a_full_scratch_area_before_the_backend_starts_is_one_error_naming_it(tmp_path, disks):
+    """``Rscript flow.R run`` hands its command to the backend in a file under R's tempdir(), in TMPDIR."""
+    disk = disks("scratch", 1 << 20)
+    disk.fill()
+    flow = DiskFlow(tmp_path, scratch=disk.path)
+    result = flow.rscript("run")
+    assert result.returncode != 0, flow.output
+    assert "Traceback" not in flow.output and "JSONDecodeError" not in flow.output
+    assert "The disk is full: the document" in flow.output and "TMPDIR" in flow.output
+    assert "closing unused connection" not in flow.output
+    assert flow.ds.run_ids() == []  # nothing started
+
+
 def test_a_scratch_area_too_full_for_the_task_logs_says_so(tmp_path, disks):
     """The scratch area fills with the task's own output: its log could not be kept there."""
     disk = disks("scratch", 2 << 20)
