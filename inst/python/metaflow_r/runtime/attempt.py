@@ -29,8 +29,8 @@ from typing import Any, Callable, Collection, Literal, Mapping
 
 from metaflow_r.core import protocol
 from metaflow_r.core.errors import DatastoreError, DiskFull, FileTooLarge, ProtocolError
-from metaflow_r.core.write_failures import SCRATCH, diagnose, failed_write, writing
 from metaflow_r.core.graph import FlowGraph
+from metaflow_r.core.write_failures import SCRATCH, diagnose, failed_write, writing
 from metaflow_r.datastore.flow import FlowDatastore
 from metaflow_r.runtime import task as tasks
 from metaflow_r.runtime.events import AttemptLauncher, Exited, Output, Started
@@ -100,12 +100,13 @@ class AttemptEngine:
         here = spec.step not in self.job_steps
         with writing(f"the task directory of step {spec.step!r}", self.scratch, SCRATCH):
             workdir = tempfile.mkdtemp(prefix=f"{spec.step}-{spec.task_id}-{spec.retry_count}-", dir=self.scratch)
-            if here:
-                prepared = tasks.prepare(self.graph, self.ds, spec, self.run_record, workdir, known=known)
-                context_file = os.path.join(workdir, protocol.CONTEXT_FILE)
+        if here:
+            prepared = tasks.prepare(self.graph, self.ds, spec, self.run_record, workdir, known=known)
+            context_file = os.path.join(workdir, protocol.CONTEXT_FILE)
+        attempt = Attempt(spec, prepared, workdir, time.time(), self.graph[spec.step].spec.timeout_seconds())
+        if here:
+            with writing(f"the task directory of step {spec.step!r}", workdir, SCRATCH):
                 protocol.write("context", prepared.context, context_file)
-            attempt = Attempt(spec, prepared, workdir, time.time(), self.graph[spec.step].spec.timeout_seconds())
-            if here:
                 attempt.logs = {s: open(os.path.join(workdir, f"{s}.log"), "wb") for s in ("stdout", "stderr")}
         try:
             attempt.where = self.launcher.launch(attempt, context_file)
