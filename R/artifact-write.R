@@ -26,7 +26,8 @@ write_failed <- function(e, path, what, values) {
   free <- free_bytes(dirname(path))
   unlink(c(path, paste0(path, ".part")))
   where <- list2env(c(values, list(path = path, limit = format(limit, big.mark = ",", scientific = FALSE))))
-  then <- "then resume the run."
+  # Outside a task (the command handed to the backend) no run has begun: nothing to resume.
+  then <- if (is.null(the$task)) "then start the run again." else "then resume the run."
   if (!is.na(limit) && !is.na(size) && size >= limit) {
     abort(c(paste0(capitalise(what), " could not be written to {.file {path}}: it exceeds the file size limit ",
                    "(ulimit -f) of {limit} bytes."),

@@ -134,7 +134,7 @@ def test_a_full_datastore_at_the_start_of_a_run_is_one_error_naming_it(tmp_path,
     assert "Traceback" not in flow.output
     assert "The disk is full" in flow.output and f"{disk.path}/.metaflow/DiskFlow/" in flow.output
     assert "the run's record" in flow.output
-    assert "METAFLOW_DATASTORE_SYSROOT_LOCAL" in flow.output
+    assert "METAFLOW_DATASTORE_SYSROOT_LOCAL" in flow.output and "then start the run again" in flow.output
 
 
 def test_a_datastore_that_fills_up_while_an_artifact_is_stored_fails_the_task_naming_it(tmp_path, disks):
@@ -182,6 +182,7 @@ def test_a_full_scratch_area_before_the_backend_starts_is_one_error_naming_it(tm
     assert result.returncode != 0, flow.output
     assert "Traceback" not in flow.output and "JSONDecodeError" not in flow.output
     assert "The disk is full: the document" in flow.output and "TMPDIR" in flow.output
+    assert "then start the run again" in flow.output
     assert "closing unused connection" not in flow.output
     assert flow.ds.run_ids() == []  # nothing started
 

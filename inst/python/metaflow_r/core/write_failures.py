@@ -25,6 +25,7 @@ from metaflow_r.core.errors import DiskFull, FileTooLarge
 NEARLY_FULL_BYTES = 1 << 20
 NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT})
 THEN = "then resume the run"
+AGAIN = "then start the run again"  # for what failed before the run had begun: there is nothing to resume
 
 
 @dataclass(frozen=True)
@@ -46,19 +47,19 @@ def file_size_limit() -> int | None:
     return None if soft == resource.RLIM_INFINITY else soft
 
 
-def disk_full(what: str, path: str, area: Area) -> DiskFull:
+def disk_full(what: str, path: str, area: Area, then: str = THEN) -> DiskFull:
     return DiskFull(f"The disk is full: {what} could not be written to {path}.",
                     [("i", f"Free some space on the disk holding {area.name}, or point {area.setting} at a "
-                           f"directory on a disk with room; {THEN}.")],
+                           f"directory on a disk with room; {then}.")],
                     data={"what": what, "path": path, "area": area.name})
 
 
-def too_large(what: str, path: str, limit: int | None) -> FileTooLarge:
+def too_large(what: str, path: str, limit: int | None, then: str = THEN) -> FileTooLarge:
     size = f" of {limit:,} bytes" if limit else ""
     return FileTooLarge(f"{what[:1].upper()}{what[1:]} could not be written to {path}: it exceeds the file size "
                         f"limit (ulimit -f){size}.",
                         [("i", "Raise the limit (ulimit -f unlimited, in the shell that starts the run) or store "
-                               f"the data in smaller artifacts; {THEN}.")],
+                               f"the data in smaller artifacts; {then}.")],
                         data={"what": what, "path": path, "limit": limit})
 
 
@@ -83,11 +84,13 @@ def writing(what: str, path: str, area: Area) -> Iterator[None]:
         raise failure from None
 
 
-def about(failure: DiskFull | FileTooLarge, what: str) -> DiskFull | FileTooLarge:
-    """The same failure, naming what the caller was writing (an artifact of a step, not a blob's key)."""
+def about(failure: DiskFull | FileTooLarge, what: str | None = None, then: str = THEN) -> DiskFull | FileTooLarge:
+    """The same failure, naming what the caller was writing (an artifact of a step, not a blob's key), and
+    what to do once there is room."""
+    what = what or failure.data["what"]
     if isinstance(failure, DiskFull):
-        return disk_full(what, failure.data["path"], AREAS[failure.data["area"]])
-    return too_large(what, failure.data["path"], failure.data["limit"])
+        return disk_full(what, failure.data["path"], AREAS[failure.data["area"]], then)
+    return too_large(what, failure.data["path"], failure.data["limit"], then)
 
 
 def diagnose(directory: str, what: str) -> DiskFull | FileTooLarge | None:
