@@ -12,11 +12,13 @@ compress_max_ratio <- 0.5
 
 write_artifact <- function(value, path, name = basename(path), refhook = NULL) {
   progress <- artifact_progress("Storing", name, as.numeric(utils::object.size(value)))
-  con <- gzfile(path, "wb", compression = 0)
-  tryCatch(serialize(value, con, refhook = refhook), finally = close(con))
-  size <- file.size(path)
-  compressed <- size >= compress_min_bytes && compression_pays(path)
-  if (compressed) size <- recompress(path)
+  writing_file({
+    con <- gzfile(path, "wb", compression = 0)
+    tryCatch(serialize(value, con, refhook = refhook), finally = close(con))
+    size <- file.size(path)
+    compressed <- size >= compress_min_bytes && compression_pays(path)
+    if (compressed) size <- recompress(path)
+  }, path, "artifact {.val {name}} of step {.val {step}}", name = name, step = task_step())
   progress(size, if (compressed) "compressed" else "stored as is")
   invisible(path)
 }

@@ -12,9 +12,7 @@ run_backend_process <- function(args, spec, info, flow) {
   mismatch <- paste0(request, ".mismatch")
   on.exit(unlink(c(request, mismatch)), add = TRUE)
   info$task_channel <- c(3L, 4L)
-  writeLines(jsonlite::toJSON(list(argv = as.list(args), spec = spec, info = info),
-                              auto_unbox = TRUE, null = "null", digits = NA),
-             request, useBytes = TRUE)
+  write_document(list(argv = as.list(args), spec = spec, info = info), request)  # a full disk: one clear error
   flush(stdout())
   flush(stderr())
   requests <- processx::conn_create_pipepair()

@@ -23,7 +23,17 @@ backend_data_file <- function(...) {
   path
 }
 
-# A document for Python, as JSON: vectors of length one become scalars unless wrapped in I().
+# A document for Python, as JSON: vectors of length one become scalars unless wrapped in I(). R only warns
+# when the disk refuses the end of a small file: a document cut short is an error, told as a full disk.
 write_document <- function(document, path) {
-  writeLines(jsonlite::toJSON(document, auto_unbox = TRUE, null = "null", digits = NA), path, useBytes = TRUE)
+  text <- jsonlite::toJSON(document, auto_unbox = TRUE, null = "null", digits = NA)
+  writing_file({
+    refused <- NULL
+    withCallingHandlers(writeLines(text, path, useBytes = TRUE), warning = function(w) {
+      refused <<- w
+      invokeRestart("muffleWarning")  # once writeLines() has closed the file
+    })
+    if (!is.null(refused)) stop(conditionMessage(refused), call. = FALSE)
+  }, path, paste0("the document {.file {file}}", if (!is.null(the$task)) " of step {.val {step}}"),
+  file = basename(path), step = task_step())
 }

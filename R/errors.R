@@ -19,6 +19,8 @@
 #' | `metaflow_decorator_error` | `metaflow_graph_error` | 3 | a decorator, or one of its arguments |
 #' | `metaflow_datastore_error` | `metaflow_error` | 4 | a run, step, task or artifact that is not there |
 #' | `metaflow_damaged_record` | `metaflow_datastore_error` | 4 | a stored record that cannot be read |
+#' | `metaflow_disk_full` | `metaflow_datastore_error` | 4 | a disk filled up while a run wrote to it |
+#' | `metaflow_file_too_large` | `metaflow_datastore_error` | 4 | a file outgrew the file size limit (ulimit -f) |
 #' | `metaflow_configuration_error` | `metaflow_error` | 5 | a missing or invalid setting |
 #' | `metaflow_aws_error` | `metaflow_error` | 6 | AWS refused a request or could not be reached |
 #' | `metaflow_protocol_error` | `metaflow_error` | 7 | R and the backend come from different versions |
@@ -44,6 +46,8 @@
 #' * `metaflow_batch_job_error`: a Batch job ended without running the task
 #' * `metaflow_task_setup_error`: the task could not start (code package, image, settings)
 #' * `metaflow_protocol_error`: the task's error document does not follow the protocol
+#' * `metaflow_disk_full`: a disk filled up while the task's files were written
+#' * `metaflow_file_too_large`: a file the task wrote outgrew the file size limit (ulimit -f)
 #'
 #' @name metaflow_conditions
 #' @aliases metaflow_error

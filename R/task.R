@@ -49,7 +49,9 @@ run_task_reporting_errors <- function(flow, args) {
       ctx <- the$task
       error <- task_error(e, frames)
       if (!is.null(ctx$output_dir)) {
-        write_document(error, file.path(ctx$output_dir, protocol_file("task_error")))
+        # A full disk may refuse it too: the launcher then tells why from what the task left (attempt.py).
+        tryCatch(write_document(error, file.path(ctx$output_dir, protocol_file("task_error"))),
+                 error = function(e) NULL)
       }
       cat(format_task_error(if (!is.null(ctx)) ctx$step else "?", error), sep = "\n", file = stderr())
       1L

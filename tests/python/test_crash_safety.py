@@ -272,12 +272,14 @@ def test_a_failed_write_of_a_large_artifact_fails_the_task_cleanly(tmp_path):
     assert run_faulty_runtime(flow, "full") == 1, flow.output()
     output = flow.output()
     assert "failed in step 'join'" in output and "Traceback" not in output
-    assert "its artifacts could not be stored: [Errno 28] No space left on device" in output
+    assert "The disk is full: artifact 'big' of step 'join' could not be written to" in output
+    assert "METAFLOW_DATASTORE_SYSROOT_LOCAL" in output
     (run_id,) = flow.ds.run_ids()
     assert flow.ds.run_status(run_id)["successful"] is False
     (join_id,) = flow.ds.task_ids(run_id, "join")
     (failure,) = flow.ds.attempts(run_id, "join", join_id)
-    assert failure["successful"] is False and "No space left" in failure["error"]
+    assert failure["successful"] is False and "The disk is full" in failure["error"]
+    assert failure["exception"]["class"][0] == "metaflow_disk_full"
     check_nothing_partial_is_visible(flow, run_id, SMALL_BIG)
     assert local_datastore_files(flow.root)["temp"] == []  # the failed write removed its temporary file
 

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 import click
 
 from metaflow_r.cli.invocation import Invocation, current
-from metaflow_r.core import processes
+from metaflow_r.core import processes, write_failures
 from metaflow_r.core.config import current_user
-from metaflow_r.core.errors import RunFailed, RunInterrupted, UsageError
+from metaflow_r.core.errors import DiskFull, FileTooLarge, RunFailed, RunInterrupted, UsageError
 from metaflow_r.core.params import parameter_values
 from metaflow_r.core.rng import SEED_LIMIT, new_run_seed
 
@@ -111,10 +111,13 @@ def _start_run(invocation: Invocation, ds: FlowDatastore, params: dict[str, Any]
     """Claim the run's id and write its record (the flow's spec with it, for a report read without the script)."""
     namespace = f"user:{current_user()}"
     # The runtime is this process: once it is gone the run has ended, recorded or not (datastore/flow.py).
-    run_id = ds.new_run([namespace, *options.get("tags", ())], params, current_user(),
-                        extra={"namespace": namespace, "origin_run_id": clone.origin_run_id if clone else None,
-                               "spec": invocation.raw_spec, "seed": options["seed"],
-                               "runtime": processes.hold()})
+    try:
+        run_id = ds.new_run([namespace, *options.get("tags", ())], params, current_user(),
+                            extra={"namespace": namespace, "origin_run_id": clone.origin_run_id if clone else None,
+                                   "spec": invocation.raw_spec, "seed": options["seed"],
+                                   "runtime": processes.hold()})
+    except (DiskFull, FileTooLarge) as exc:  # the run never began: there is nothing to resume
+        raise write_failures.about(exc, then=write_failures.AGAIN) from None
     for damaged in dict.fromkeys(ds.damaged):
         click.echo(f"Warning: skipped a damaged record: {damaged}", err=True)
     if options.get("run_id_file"):

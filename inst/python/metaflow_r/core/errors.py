@@ -108,6 +108,17 @@ class DamagedRecord(DatastoreError):
 
 
 @_catalogued
+class DiskFull(DatastoreError):
+    """A write failed for want of room (ENOSPC, or EDQUOT: a quota), in the datastore or the run's scratch
+    area; core/write_failures.py words it: what was being written, where, and how to make room."""
+
+
+@_catalogued
+class FileTooLarge(DatastoreError):
+    """A file outgrew the file size limit (RLIMIT_FSIZE, ``ulimit -f``): EFBIG, or SIGXFSZ killed its writer."""
+
+
+@_catalogued
 class ConfigurationError(MetaflowRError):
     """A required setting (environment variable or config file entry) is missing or invalid."""
 

@@ -30,6 +30,21 @@ CODE_PACKAGE_KEY = "{flow}/_code/{sha}.tgz"  # what Batch jobs run
 FOREACH_ITEMS_KEY = "{flow}/{run_id}/_foreach/{step}/{task_id}.json"
 MAP_RESULTS_PREFIX = "{flow}/_map_results"
 
+# What a key holds, in words for a message about it: the first suffix (or, for "/data/", part) that matches.
+_DESCRIPTIONS = (("/_run.json", "the run's record"), ("/_status.json", "the run's status"),
+                 ("/_reaper.json", "the run's reaper record"), ("/_resumed_by.json", "the run's resume claim"),
+                 ("/_report.html", "the run's report"), ("/DONE.json", "a task's attempt record"),
+                 (".log", "a task's log"), ("/_deployment.json", "the flow's deployment record"),
+                 ("/data/", "an artifact"))
+
+
+def describe(key: str) -> str:
+    """What ``key`` holds, for a message: "the run's record", "an artifact", ..."""
+    for part, words in _DESCRIPTIONS:
+        if key.endswith(part) or (part == "/data/" and part in key):
+            return words
+    return "the run's directory" if key.count("/") == 1 else "a file"
+
 
 def split_s3_url(url: str) -> tuple[str, str]:
     """(bucket, key prefix without slashes at either end) of ``s3://bucket/prefix``."""

@@ -11,7 +11,10 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, ContextManager, Protocol
+
+from metaflow_r.core.write_failures import DATASTORE, writing
+from metaflow_r.datastore.layout import describe
 
 _UMASK = os.umask(0o022)  # read it (only os.umask can) and put it back
 os.umask(_UMASK)
@@ -44,7 +47,8 @@ class Storage(Protocol):
 
 
 class LocalStorage:
-    """Keys are paths below ``root``; a write goes to a temporary file renamed into place."""
+    """Keys are paths below ``root``; a write goes to a temporary file renamed into place. A write that fails
+    for want of room (a full disk, the file size limit) is one error naming the key's file and what it holds."""
 
     kind = "local"
 
@@ -53,6 +57,9 @@ class LocalStorage:
 
     def _path(self, key: str) -> Path:
         return Path(self.root, key)
+
+    def _writing(self, key: str) -> ContextManager[None]:
+        return writing(describe(key), str(self._path(key)), DATASTORE)
 
     def exists(self, key: str) -> bool:
         return self._path(key).exists()
@@ -78,6 +85,10 @@ class LocalStorage:
     def create(self, key: str, data: bytes) -> bool:
         """Written whole beside the target, then linked into place: link() fails if the target exists, so
         of two writers exactly one wins, and a reader never sees half a file."""
+        with self._writing(key):
+            return self._create(key, data)
+
+    def _create(self, key: str, data: bytes) -> bool:
         target = self._path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
@@ -109,32 +120,34 @@ class LocalStorage:
         """Store the file at ``path``, which the caller gives up: renamed into place when both are on one
         filesystem (a gigabyte costs no copy), else copied."""
         target = self._path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.chmod(path, 0o666 & ~_UMASK)
-        try:
-            os.replace(path, target)
-        except OSError as exc:
-            if exc.errno != errno.EXDEV:
-                raise
-            self.write_file(key, path)
+        with self._writing(key):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.chmod(path, 0o666 & ~_UMASK)
+            try:
+                os.replace(path, target)
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise
+                self.write_file(key, path)
 
     def _write(self, key: str, fill) -> None:
         """Fill a temporary file beside the target, then rename it into place. A failed write removes its
         temporary file; only a killed process leaves one (hidden: list_children skips dot files)."""
         target = self._path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
-        os.close(fd)
-        try:
-            os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600: others sharing the datastore could not read
-            fill(tmp)
-            os.replace(tmp, target)
-        except BaseException:
+        with self._writing(key):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+            os.close(fd)
             try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+                os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600: others sharing the datastore could not read
+                fill(tmp)
+                os.replace(tmp, target)
+            except BaseException:
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
+                raise
 
     def local_path(self, key: str, sha: str | None = None) -> str:
         return str(self._path(key))
@@ -148,9 +161,10 @@ class LocalStorage:
     def make_dir(self, key: str) -> bool:
         """Create a directory key; False if it already existed (used to claim unique run ids)."""
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            path.mkdir()
-            return True
-        except FileExistsError:
-            return False
+        with self._writing(key):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                path.mkdir()
+                return True
+            except FileExistsError:
+                return False

@@ -28,8 +28,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Collection, Literal, Mapping
 
 from metaflow_r.core import protocol
-from metaflow_r.core.errors import DatastoreError, ProtocolError
+from metaflow_r.core.errors import DatastoreError, DiskFull, FileTooLarge, ProtocolError
 from metaflow_r.core.graph import FlowGraph
+from metaflow_r.core.write_failures import SCRATCH, diagnose, failed_write, writing
 from metaflow_r.datastore.flow import FlowDatastore
 from metaflow_r.runtime import task as tasks
 from metaflow_r.runtime.events import AttemptLauncher, Exited, Launched, Output, Started
@@ -51,6 +52,9 @@ class Attempt:
     timed_out: bool = False
     stopped: str | None = None  # why it was stopped from outside (its Batch job got SIGTERM)
     log_error: str | None = None  # why the attempt's output could not be kept, e.g. a full disk
+    # A full disk or the file size limit, met by the engine writing for the attempt or diagnosed after it
+    # (core/write_failures.py): how the attempt's failure is told.
+    write_failure: DiskFull | FileTooLarge | None = None
     logs: dict[str, Any] = field(default_factory=dict)  # stream -> open file in workdir
 
     @property
@@ -92,16 +96,18 @@ class AttemptEngine:
 
     def start(self, spec: tasks.AttemptSpec, known: dict[str, dict[str, Any]] | None = None) -> Attempt:
         """Prepare and launch one attempt; ``known`` holds parents' records the caller already has."""
-        workdir = tempfile.mkdtemp(prefix=f"{spec.step}-{spec.task_id}-{spec.retry_count}-", dir=self.scratch)
         prepared = context_file = None
         here = spec.step not in self.job_steps
+        with writing(f"the task directory of step {spec.step!r}", self.scratch, SCRATCH):
+            workdir = tempfile.mkdtemp(prefix=f"{spec.step}-{spec.task_id}-{spec.retry_count}-", dir=self.scratch)
         if here:
             prepared = tasks.prepare(self.graph, self.ds, spec, self.run_record, workdir, known=known)
             context_file = os.path.join(workdir, protocol.CONTEXT_FILE)
-            protocol.write("context", prepared.context, context_file)
         attempt = Attempt(spec, prepared, workdir, time.time(), self.graph[spec.step].spec.timeout_seconds())
         if here:
-            attempt.logs = {s: open(os.path.join(workdir, f"{s}.log"), "wb") for s in ("stdout", "stderr")}
+            with writing(f"the task directory of step {spec.step!r}", workdir, SCRATCH):
+                protocol.write("context", prepared.context, context_file)
+                attempt.logs = {s: open(os.path.join(workdir, f"{s}.log"), "wb") for s in ("stdout", "stderr")}
         try:
             where = self.launcher.launch(attempt, context_file)
         except BaseException:
@@ -168,7 +174,8 @@ class AttemptEngine:
             try:
                 attempt.logs[stream].write(line + b"\n")
             except OSError as exc:
-                attempt.log_error = f"its output could not be written: {exc}"
+                attempt.log_error = self._failed(attempt, "its output could not be written", failed_write(
+                    exc, f"the output of step {attempt.spec.step!r}", attempt.logs[stream].name, SCRATCH) or exc)
         self.echo(attempt, stream, line.decode("utf-8", errors="replace"))
 
     # -- ending --------------------------------------------------------------------------------------
@@ -183,11 +190,13 @@ class AttemptEngine:
                 try:
                     record = tasks.commit(self.ds, spec, attempt.prepared, attempt.started_at, self.batch_job_id)
                 except (OSError, DatastoreError, ProtocolError) as exc:  # e.g. a full disk: the task failed
-                    reason = f"its artifacts could not be stored: {exc}"
+                    reason = self._failed(attempt, "its artifacts could not be stored", exc)
                 else:
                     self.echo(attempt, "status", "Task finished successfully.")
                     return AttemptOutcome(attempt, "succeeded", record, 0)
             code = code or 1
+            if reason is None and (failure := self._diagnosed(attempt)):
+                reason = self._failed(attempt, "", failure)
             if reason is None:
                 reason = attempt.stopped or (f"timed out after {attempt.timeout:g} s" if attempt.timed_out
                                              else f"exit status {code}")
@@ -251,6 +260,8 @@ class AttemptEngine:
         if attempt.timed_out:
             return tasks.task_error("metaflow_timeout", f"Step '{attempt.spec.step}' timed out after "
                                                          f"{attempt.timeout:g} s.")
+        if attempt.write_failure is not None:
+            return tasks.task_error(attempt.write_failure.r_class, str(attempt.write_failure))
         assert attempt.prepared is not None
         path = os.path.join(attempt.prepared.output_dir, protocol.TASK_ERROR_FILE)
         if os.path.exists(path):
@@ -265,13 +276,36 @@ class AttemptEngine:
         spec = attempt.spec
         try:
             for stream, handle in attempt.logs.items():
-                handle.close()
+                with writing(f"the output of step {spec.step!r}", handle.name, SCRATCH):
+                    handle.close()
                 if os.path.getsize(handle.name):
                     self.ds.write_log_file(spec.run_id, spec.step, spec.task_id, spec.retry_count, stream,
                                            handle.name)
-        except OSError as exc:
-            return f"its log could not be stored: {exc}"
+        except (OSError, DiskFull, FileTooLarge) as exc:
+            return self._failed(attempt, "its log could not be stored", exc)
         return None
+
+    @staticmethod
+    def _failed(attempt: Attempt, doing: str, exc: Exception) -> str:
+        """The reason an attempt failed when the engine could not write for it: a full disk or the file size
+        limit is told as itself (and becomes the attempt's error); anything else follows what it was doing."""
+        if isinstance(exc, (DiskFull, FileTooLarge)):
+            attempt.write_failure = attempt.write_failure or exc
+            return exc.message.rstrip(".")
+        return f"{doing}: {exc}"
+
+    @staticmethod
+    def _diagnosed(attempt: Attempt) -> DiskFull | FileTooLarge | None:
+        """A task that left no error document of its own (SIGXFSZ killed it, or the disk was too full to
+        write one): whether the file size limit or a full disk is why, from what it left in its directory."""
+        if attempt.stopped or attempt.timed_out or attempt.prepared is None:
+            return None
+        output_dir = attempt.prepared.output_dir
+        try:
+            protocol.read("task_error", os.path.join(output_dir, protocol.TASK_ERROR_FILE))
+            return None  # R told why
+        except (OSError, ProtocolError):
+            return diagnose(output_dir, f"step {attempt.spec.step!r}")
 
     @staticmethod
     def _discard(attempt: Attempt) -> None:

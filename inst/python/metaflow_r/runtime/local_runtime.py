@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from metaflow_r.core import processes
-from metaflow_r.core.errors import DatastoreError
+from metaflow_r.core.errors import DatastoreError, DiskFull, FileTooLarge
 from metaflow_r.core.graph import FlowGraph
 from metaflow_r.core.procenv import subprocess_env
+from metaflow_r.core.write_failures import SCRATCH, writing
 from metaflow_r.datastore.flow import FlowDatastore
 from metaflow_r.runtime import task as tasks
 from metaflow_r.runtime.attempt import Attempt, AttemptEngine, AttemptOutcome
@@ -76,16 +77,19 @@ class LocalRuntime:
         self.failed: tasks.AttemptSpec | None = None
         self.failed_record: dict[str, Any] = {}  # the failed task's last attempt record: why it failed
         sweep_stale_scratch()
-        self.scratch = tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{run_id}-")
         env = subprocess_env()
+        with writing("the run's scratch directory", tempfile.gettempdir(), SCRATCH):
+            self.scratch = tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{run_id}-")
+            workers = worker_env(env, self.scratch)
         job_steps = frozenset() if remote is None else remote_steps or frozenset(n.name for n in graph)
         # The launcher starts nothing before its first attempt, so the reaper can be told its cleanup.
-        forks = ForkLauncher(rscript, script, launch_dir, worker_env(env, self.scratch), task_channel, self._watch)
+        forks = ForkLauncher(rscript, script, launch_dir, workers, task_channel, self._watch)
         self.launcher = self._launcher(remote, job_steps, forks)
         self.reaper = Reaper.start(ds.storage.kind, ds.storage.root, ds.flow, run_id, self.scratch, env,
                                    getattr(self.launcher, "cleanup_command", None))
         reaper = processes.identity(self.reaper.process.pid)
-        Path(self.scratch, OWNERS).write_text(json.dumps([processes.identity(), reaper]))
+        with writing("the run's scratch directory", self.scratch, SCRATCH):
+            Path(self.scratch, OWNERS).write_text(json.dumps([processes.identity(), reaper]))
         ds.record_reaper(run_id, reaper)
         self.engine = AttemptEngine(graph, ds, run_record, self.launcher, retries=retries or {},
                                     echo=self._say, scratch=self.scratch, job_steps=job_steps)
@@ -132,13 +136,15 @@ class LocalRuntime:
         reason = interrupted or (f"step {self.failed.step!r} failed" if self.failed else None)
         try:
             self.ds.finish_run(self.run_id, successful, reason)
-        except OSError as exc:
+        except (OSError, DiskFull, FileTooLarge) as exc:
             # Once this process has ended (or, in an R session, once run() returns), the run reads as ended
             # all the same (datastore/flow.py): the advice can be followed.
             then = "it reads as successful." if successful else "resume the run."
-            raise DatastoreError(f"Run {self.ds.flow}/{self.run_id} {'succeeded' if successful else 'failed'}, "
-                                 f"but its status could not be stored: {exc}.",
-                                 [("i", f"Free some space in the datastore, then {then}")]) from None
+            typed = isinstance(exc, (DiskFull, FileTooLarge))
+            error = type(exc) if typed else DatastoreError
+            raise error(f"Run {self.ds.flow}/{self.run_id} {'succeeded' if successful else 'failed'}, "
+                        f"but its status could not be stored: {exc.message.rstrip('.') if typed else exc}.",
+                        [("i", f"Free some space in the datastore, then {then}")]) from None
         finally:
             self.reaper.done()
 

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from metaflow_r.core import protocol
-from metaflow_r.core.errors import TASK_FAILURES, DatastoreError
+from metaflow_r.core import write_failures
+from metaflow_r.core.errors import TASK_FAILURES, DatastoreError, DiskFull, FileTooLarge
 from metaflow_r.core.graph import FlowGraph
 from metaflow_r.core.rng import new_run_seed, task_stream
 from metaflow_r.datastore.flow import FlowDatastore
@@ -153,7 +154,10 @@ def commit(ds: FlowDatastore, task: AttemptSpec, prepared: Prepared, started_at:
             continue
         path = os.path.join(output_dir, entry["file"])
         info[name] = {"type": entry["type"], "size": os.path.getsize(path), "preview": entry["preview"]}
-        artifacts[name] = ds.save_blob_file(path, take=True)  # the attempt's directory is discarded after
+        try:
+            artifacts[name] = ds.save_blob_file(path, take=True)  # the attempt's directory is discarded after
+        except (DiskFull, FileTooLarge) as exc:  # the storage names a blob by its key; here it has a name
+            raise write_failures.about(exc, f"artifact {name!r} of step {task.step!r}") from None
     record = _attempt_record(task, prepared, started_at, successful=True, batch_job_id=batch_job_id)
     record.update(artifacts=artifacts, artifact_info=info, num_splits=outputs["num_splits"])
     ds.write_attempt(task.run_id, task.step, task.task_id, task.retry_count, record)
