@@ -149,13 +149,15 @@ task_command <- function(flow, args) {
 
 # The graph spec sent to Python: everything but the functions, which stay in R.
 flow_spec <- function(flow, script, package_suffixes = NULL) {
+  packages <- flow_packages(flow, script)
   steps <- lapply(unname(flow$steps), function(s) {
     list(name = s$step, `next` = as.list(s$next_step), join = s$join, foreach = s$foreach,
-         decorators = lapply(s$decorators, unclass), code_hash = step_code_hash(s$r_function))
+         decorators = lapply(s$decorators, unclass), code_hash = step_code_hash(s$r_function),
+         packages = as.list(packages$steps[[s$step]]))
   })
   spec <- list(name = flow$name, script = script, parameters = flow$parameters,
                decorators = lapply(flow$decorators, unclass), steps = steps,
-               package_suffixes = as.list(package_suffixes), seed = flow$seed)
+               package_suffixes = as.list(package_suffixes), seed = flow$seed, packages = as.list(packages$script))
   as.character(jsonlite::toJSON(spec, auto_unbox = TRUE, null = "null", na = "null", digits = NA))
 }
 
