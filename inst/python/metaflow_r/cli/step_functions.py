@@ -91,7 +91,8 @@ def _plan(invocation: Invocation, only_json: bool, **options: Any):
     settings = DeploySettings.from_environment(schedule_expression(graph.spec) is not None, placeholders=only_json)
     withs = invocation.withs()
     return plan_deployment(graph, invocation.raw_spec, settings, with_retry=withs.retry, with_batch=withs.batch,
-                           versions=invocation.versions, package_suffixes=invocation.package_suffixes, **options)
+                           versions=invocation.versions, package_suffixes=invocation.package_suffixes,
+                           placeholders=only_json, **options)
 
 
 @click.command(help="Start a run of the deployed flow.")
