@@ -176,3 +176,33 @@ def test_a_batch_decorated_step_of_a_local_run_is_checked_alone(capsys, moto_aws
     assert "lacks R package data.table, which" in err and "data.table: used by step fit." in err
     assert "sf" not in err  # end runs locally
     assert nothing_on_aws()
+
+
+# -- the derived image (built for real in test_image_e2e.py) ------------------------------------------------
+
+
+def test_the_derived_tag_is_a_hash_of_the_base_and_the_sorted_packages():
+    from metaflow_r.emulator.images import derived_tag
+
+    tag = derived_tag("123456789012.dkr.ecr.us-east-1.amazonaws.com/metaflow-r:1.0", ["sf", "data.table"])
+    assert tag.startswith("123456789012.dkr.ecr.us-east-1.amazonaws.com/metaflow-r:r-")
+    assert tag == derived_tag("123456789012.dkr.ecr.us-east-1.amazonaws.com/metaflow-r:1.0", ["data.table", "sf"])
+    assert tag != derived_tag("123456789012.dkr.ecr.us-east-1.amazonaws.com/metaflow-r:1.1", ["data.table", "sf"])
+    assert tag != derived_tag("123456789012.dkr.ecr.us-east-1.amazonaws.com/metaflow-r:1.0", ["data.table"])
+    assert derived_tag("localhost:5000/metaflow-r", ["sf"]).startswith("localhost:5000/metaflow-r:r-")
+
+
+def test_the_derived_image_installs_debian_builds_and_writes_the_manifest_again():
+    from metaflow_r.emulator.images import debian_name, dockerfile
+
+    assert debian_name("data.table") == "r-cran-data.table" and debian_name("Rcpp") == "r-cran-rcpp"
+    text = dockerfile("metaflow-r:1.0", ["sf", "data.table"])
+    assert text.splitlines()[0] == "FROM metaflow-r:1.0"
+    assert "apt-get install -y --no-install-recommends r-cran-data.table r-cran-sf" in text
+    assert "r-packages.R" in text and text.splitlines()[-1] == "USER 1000:1000"
+
+
+def test_image_build_needs_an_image_to_build_from(capsys, no_metaflow_settings, launch_dir):
+    code, out, err = cli(capsys, ["image", "build"], table_flow(write_flow_script(launch_dir)), launch_dir)
+    assert code == 5
+    assert "`image build` needs the image to build from." in err and "--base IMAGE" in err
