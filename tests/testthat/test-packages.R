@@ -105,3 +105,32 @@ test_that("decorator(\"packages\") takes R package names and says what is wrong"
     metaflow("F", decorator("packages", packages = "sf"))
   })
 })
+
+test_that("create in a session refuses a flow whose image lacks a package: an R condition, before AWS", {
+  dir <- withr::local_tempdir()
+  manifest <- file.path(dir, "r-packages.json")
+  writeLines('{"packages": {"jsonlite": "1.8.4"}}', manifest)
+  # Every setting, and an endpoint that answers nothing: a call to AWS would fail with another error.
+  withr::local_envvar(
+    METAFLOW_HOME = dir, METAFLOW_DATASTORE_SYSROOT_S3 = "s3://nowhere/metaflow", METAFLOW_BATCH_JOB_QUEUE = "queue",
+    METAFLOW_ECS_S3_ACCESS_IAM_ROLE = "arn:aws:iam::123456789012:role/batch",
+    METAFLOW_SFN_IAM_ROLE = "arn:aws:iam::123456789012:role/sfn", METAFLOW_SFN_DYNAMO_DB_TABLE = "table",
+    METAFLOW_BATCH_CONTAINER_IMAGE = "registry.invalid/metaflow-r:1", METAFLOW_BATCH_IMAGE_MANIFEST = manifest,
+    AWS_ENDPOINT_URL = "http://127.0.0.1:9", AWS_ACCESS_KEY_ID = "none", AWS_SECRET_ACCESS_KEY = "none",
+    AWS_DEFAULT_REGION = "us-east-1"
+  )
+  script <- file.path(dir, "table_flow.R")
+  writeLines(flow_script(
+    "start <- function(self) self$rows <- nrow(data.table::as.data.table(mtcars))",
+    pipeline = c('metaflow("TableFlow") %>%', 'step(step = "start", r_function = start, next_step = "end") %>%',
+                 'step(step = "end")'),
+    run_call = 'run(step_functions = "create")'
+  ), script)
+  caught <- withr::with_dir(dir, tryCatch(capture.output(source(script)), metaflow_error = identity))
+  expect_s3_class(caught, "metaflow_missing_packages")
+  expect_s3_class(caught, "metaflow_configuration_error")
+  expect_match(conditionMessage(caught), "lacks R package data.table", fixed = TRUE)
+  expect_match(conditionMessage(caught), "data.table: used by step start.", fixed = TRUE)
+  expect_identical(unlist(caught$packages), "data.table")
+  expect_identical(caught$status, 5L)
+})
