@@ -5,6 +5,14 @@
 #' command) it builds the same command from them. Commands: `run` (the default), `show`, `resume`,
 #' `step_functions = "create"` and `"trigger"`.
 #'
+#' Before a step runs on AWS Batch (`step_functions = "create"`, `with = "batch"`, or a step's
+#' `decorator("batch")`), the R packages it uses are checked against those its image records, before any
+#' AWS call: the packages its code names (`library()`, `require()`, `requireNamespace()`,
+#' `loadNamespace()`, `pkg::f`, in its function and the script's functions it calls), those of the
+#' script's top level, and those `decorator("packages")` declares. A missing one is a
+#' `metaflow_missing_packages` error naming it and its steps; `Rscript flow.R image build` builds an image
+#' that holds them.
+#'
 #' From R, a failure is an R error of class `metaflow_error` and a kind: a run that fails signals
 #' `metaflow_run_failed` (with fields `run_id`, `step`, `pathspec`, the failing task's, which
 #' [debug_task()] takes, `error_message`, the step's R error, and `status`; the same for a production run
