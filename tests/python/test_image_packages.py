@@ -206,3 +206,13 @@ def test_image_build_needs_an_image_to_build_from(capsys, no_metaflow_settings, 
     code, out, err = cli(capsys, ["image", "build"], table_flow(write_flow_script(launch_dir)), launch_dir)
     assert code == 5
     assert "`image build` needs the image to build from." in err and "--base IMAGE" in err
+
+
+def test_image_build_says_how_to_push_a_local_or_a_registry_tag():
+    from metaflow_r.cli.image import _push_lines
+
+    assert _push_lines("metaflow-r:r-abc") == ["docker tag metaflow-r:r-abc <registry>/metaflow-r:r-abc",
+                                               "docker push <registry>/metaflow-r:r-abc",
+                                               "export METAFLOW_BATCH_CONTAINER_IMAGE=<registry>/metaflow-r:r-abc"]
+    ecr = "123456789012.dkr.ecr.us-east-1.amazonaws.com/metaflow-r:r-abc"
+    assert _push_lines(ecr) == [f"docker push {ecr}", f"export METAFLOW_BATCH_CONTAINER_IMAGE={ecr}"]

@@ -35,7 +35,15 @@ def build(base: str | None) -> None:
     if added:
         click.echo(f"Image {tag} holds {', '.join(added)} on top of {base}.")
         click.echo("Push it where AWS Batch pulls from, and name it for create and run --with batch:")
-        click.echo(f"  docker tag {tag} <registry>/{tag.rsplit('/', 1)[-1]}")
-        click.echo(f"  docker push <registry>/{tag.rsplit('/', 1)[-1]}")
-        click.echo(f"  export METAFLOW_BATCH_CONTAINER_IMAGE=<registry>/{tag.rsplit('/', 1)[-1]}")
+        for line in _push_lines(tag):
+            click.echo(f"  {line}")
     click.echo(tag)
+
+
+def _push_lines(tag: str) -> list[str]:
+    """docker tag (for a local name) and push, and the setting that names the pushed image."""
+    first = tag.split("/", 1)[0]
+    in_registry = "/" in tag and ("." in first or ":" in first)  # a registry host, as Docker reads a name
+    pushed = tag if in_registry else f"<registry>/{tag.rsplit('/', 1)[-1]}"
+    return [*([] if in_registry else [f"docker tag {tag} {pushed}"]), f"docker push {pushed}",
+            f"export METAFLOW_BATCH_CONTAINER_IMAGE={pushed}"]
