@@ -42,7 +42,8 @@
 #'   as `with = "batch"`. The run stays local (its graph walk, retries, resume), its artifacts are in S3.
 #' @param tags Tags added to the run.
 #' @param seed The run's seed (a whole number from 1 to 2147483646), winning over [metaflow()]'s: each task
-#'   draws from its own random-number stream derived from it, so the same seed gives the same draws. In a
+#'   draws from its own random-number stream derived from it, so the same seed gives the same draws (with
+#'   `step_functions = "trigger"`, the production run's seed, as `trigger --seed`). In a
 #'   flow with a [parameter()] named `seed`, `seed =` (and `--seed`) is that parameter's value instead, and
 #'   the run's seed comes from [metaflow()]'s.
 #' @param wait With `step_functions = "trigger"`: follow the run until it ends, printing how each step
