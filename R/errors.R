@@ -20,7 +20,7 @@
 #' | `metaflow_datastore_error` | `metaflow_error` | 4 | a run, step, task or artifact that is not there |
 #' | `metaflow_damaged_record` | `metaflow_datastore_error` | 4 | a stored record that cannot be read |
 #' | `metaflow_configuration_error` | `metaflow_error` | 5 | a missing or invalid setting |
-#' | `metaflow_missing_packages` | `metaflow_configuration_error` | 5 | the Batch image lacks R packages the flow's steps use |
+#' | `metaflow_missing_packages` | `metaflow_configuration_error` | 5 | the Batch image lacks a step's R packages |
 #' | `metaflow_aws_error` | `metaflow_error` | 6 | AWS refused a request or could not be reached |
 #' | `metaflow_protocol_error` | `metaflow_error` | 7 | R and the backend come from different versions |
 #' | `metaflow_run_failed` | `metaflow_error` | 1 | a run ended with a failed task |
