@@ -2,64 +2,64 @@
 # (R/packages.R), and declared with decorator("packages"); the backend checks them against the Batch image.
 
 packages_of <- function(fn) metaflow:::needed_packages(metaflow:::function_packages(fn))
+# Step code as text, made into functions here: R CMD check reads the tests' own code for packages they use,
+# and these functions name packages on purpose.
+code <- function(...) eval(parse(text = paste(..., sep = "\n"), keep.source = FALSE), envir = parent.frame())
 
 test_that("every way R code loads or calls a package is found", {
-  fn <- function(self) {
-    library(ggplot2)
-    library("tidyr")
-    require(dplyr)
-    requireNamespace("arrow", quietly = TRUE)
-    loadNamespace("zoo")
-    x <- data.table::data.table(a = 1)
-    y <- vctrs:::vec_ptype2
-    base::library(lattice)
-    suppressPackageStartupMessages(library(sf))
-    if (TRUE) library(package = purrr)
-  }
+  fn <- code("function(self) {",
+              "  library(ggplot2)",
+              "  library('tidyr')",
+              "  require(dplyr)",
+              "  requireNamespace('arrow', quietly = TRUE)",
+              "  loadNamespace('zoo')",
+              "  x <- data.table::data.table(a = 1)",
+              "  y <- vctrs:::vec_ptype2",
+              "  base::library(lattice)",
+              "  suppressPackageStartupMessages(library(sf))",
+              "  if (TRUE) library(package = purrr)",
+              "}")
   expect_identical(packages_of(fn), sort(c("ggplot2", "tidyr", "dplyr", "arrow", "zoo", "data.table", "vctrs",
                                            "lattice", "sf", "purrr")))
 })
 
 test_that("code is parsed, not searched: strings, comments and unknown names are not packages", {
-  fn <- function(self) {
-    # library(commented)
-    self$text <- "library(quoted)"
-    pkg <- "hidden"
-    library(pkg, character.only = TRUE)  # a variable: unknown before the task runs
-    requireNamespace(pkg)
-    library("literal", character.only = TRUE)
-    self$m <- matrix(1:4, 2)[, 1]
-  }
+  fn <- code("function(self) {",
+              "  # library(commented)",
+              "  self$text <- 'library(quoted)'",
+              "  pkg <- 'hidden'",
+              "  library(pkg, character.only = TRUE)  # a variable: unknown before the task runs",
+              "  requireNamespace(pkg)",
+              "  library('literal', character.only = TRUE)",
+              "  self$m <- matrix(1:4, 2)[, 1]",
+              "}")
   expect_identical(packages_of(fn), "literal")
 })
 
 test_that("R's base packages and metaflow are left out; recommended ones are not, the image has none", {
-  fn <- function(self) {
-    stats::sd(1)
-    utils::head(1)
-    library(methods)
-    parallel::detectCores()
-    metaflow::gather_inputs
-    MASS::rlm
-    Matrix::Matrix(0)
-  }
+  fn <- code("function(self) {",
+              "  stats::sd(1)",
+              "  utils::head(1)",
+              "  library(methods)",
+              "  parallel::detectCores()",
+              "  metaflow::gather_inputs",
+              "  MASS::rlm",
+              "  Matrix::Matrix(0)",
+              "}")
   expect_identical(packages_of(fn), c("MASS", "Matrix"))
 })
 
 test_that("a step counts the packages of the script's functions it calls, and only those", {
   env <- new.env(parent = globalenv())
-  evalq({
-    clean <- function(x) janitor::clean_names(x)
-    prepare <- function(x) clean(x)
-    unused <- function() library(shiny)
-    start <- function(self) self$x <- prepare(mtcars)
-  }, env)
+  eval(parse(text = c("clean <- function(x) janitor::clean_names(x)", "prepare <- function(x) clean(x)",
+                      "unused <- function() library(shiny)", "start <- function(self) self$x <- prepare(mtcars)")),
+       envir = env)
   expect_identical(packages_of(env$start), "janitor")
 })
 
 test_that("each step has its own packages, declared ones added", {
-  start <- function(self) self$dt <- data.table::as.data.table(mtcars)
-  end <- function(self) print(jsonlite::toJSON(1))
+  start <- code("function(self) self$dt <- data.table::as.data.table(mtcars)")
+  end <- code("function(self) print(jsonlite::toJSON(1))")
   flow <- metaflow("PackagesFlow") %>%
     step(step = "start", r_function = start, next_step = "mid") %>%
     step(decorator("packages", packages = c("sf", "data.table")), step = "mid", next_step = "end") %>%
@@ -84,7 +84,7 @@ test_that("the spec sends each step's packages and the script's", {
   script <- file.path(dir, "flow.R")
   writeLines("library(data.table)", script)
   flow <- metaflow("SpecFlow") %>%
-    step(step = "start", r_function = function(self) sf::st_point(c(1, 2)), next_step = "end") %>%
+    step(step = "start", r_function = code("function(self) sf::st_point(c(1, 2))"), next_step = "end") %>%
     step(step = "end")
   spec <- jsonlite::fromJSON(metaflow:::flow_spec(flow, script), simplifyVector = FALSE)
   expect_identical(spec$packages, list("data.table"))
