@@ -40,6 +40,8 @@ argument_fits <- function(kind, value) {
     name = is_valid_name(value),
     variables = is.list(value) && length(value) > 0 && !is.null(names(value)) && all(nzchar(names(value))) &&
       all(vapply(value, function(v) (is.character(v) || is.numeric(v)) && length(v) == 1, logical(1))),
-    platform = is.character(value) && single && toupper(value) %in% c("EC2", "FARGATE")
+    platform = is.character(value) && single && toupper(value) %in% c("EC2", "FARGATE"),
+    packages = is.character(value) && length(value) > 0 && !anyNA(value) &&
+      all(grepl(rules()$package_name$pattern, value))
   )
 }

@@ -21,6 +21,11 @@
 #'   `run` runs the step's tasks as AWS Batch jobs (the other steps stay local, the run is stored in S3), as
 #'   `--with batch` does for every step; it needs the same settings, and stops naming them when they are missing.
 #' * `environment` (step): `vars`, a named list of environment variables set for the step's tasks.
+#' * `packages` (step): `packages`, R package names the step needs that its code does not show, e.g. a
+#'   package loaded by name from a variable (`library(pkg, character.only = TRUE)`) or used by a package it
+#'   calls. The packages a step's code names (`library()`, `require()`, `requireNamespace()`,
+#'   `loadNamespace()`, `pkg::f`) are found without it; [run()] documents the check made before a step runs
+#'   on AWS Batch.
 #'
 #' @param x The decorator's name (or a flow piped in, followed by the name).
 #' @param ... Its arguments, named.
@@ -29,6 +34,7 @@
 #' @examples
 #' decorator("retry", times = 0)
 #' decorator("schedule", cron = "0 10 * * ? *")
+#' decorator("packages", packages = c("data.table", "sf"))
 #' @export
 decorator <- function(x, ..., .convert_args = TRUE) {
   if (inherits(x, "metaflow_flow")) return(decorate_flow(x, decorator(...)))

@@ -22,6 +22,7 @@
 #' | `metaflow_disk_full` | `metaflow_datastore_error` | 4 | a disk filled up while a run wrote to it |
 #' | `metaflow_file_too_large` | `metaflow_datastore_error` | 4 | a file outgrew the file size limit (ulimit -f) |
 #' | `metaflow_configuration_error` | `metaflow_error` | 5 | a missing or invalid setting |
+#' | `metaflow_missing_packages` | `metaflow_configuration_error` | 5 | the Batch image lacks a step's R packages |
 #' | `metaflow_aws_error` | `metaflow_error` | 6 | AWS refused a request or could not be reached |
 #' | `metaflow_protocol_error` | `metaflow_error` | 7 | R and the backend come from different versions |
 #' | `metaflow_run_failed` | `metaflow_error` | 1 | a run ended with a failed task |

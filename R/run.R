@@ -5,6 +5,14 @@
 #' command) it builds the same command from them. Commands: `run` (the default), `show`, `resume`,
 #' `step_functions = "create"` and `"trigger"`.
 #'
+#' Before a step runs on AWS Batch (`step_functions = "create"`, `with = "batch"`, or a step's
+#' `decorator("batch")`), the R packages it uses are checked against those its image records, before any
+#' AWS call: the packages its code names (`library()`, `require()`, `requireNamespace()`,
+#' `loadNamespace()`, `pkg::f`, in its function and the script's functions it calls), those of the
+#' script's top level, and those `decorator("packages")` declares. A missing one is a
+#' `metaflow_missing_packages` error naming it and its steps; `Rscript flow.R image build` builds an image
+#' that holds them.
+#'
 #' From R, a failure is an R error of class `metaflow_error` and a kind: a run that fails signals
 #' `metaflow_run_failed` (with fields `run_id`, `step`, `pathspec`, the failing task's, which
 #' [debug_task()] takes, `error_message`, the step's R error, and `status`; the same for a production run
@@ -34,7 +42,8 @@
 #'   as `with = "batch"`. The run stays local (its graph walk, retries, resume), its artifacts are in S3.
 #' @param tags Tags added to the run.
 #' @param seed The run's seed (a whole number from 1 to 2147483646), winning over [metaflow()]'s: each task
-#'   draws from its own random-number stream derived from it, so the same seed gives the same draws. In a
+#'   draws from its own random-number stream derived from it, so the same seed gives the same draws (with
+#'   `step_functions = "trigger"`, the production run's seed, as `trigger --seed`). In a
 #'   flow with a [parameter()] named `seed`, `seed =` (and `--seed`) is that parameter's value instead, and
 #'   the run's seed comes from [metaflow()]'s.
 #' @param wait With `step_functions = "trigger"`: follow the run until it ends, printing how each step
@@ -149,13 +158,15 @@ task_command <- function(flow, args) {
 
 # The graph spec sent to Python: everything but the functions, which stay in R.
 flow_spec <- function(flow, script, package_suffixes = NULL) {
+  packages <- flow_packages(flow, script)
   steps <- lapply(unname(flow$steps), function(s) {
     list(name = s$step, `next` = as.list(s$next_step), join = s$join, foreach = s$foreach,
-         decorators = lapply(s$decorators, unclass), code_hash = step_code_hash(s$r_function))
+         decorators = lapply(s$decorators, unclass), code_hash = step_code_hash(s$r_function),
+         packages = as.list(packages$steps[[s$step]]))
   })
   spec <- list(name = flow$name, script = script, parameters = flow$parameters,
                decorators = lapply(flow$decorators, unclass), steps = steps,
-               package_suffixes = as.list(package_suffixes), seed = flow$seed)
+               package_suffixes = as.list(package_suffixes), seed = flow$seed, packages = as.list(packages$script))
   as.character(jsonlite::toJSON(spec, auto_unbox = TRUE, null = "null", na = "null", digits = NA))
 }
 

@@ -3,7 +3,8 @@
 The tag is ``metaflow-r:<12 hex digits>``, a SHA-256 over the Dockerfile, .dockerignore and every file
 the Dockerfile's COPY instructions take from the build context. An image with that tag already present
 means nothing changed: the second `make image` returns at once, and any change to an input builds anew.
-The build is also tagged ``metaflow-r:latest``, the emulator's default image.
+The build is also tagged ``metaflow-r:latest``, the emulator's default image. Its manifest of R packages
+(/opt/metaflow-r/r-packages.json) is then copied into its label ``org.metaflow-r.r-packages``.
 
 Docker (when its daemon answers) pulls ``debian:bookworm-slim`` as usual. Podman on a machine that cannot
 reach a registry gets an equivalent base made with debootstrap from the host's own apt mirror, with the
@@ -29,6 +30,7 @@ from pathlib import Path
 
 from metaflow_r.core.errors import MetaflowRError
 from metaflow_r.emulator.containers import engine_env, require_engine
+from metaflow_r.emulator.images import label_packages
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "inst" / "container" / "Dockerfile"
@@ -190,6 +192,8 @@ def build() -> str:
         started = time.time()
         run([engine, "build", "-f", str(DOCKERFILE), "-t", tag, "-t", f"{REPOSITORY}:latest", str(ROOT)],
             env=engine_env(engine))
+        # The manifest the build wrote, copied into the label the R-package check reads without a container.
+        label_packages(engine, tag, lambda line: print(line, flush=True), also=(f"{REPOSITORY}:latest",))
         print(f"{tag} built with {engine} in {time.time() - started:.0f} s.", flush=True)
         return tag
 

@@ -296,3 +296,13 @@ def test_a_seeded_flow_draws_the_same_numbers_locally_with_batch_and_on_step_fun
     deploy_and_trigger(script, tmp_path, env, "e2e-seeded")
     assert artifacts_by_task(remote_ds, "e2e-seeded") == draws
     assert remote_ds.run_record("e2e-seeded")["seed"] == local_ds.run_record(local_run)["seed"] == 7
+    # trigger --seed, as run --seed, gives a production run its seed: recorded, and its draws are that seed's.
+    reseeded = rscript(script, ["step-functions", "trigger", "--run-id", "e2e-reseeded", "--seed", "8", "--wait"],
+                       tmp_path, env)
+    assert reseeded.returncode == 0, reseeded.stdout + reseeded.stderr
+    assert remote_ds.run_record("e2e-reseeded")["seed"] == 8
+    local_8 = rscript(script, ["--datastore", "local", "run", "--seed", "8"], tmp_path,
+                      {**env, "METAFLOW_DATASTORE_SYSROOT_LOCAL": str(tmp_path / "local")})
+    assert local_8.returncode == 0, local_8.stdout + local_8.stderr
+    [run_8] = [r for r in local_ds.run_ids() if local_ds.run_record(r)["seed"] == 8]
+    assert artifacts_by_task(remote_ds, "e2e-reseeded") == artifacts_by_task(local_ds, run_8) != draws

@@ -63,6 +63,8 @@ def test_a_reserved_parameter_name_is_refused(name):
     ("catch", {"print_exception": "yes"}, "must be TRUE or FALSE"),
     ("environment", {"vars": {}}, "named list of strings"),
     ("batch", {"image": ""}, "non-empty string"),
+    ("packages", {"packages": ["sf", "not a package"]}, "must be R package names"),
+    ("packages", {"packages": []}, "must be R package names"),
     ("schedule", {"hourly": True}, "cannot decorate `step"),
 ])
 def test_a_bad_step_decorator_is_refused_by_the_backend_too(decorator, attributes, message):
@@ -83,4 +85,5 @@ def test_good_decorators_pass():
                       {"name": "environment", "attributes": {"vars": {"TZ": "UTC", "N": 1}}}],
                      [{"name": "schedule", "attributes": {"cron": "0 10 * * ? *"}}])
     assert graph["start"].spec.decorator("retry").attributes == {"times": 0}
-    assert set(DECORATORS) == {"schedule", "retry", "catch", "timeout", "resources", "batch", "environment"}
+    assert set(DECORATORS) == {"schedule", "retry", "catch", "timeout", "resources", "batch", "environment",
+                               "packages"}

@@ -281,6 +281,30 @@ def test_the_same_run_id_twice_starts_one_execution(capsys, flow, launch_dir, mo
     assert len(executions()) == 1
 
 
+def test_trigger_seed_is_the_runs_seed_in_the_parameters(capsys, flow, launch_dir, moto_aws):
+    """trigger --seed N, as run --seed N: the start task reads it from the Parameters (aws/batch/task.py)."""
+    assert cli(capsys, ["step-functions", "create"], flow, launch_dir)[0] == 0
+    code, _, err = cli(capsys, ["step-functions", "trigger", "--run-id", "seeded", "--seed", "42", "--alpha", "0.5"],
+                       flow, launch_dir)
+    assert code == 0, err
+    [execution] = executions()
+    described = sfn().describe_execution(executionArn=execution["executionArn"])
+    assert json.loads(json.loads(described["input"])["Parameters"]) == {"alpha": 0.5, "metaflow.seed": 42}
+    code, _, err = cli(capsys, ["step-functions", "trigger", "--seed", "0"], flow, launch_dir)
+    assert code == 2 and "--seed" in err and len(executions()) == 1
+
+
+def test_a_flows_own_seed_parameter_keeps_trigger_seed(capsys, launch_dir, moto_aws):
+    spec = make_spec("SeedParamFlow", [step("start", "end"), step("end")],
+                     parameters=[param("seed", default=1, type="int")],
+                     script=write_flow_script(launch_dir, "seed_param.R"))
+    assert cli(capsys, ["step-functions", "create"], spec, launch_dir)[0] == 0
+    assert cli(capsys, ["step-functions", "trigger", "--seed", "5"], spec, launch_dir)[0] == 0
+    [execution] = executions("SeedParamFlow")
+    described = sfn().describe_execution(executionArn=execution["executionArn"])
+    assert json.loads(described["input"]) == {"Parameters": "{\"seed\": 5}"}
+
+
 def test_trigger_with_a_wrong_parameter_type_starts_nothing(capsys, flow, launch_dir, moto_aws):
     assert cli(capsys, ["step-functions", "create"], flow, launch_dir)[0] == 0
     code, _, err = cli(capsys, ["step-functions", "trigger", "--alpha", "fast"], flow, launch_dir)

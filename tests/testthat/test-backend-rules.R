@@ -27,7 +27,9 @@ test_that("R and the backend agree on every kind of decorator argument", {
     list("batch", "image", list("r:4", "", 3, c("a", "b"))),
     list("batch", "platform", list("fargate", "EC2", "Fargate", "lambda", "", 1, c("ec2", "fargate"), NA)),
     list("batch", "shared_memory", list(2048, 0, -1, "64")),
-    list("environment", "vars", list(list(TZ = "UTC"), list(N = 1), list(), list("UTC"), c(TZ = "UTC")))
+    list("environment", "vars", list(list(TZ = "UTC"), list(N = 1), list(), list("UTC"), c(TZ = "UTC"))),
+    list("packages", "packages", list("data.table", c("data.table", "sf"), "R6", "1x", "x.", "", NA, 3,
+                                      character(), c("ok", NA), list("a")))
   )
   for (sample in samples) {
     kind <- metaflow:::rules()$decorators[[sample[[1]]]]$arguments[[sample[[2]]]]

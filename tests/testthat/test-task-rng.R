@@ -22,18 +22,25 @@ draws_of <- function(result) {
 }
 
 test_that("a seeded run draws the same numbers in every task however it is scheduled, one stream per task", {
-  seeded <- draws_of(rscript_flow(rng_flow(), c("run", "--seed", "7")))
+  given <- rscript_flow(rng_flow(), c("run", "--seed", "7"))
+  seeded <- draws_of(given)
   expect_length(unique(seeded), 10)
+  # The seed is said at the start of the run, after the run-start line, with where it came from.
+  expect_match(given$stdout, "Workflow starting [^\n]*\nSeed 7 \\(from --seed\\): each task draws")
   one_at_a_time <- draws_of(rscript_flow(rng_flow(), c("run", "--seed", "7", "--max-workers", "1")))
   expect_identical(one_at_a_time, seeded)
   # The flow's own seed does the same; another seed draws other numbers.
-  expect_identical(draws_of(rscript_flow(rng_flow(seed = 7))), seeded)
+  from_flow <- rscript_flow(rng_flow(seed = 7))
+  expect_identical(draws_of(from_flow), seeded)
+  expect_match(from_flow$stdout, "Seed 7 (from metaflow(seed =))", fixed = TRUE)
   expect_false(any(draws_of(rscript_flow(rng_flow(), c("run", "--seed", "8"))) %in% seeded))
 })
 
 test_that("an unseeded run draws anew each time, and its recorded seed draws the same again", {
   dir <- withr::local_tempdir()
-  first <- draws_of(rscript_flow(rng_flow(), dir = dir))
+  unseeded <- rscript_flow(rng_flow(), dir = dir)
+  expect_false(grepl("Seed ", unseeded$stdout, fixed = TRUE))  # drawn, not set: recorded, not said
+  first <- draws_of(unseeded)
   second <- draws_of(rscript_flow(rng_flow(), dir = dir))
   expect_length(unique(first), 10)
   expect_false(any(second %in% first))
@@ -52,12 +59,16 @@ test_that("a resumed run draws in its rerun tasks what they would have drawn", {
   failed <- rscript_flow(rng_flow(draw = failing), c("run", "--seed", "7"), dir = dir)
   expect_equal(failed$status, 1)
   file.create(file.path(dir, "fixed"))
-  resumed <- draws_of(rscript_flow(rng_flow(draw = failing), "resume", dir = dir))
+  resuming <- rscript_flow(rng_flow(draw = failing), "resume", dir = dir)
+  expect_match(resuming$stdout, "Seed 7 \\(from run [0-9]+\\)")
+  resumed <- draws_of(resuming)
   expect_identical(resumed, draws_of(rscript_flow(rng_flow(), c("run", "--seed", "7"))))
 })
 
 test_that("run(seed =) and metaflow(seed =) take a whole number, and say so otherwise", {
   expect_identical(args_from_call(list(), metaflow("F"), seed = 7), c("run", "--seed", "7"))
+  expect_identical(args_from_call(list(), metaflow("F"), step_functions = "trigger", seed = 7),
+                   c("step-functions", "trigger", "--seed", "7"))  # a production run's seed
   expect_error(metaflow("F", seed = 1.5), "`seed` must be a whole number from 1 to 2147483646", class = "metaflow_usage_error")
   expect_error(metaflow("F", seed = "42"), "You supplied a string", class = "metaflow_usage_error")
   expect_error(args_from_call(list(), metaflow("F"), seed = 0), "You supplied a number, 0")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import click
 
 from metaflow_r.cli.commands import batch_task, emulator, report, show, spec_command
+from metaflow_r.cli.image import image_group
 from metaflow_r.cli.invocation import Invocation
 from metaflow_r.cli.options import with_parameters
 from metaflow_r.cli.run_commands import WITH_HELP, resume, run
@@ -59,6 +60,6 @@ def build_cli(spec: FlowSpec | None) -> click.Group:
     group = click.Group(help=f"Flow {spec.name}." if spec else "The metaflow R backend.",
                         callback=_group_options, params=GROUP_OPTIONS)
     for command in (show, spec_command, with_parameters(run, spec), resume, StepFunctionsGroup(spec), report,
-                    emulator, batch_task):
+                    image_group, emulator, batch_task):
         group.add_command(command)
     return group

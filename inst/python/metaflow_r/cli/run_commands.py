@@ -80,6 +80,10 @@ def launch(invocation: Invocation, options: dict[str, Any], origin: tuple[str | 
     given = None if any(p.name == "seed" for p in graph.spec.parameters) else options.get("seed")
     seed = (clone.seed if clone else None) or given or graph.spec.seed or new_run_seed()
     run_id, run_record = _start_run(invocation, ds, params, clone, {**options, "seed": seed})
+    source = (clone and clone.seed and f"run {clone.origin_run_id}") or \
+        (given and ("run(seed =)" if invocation.r_session else "--seed")) or (graph.spec.seed and "metaflow(seed =)")
+    if source:  # a seed drawn at random is recorded with the run (and its report) all the same
+        click.echo(f"Seed {seed} (from {source}): each task draws from its own stream of it.")
     with _holding(run_record):
         runtime = LocalRuntime(graph, ds, run_id, run_record, script=graph.spec.script,
                                launch_dir=invocation.launch_dir, rscript=invocation.rscript,

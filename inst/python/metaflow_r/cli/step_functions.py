@@ -17,6 +17,7 @@ from metaflow_r.cli.options import with_parameters
 from metaflow_r.core.errors import UsageError
 from metaflow_r.core.graph import FlowGraph
 from metaflow_r.core.params import values_from_json
+from metaflow_r.core.rng import SEED_KEY, SEED_LIMIT
 from metaflow_r.core.spec import FlowSpec
 
 EXECUTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
@@ -91,17 +92,23 @@ def _plan(invocation: Invocation, only_json: bool, **options: Any):
     settings = DeploySettings.from_environment(schedule_expression(graph.spec) is not None, placeholders=only_json)
     withs = invocation.withs()
     return plan_deployment(graph, invocation.raw_spec, settings, with_retry=withs.retry, with_batch=withs.batch,
-                           versions=invocation.versions, package_suffixes=invocation.package_suffixes, **options)
+                           versions=invocation.versions, package_suffixes=invocation.package_suffixes,
+                           placeholders=only_json, **options)
 
 
 @click.command(help="Start a run of the deployed flow.")
 @click.option("--run-id-file", default=None, help="Write the run id to this file.")
 @click.option("--run-id", default=None, help="Name the execution (repeating it never starts a second run).")
 @click.option("--wait", is_flag=True, help="Wait for the run to end; exit 1 if it fails.")
+@click.option("--seed", type=click.IntRange(1, SEED_LIMIT - 1), default=None,
+              help="The run's seed, as run --seed (default: the flow's metaflow(seed =), or a new one, recorded "
+                   "with the run).")
 def trigger(run_id_file: str | None, run_id: str | None, wait: bool, **values: Any) -> None:
     invocation = current()
     graph = invocation.graph()
-    parameters = _parameters_json(graph, values)
+    # A flow's own parameter named seed takes --seed (options.py); the run's seed then is metaflow(seed =)'s.
+    seed = None if any(p.name == "seed" for p in graph.spec.parameters) else values.pop("seed", None)
+    parameters = _parameters_json(graph, values, seed)
     name = run_id or f"sfn-{uuid.uuid4().hex}"
     if not EXECUTION_NAME.fullmatch(name):
         raise UsageError(f"Run id {name!r} is not a valid execution name.", [("i", "Use 1-80 letters, digits, - and _.")])
@@ -119,11 +126,13 @@ def trigger(run_id_file: str | None, run_id: str | None, wait: bool, **values: A
         _follow(invocation, deployer, arn, name)
 
 
-def _parameters_json(graph: FlowGraph, values: dict[str, Any]) -> str:
-    """The values given (every one checked before anything starts), as the execution's Parameters."""
+def _parameters_json(graph: FlowGraph, values: dict[str, Any], seed: int | None = None) -> str:
+    """The values given (every one checked before anything starts), as the execution's Parameters, with the
+    run's seed when one is given (read by the start task, aws/batch/task.py)."""
     given = {name: value for name, value in values.items() if value is not None}
     typed = values_from_json(graph.spec, given)
-    parameters = json.dumps({k: v for k, v in typed.items() if k in given})
+    parameters = json.dumps({**{k: v for k, v in typed.items() if k in given},
+                             **({SEED_KEY: seed} if seed is not None else {})})
     if len(parameters.encode()) > MAX_PARAMETERS_BYTES:
         raise UsageError(f"The parameters are {len(parameters.encode()):,} bytes; a Batch job accepts about "
                          f"{MAX_PARAMETERS_BYTES:,}.", [("i", "Pass large inputs through S3 instead.")])

@@ -124,6 +124,12 @@ class ConfigurationError(MetaflowRError):
 
 
 @_catalogued
+class MissingRPackages(ConfigurationError):
+    """The image a flow's Batch jobs run in lacks R packages its steps use (aws/batch/image_packages.py):
+    found before any AWS call, rather than as "there is no package called ..." in a job's log."""
+
+
+@_catalogued
 class AwsError(MetaflowRError):
     """An AWS call failed; the message names the call and what to do. ``code`` is AWS's error code, if any."""
 

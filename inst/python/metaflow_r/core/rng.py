@@ -14,6 +14,9 @@ import secrets
 from typing import Any
 
 SEED_LIMIT = 2**31 - 1  # set.seed() takes an R integer
+# `step-functions trigger --seed N` passes the run's seed to its start task in the execution's Parameters,
+# under a key no parameter can have (a parameter's name is letters, digits and underscores).
+SEED_KEY = "metaflow.seed"
 
 
 def new_run_seed() -> int:

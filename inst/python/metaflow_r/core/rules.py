@@ -15,6 +15,7 @@ from metaflow_r.core.errors import DecoratorError
 RULES: dict[str, Any] = json.loads((DATA_DIR / "rules.json").read_text("utf-8"))
 
 NAME_PATTERN = re.compile(RULES["name"]["pattern"])
+PACKAGE_NAME_PATTERN = re.compile(RULES["package_name"]["pattern"])
 RESERVED_NAMES = frozenset(RULES["reserved_names"]["names"])
 RESERVED_PARAMETER_NAMES = frozenset(RULES["reserved_parameter_names"]["names"])
 PARAMETER_TYPES = tuple(RULES["parameter_types"])
@@ -45,6 +46,9 @@ ARGUMENT_KINDS = {
     "variables": lambda v: isinstance(v, dict) and len(v) > 0 and all(
         k != "" and (isinstance(x, str) or _is_number(x)) for k, x in v.items()),
     "platform": lambda v: isinstance(v, str) and v.upper() in ("EC2", "FARGATE"),
+    # R sends one name as a string, several as a list (jsonlite's auto_unbox).
+    "packages": lambda v: all(isinstance(p, str) and PACKAGE_NAME_PATTERN.fullmatch(p) is not None
+                              for p in ([v] if isinstance(v, str) else v if isinstance(v, list) and v else [None])),
 }
 
 

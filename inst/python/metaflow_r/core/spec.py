@@ -36,6 +36,7 @@ class StepSpec:
     foreach: str | None = None
     decorators: tuple[Decorator, ...] = ()
     code_hash: str | None = None  # R/step-hash.R: the step's code, as resume compares it
+    packages: tuple[str, ...] = ()  # R/packages.R: the R packages its code uses or it declares
 
     def decorator(self, name: str) -> Decorator | None:
         return next((d for d in self.decorators if d.name == name), None)
@@ -73,6 +74,7 @@ class FlowSpec:
     decorators: tuple[Decorator, ...] = ()
     script: str | None = None
     seed: int | None = None  # metaflow(seed =): the runs' seed (core/rng.py); None: each run draws one
+    packages: tuple[str, ...] = ()  # R/packages.R: the R packages the script's top level uses (every task)
 
     def decorator(self, name: str) -> Decorator | None:
         return next((d for d in self.decorators if d.name == name), None)
@@ -96,7 +98,8 @@ def parse_spec(text_or_dict: str | dict) -> FlowSpec:
     return FlowSpec(
         name=raw["name"],
         steps=tuple(StepSpec(name=s["name"], next=tuple(s["next"]), join=s["join"], foreach=s["foreach"],
-                             decorators=_decorators(s["decorators"]), code_hash=s.get("code_hash"))
+                             decorators=_decorators(s["decorators"]), code_hash=s.get("code_hash"),
+                             packages=tuple(s.get("packages") or ()))
                for s in raw["steps"]),
         parameters=tuple(Parameter(name=p["name"], help=p["help"], default=p["default"], type=p["type"],
                                    required=p["required"], is_flag=p["is_flag"], separator=p["separator"])
@@ -104,4 +107,5 @@ def parse_spec(text_or_dict: str | dict) -> FlowSpec:
         decorators=_decorators(raw["decorators"]),
         script=raw["script"],
         seed=raw.get("seed"),
+        packages=tuple(raw.get("packages") or ()),
     )

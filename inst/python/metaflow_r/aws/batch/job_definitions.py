@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shlex
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Collection
 
 from metaflow_r.aws.batch import environment as env
+from metaflow_r.aws.batch.image_packages import check_image_packages
 from metaflow_r.aws.code_package import CodePackage, build_package
 from metaflow_r.aws.errors import call
 from metaflow_r.aws.requests.batch import check_job_definition
@@ -149,10 +153,12 @@ def _job_definition(graph: FlowGraph, step: str, settings: DeploySettings, attem
 def plan_batch_jobs(graph: FlowGraph, raw_spec: dict[str, Any], settings: DeploySettings, *,
                     versions: dict[str, str], package_suffixes: tuple[str, ...] = (), with_retry: int | None = None,
                     with_batch: dict[str, Any] | None = None, batch_retries: bool = True,
-                    steps: Collection[str] | None = None) -> BatchJobs:
+                    steps: Collection[str] | None = None, placeholders: bool = False,
+                    warn: Callable[[str], None] = lambda line: print(line, file=sys.stderr)) -> BatchJobs:
     """The code package and job definitions (of ``steps``, by default every step), computed without AWS.
     ``batch_retries``: Batch's retryStrategy retries a failed task (Step Functions); without it each job is
-    one attempt and its caller decides."""
+    one attempt and its caller decides. Each job's image is checked for the R packages its step uses
+    (image_packages.py) unless the settings are --only-json's ``placeholders``."""
     spec = graph.spec
     if not spec.script:
         raise UsageError("The flow's script is unknown: it is deployed with the flow.",
@@ -179,6 +185,9 @@ def plan_batch_jobs(graph: FlowGraph, raw_spec: dict[str, Any], settings: Deploy
                                   "would refuse its job definition.") from None
         job_definitions[definition["jobDefinitionName"]] = definition
         by_step[node.name] = definition["jobDefinitionName"]
+    if not placeholders:
+        images = {step: job_definitions[name]["containerProperties"]["image"] for step, name in by_step.items()}
+        check_image_packages(graph, images, warn, f"Rscript {shlex.quote(Path(spec.script).name)} image build")
     queues = {n.name: batch_override(graph, n.name, "queue", with_batch) or settings.job_queue for n in nodes}
     return BatchJobs(package, package_key, f"{settings.s3_root.rstrip('/')}/{package_key}", job_definitions,
                      by_step, queues, settings, delays)

@@ -21,6 +21,7 @@ import tempfile
 import threading
 import time
 import traceback
+from typing import Any
 
 from metaflow_r.aws.batch import environment as env
 from metaflow_r.aws.batch.identity import told_attempt
@@ -28,11 +29,11 @@ from metaflow_r.aws.code_package import extract_package
 from metaflow_r.aws.step_functions.compile import task_id
 from metaflow_r.aws.step_functions.foreach_width import publish_foreach_width
 from metaflow_r.aws.step_functions.task_identity import resolve_split_path, task_identity
-from metaflow_r.core.errors import ConfigurationError, MetaflowRError
+from metaflow_r.core.errors import ConfigurationError, MetaflowRError, ParameterError
 from metaflow_r.core.graph import FlowGraph
 from metaflow_r.core.params import values_from_json
 from metaflow_r.core.procenv import subprocess_env
-from metaflow_r.core.rng import new_run_seed
+from metaflow_r.core.rng import SEED_KEY, SEED_LIMIT, new_run_seed
 from metaflow_r.core.spec import parse_spec
 from metaflow_r.datastore.flow import FlowDatastore
 from metaflow_r.datastore.s3 import S3Storage
@@ -144,11 +145,11 @@ def _run_in(workdir: str, rscript: str, storage: S3Storage | None, dynamodb) -> 
     if step == "start" and ds.run_record(run_id) is None:
         deployment = ds.deployment() or {}
         given = json.loads(os.environ.get(env.PARAMETERS) or "{}")
+        seed = _given_seed(given.pop(SEED_KEY, None)) or graph.spec.seed or new_run_seed()
         namespace = deployment.get("namespace", "production:unknown")
         ds.new_run([namespace, "runtime:step-functions"], values_from_json(graph.spec, given),
                    deployment.get("owner", "production"), run_id=run_id,
-                   extra={"namespace": namespace, "execution": run_id, "spec": raw_spec,
-                          "seed": graph.spec.seed or new_run_seed()})
+                   extra={"namespace": namespace, "execution": run_id, "spec": raw_spec, "seed": seed})
     spec = _sfn_attempt(graph, ds)
     attempts = int(os.environ.get(env.BATCH_ATTEMPTS, "1"))
     launcher = SubprocessLauncher(rscript, script, workdir, subprocess_env())
@@ -170,6 +171,16 @@ def _run_in(workdir: str, rscript: str, storage: S3Storage | None, dynamodb) -> 
     if step == "end":
         ds.finish_run(run_id, True)
     return 0
+
+
+def _given_seed(value: Any) -> int | None:
+    """trigger --seed's value from the execution's Parameters (one typed in the console is checked too)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value < SEED_LIMIT:
+        raise ParameterError(f"The run's seed ({SEED_KEY} in Parameters) must be a whole number from 1 to "
+                             f"{SEED_LIMIT - 1}.", [("x", f"It is {json.dumps(value)}.")])
+    return value
 
 
 def _run_told(graph: FlowGraph, ds: FlowDatastore, spec: tasks.AttemptSpec, rscript: str, script: str,

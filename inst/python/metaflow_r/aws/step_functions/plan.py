@@ -75,8 +75,9 @@ def plan_deployment(graph: FlowGraph, raw_spec: dict[str, Any], settings: Deploy
                     with_retry: int | None, versions: dict[str, str], workflow_timeout: int | None = None,
                     tags: dict[str, str] | None = None, package_suffixes: tuple[str, ...] = (),
                     with_batch: dict[str, Any] | None = None, foreach_mode: tuple[str, ...] = (),
-                    max_num_splits: tuple[str, ...] = ()) -> Plan:
-    """``foreach_mode`` and ``max_num_splits`` are create's options as typed: VALUE or STEP=VALUE."""
+                    max_num_splits: tuple[str, ...] = (), placeholders: bool = False) -> Plan:
+    """``foreach_mode`` and ``max_num_splits`` are create's options as typed: VALUE or STEP=VALUE;
+    ``placeholders``: the settings are --only-json's, so no image is checked for the flow's R packages."""
     spec = graph.spec
     name = spec.name
     check_name("state machine", name, MAX_STATE_MACHINE_NAME, r"[A-Za-z0-9_-]+", "letters, digits, - and _")
@@ -84,7 +85,7 @@ def plan_deployment(graph: FlowGraph, raw_spec: dict[str, Any], settings: Deploy
     if schedule:
         check_name("EventBridge rule", name, MAX_RULE_NAME, r"[.\-_A-Za-z0-9]+", "letters, digits, ., - and _")
     jobs = plan_batch_jobs(graph, raw_spec, settings, versions=versions, package_suffixes=package_suffixes,
-                           with_retry=with_retry, with_batch=with_batch)
+                           with_retry=with_retry, with_batch=with_batch, placeholders=placeholders)
     widths = per_step(max_num_splits, "--max-num-splits", parse_width, DEFAULT_MAX_NUM_SPLITS, graph)
     depths = {n.name: sum(graph[s].is_foreach for s in n.split_parents) for n in foreach_steps(graph)}
 
