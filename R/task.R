@@ -58,10 +58,10 @@ run_task_reporting_errors <- function(flow, args) {
     })
 }
 
-# quit() inside a step would end the process without a word: the task's artifacts lost, and, in a forked
-# task, the tempdir of the R it was forked from deleted under it. The step function runs in an environment where quit() and
-# q() are an error that says so (unless the flow's script defines functions of those names itself); the
-# user's global environment is left alone.
+# quit() inside a step would end the process without a word: the task's artifacts lost, and nothing to say
+# why it failed. The step function runs in an environment where quit() and q() are an error that says so
+# (unless the flow's script defines functions of those names itself); the user's global environment is
+# left alone.
 guarded_from_quit <- function(fn) {
   guard <- function(save = "default", status = 0, runLast = TRUE) {  # nolint: object_name_linter (quit's own)
     abort(c("Step {.val {the$task$step}} called {.code quit(status = {status})}.",
