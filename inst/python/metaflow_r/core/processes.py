@@ -37,8 +37,8 @@ def stat_fields(pid: int) -> list[bytes] | None:
     return stat[stat.rfind(b")") + 2:].split()  # the name, in parentheses, may hold spaces
 
 
-def start_time(pid: int) -> int | None:
-    fields = stat_fields(pid)
+def _start_time(pid: int, fields: list[bytes] | None = None) -> int | None:
+    fields = stat_fields(pid) if fields is None else fields
     return int(fields[19]) if fields and len(fields) > 19 else None  # field 22 of stat: starttime
 
 
@@ -61,7 +61,7 @@ def identity(pid: int | None = None) -> dict[str, Any]:
     """Who process ``pid`` (default: this one) is, as ``gone()`` reads it back, from any process."""
     pid = pid or os.getpid()
     return {"host": socket.gethostname(), "boot_id": _read(f"{PROC}/sys/kernel/random/boot_id"),
-            "pid_namespace": _pid_namespace(), "pid": pid, "started": start_time(pid)}
+            "pid_namespace": _pid_namespace(), "pid": pid, "started": _start_time(pid)}
 
 
 def hold() -> dict[str, Any]:
@@ -89,21 +89,27 @@ def gone(recorded: dict[str, Any]) -> bool:
         return False
     if pid == here["pid"] and recorded.get("started") == here["started"] and "execution" in recorded:
         return recorded["execution"] not in _held
-    if not _exists(pid):
-        return True
-    started = start_time(pid)
-    return recorded.get("started") is not None and started is not None and started != recorded["started"]
+    return state(recorded) != "running"
 
 
-def _exists(pid: int) -> bool:
+def state(recorded: dict[str, Any]) -> str:
+    """What became of a process recorded on this host and in this pid namespace: "running", "zombie" (it
+    ended; its parent has not collected it) or "gone". Without /proc (macOS) a zombie, or another process
+    given the same pid, cannot be told from the one recorded: it reads "running"."""
+    pid = recorded["pid"]
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        return False
+        return "gone"
     except PermissionError:
-        return True  # another user's: the pid is taken
+        pass  # another user's: the pid is taken, by the one recorded or by another since
     fields = stat_fields(pid)
-    return fields is None or fields[0] != b"Z"  # a zombie has ended; only its parent has not collected it
+    if fields is None:
+        return "running"
+    started = _start_time(pid, fields)
+    if recorded.get("started") is not None and started is not None and started != recorded["started"]:
+        return "gone"
+    return "zombie" if fields[0] == b"Z" else "running"
 
 
 def descendants(pid: int) -> list[int]:

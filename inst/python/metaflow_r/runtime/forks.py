@@ -133,7 +133,7 @@ class ForkLauncher:
                 self._forget(fork)
                 events += [Launched(fork.attempt, "no fork"), *self._worker_failed(fork.attempt, fork.unforked)]
                 continue
-            if fork.code is None and fork.pid is not None and _state(fork.identity) != "running":
+            if fork.code is None and fork.pid is not None and processes.state(fork.identity) != "running":
                 events += self._read_replies()  # a fork says its status, then ends: what it said is in the pipe now
                 if fork.code is None:
                     fork.code = 1  # it died without a word: killed by a signal, or its R crashed
@@ -272,7 +272,7 @@ class ForkLauncher:
         this process ends, and R then waits 10 seconds at its exit for forks it never collected."""
         deadline = time.monotonic() + COLLECT_TIMEOUT
         while self.uncollected and time.monotonic() < deadline:
-            self.uncollected = [i for i in self.uncollected if _state(i) != "gone"]
+            self.uncollected = [i for i in self.uncollected if processes.state(i) != "gone"]
             if self.uncollected:
                 time.sleep(0.01)
 
@@ -288,23 +288,6 @@ class ForkLauncher:
             self.worker_output += self.pipes.read(self.worker, "stderr", drain=True)
         lines = [Output(attempt, "stderr", line) for line in self.worker_output]
         return lines + [Exited(attempt, code if code > 0 else 1)]
-
-
-def _state(identity: dict[str, Any]) -> str:
-    """"running", "zombie" (ended, not collected by the R yet) or "gone". Without /proc (macOS) a zombie
-    cannot be told from a running process: it reads "running" a moment longer."""
-    try:
-        os.kill(identity["pid"], 0)
-    except ProcessLookupError:
-        return "gone"
-    except PermissionError:
-        return "gone"  # the pid names another user's process now
-    fields = processes.stat_fields(identity["pid"])
-    if fields is None:
-        return "running"
-    if processes.start_time(identity["pid"]) != identity["started"]:
-        return "gone"
-    return "zombie" if fields[0] == b"Z" else "running"
 
 
 def _kill(pid: int) -> None:
