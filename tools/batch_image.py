@@ -29,8 +29,9 @@ import time
 from pathlib import Path
 
 from metaflow_r.core.errors import MetaflowRError
-from metaflow_r.emulator.containers import engine_env, require_engine
-from metaflow_r.emulator.images import label_packages
+from metaflow_r.core.procenv import engine_env
+from metaflow_r.emulator.containers import require_engine
+from metaflow_r.emulator.images import has_image, label_packages
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "inst" / "container" / "Dockerfile"
@@ -104,11 +105,6 @@ def image_tag() -> str:
 
 
 # -- the engine ---------------------------------------------------------------------------------------
-
-def has_image(engine: str, name: str) -> bool:
-    return subprocess.run([engine, "image", "inspect", name], capture_output=True,
-                          env=engine_env(engine)).returncode == 0
-
 
 def run(command: list[str], **kwargs) -> None:
     print("+", " ".join(command), flush=True)

@@ -372,7 +372,8 @@ def image_runner_options(image: str | None) -> tuple[tuple[str, ...], dict[str, 
     """The emulator's options and environment to run every Batch job in ``image`` (None: as local processes)."""
     if image is None:
         return (), None
-    from metaflow_r.emulator.containers import container_engine, engine_env
+    from metaflow_r.core.procenv import engine_env
+    from metaflow_r.emulator.containers import container_engine
 
     return ("--batch-runner", "container", "--image", image), engine_env(container_engine())
 

@@ -74,7 +74,8 @@ def containers_of(job_id: str, image: str | None) -> list[str]:
     """The containers (running or not) of the job's attempts; none when jobs run as local processes."""
     if image is None:
         return []
-    from metaflow_r.emulator.containers import container_engine, engine_env
+    from metaflow_r.core.procenv import engine_env
+    from metaflow_r.emulator.containers import container_engine
 
     engine = container_engine()
     listed = subprocess.run([engine, "ps", "-a", "--filter", f"name=metaflow-r-{job_id}", "--format", "{{.Names}}"],

@@ -2,11 +2,18 @@
 
 R puts Debian's library directory first on LD_LIBRARY_PATH; a Python started under it would load the
 system libpython instead of the one it was built with. Every child gets our interpreter's lib dir first.
+A container engine (Docker or Podman) gets the package's Podman settings.
 """
 from __future__ import annotations
 
 import os
 import sysconfig
+
+from metaflow_r.core import DATA_DIR
+
+ENGINES = ("docker", "podman")
+# runc and capped limits, for hosts where podman's defaults cannot start a container (see the file).
+PODMAN_CONF = DATA_DIR / "podman-containers.conf"
 
 
 def library_path() -> str:
@@ -23,4 +30,13 @@ def subprocess_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     if path:
         env["LD_LIBRARY_PATH"] = path
     env.update(extra or {})
+    return env
+
+
+def engine_env(engine: str) -> dict[str, str]:
+    """The environment to run ``engine`` with: podman reads the package's containers.conf unless the user
+    names one (tools/batch_image.py, whose builds need it on such hosts before any container ran)."""
+    env = dict(os.environ)
+    if engine == "podman":
+        env.setdefault("CONTAINERS_CONF", str(PODMAN_CONF))
     return env

@@ -172,7 +172,7 @@ def make_runner(runner: str, settings: dict[str, str]) -> JobRunner:
     # rlimit"): try one now. Where podman's defaults fail so, its settings for such hosts are used.
     said = _cannot_run(engine, image, os.environ)
     if said and engine == "podman" and "CONTAINERS_CONF" not in os.environ:
-        from metaflow_r.emulator.containers import engine_env
+        from metaflow_r.core.procenv import engine_env
 
         if not _cannot_run(engine, image, engine_env(engine)):
             os.environ["CONTAINERS_CONF"] = engine_env(engine)["CONTAINERS_CONF"]  # for every job of this emulator

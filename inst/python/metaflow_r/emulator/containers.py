@@ -5,26 +5,12 @@ Docker, a CI machine often only Podman. Both take the same ``run`` and ``build``
 """
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from functools import lru_cache
 
-from metaflow_r.core import DATA_DIR
 from metaflow_r.core.errors import ConfigurationError
-
-ENGINES = ("docker", "podman")
-# runc and capped limits, for hosts where podman's defaults cannot start a container (see the file).
-PODMAN_CONF = DATA_DIR / "podman-containers.conf"
-
-
-def engine_env(engine: str) -> dict[str, str]:
-    """The environment to run ``engine`` with: podman reads the package's containers.conf unless the user
-    names one (tools/batch_image.py, whose builds need it on such hosts before any container ran)."""
-    env = dict(os.environ)
-    if engine == "podman":
-        env.setdefault("CONTAINERS_CONF", str(PODMAN_CONF))
-    return env
+from metaflow_r.core.procenv import ENGINES
 
 
 @lru_cache(maxsize=1)

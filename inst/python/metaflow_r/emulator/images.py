@@ -17,7 +17,7 @@ from typing import Callable
 
 from metaflow_r.aws.batch.image_packages import LABEL, MANIFEST_PATH, local_label, parse_manifest
 from metaflow_r.core.errors import ConfigurationError
-from metaflow_r.emulator.containers import engine_env
+from metaflow_r.core.procenv import engine_env
 
 # The script that writes the manifest, as the metaflow R package installs it in the image (inst/container/).
 WRITE_MANIFEST = "Rscript -e 'source(system.file(\"container\", \"r-packages.R\", package = \"metaflow\"))' >/dev/null"

@@ -15,22 +15,20 @@ Neither: a warning names the packages left unchecked, and the command goes on.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
 from typing import Callable, Mapping
 
-from metaflow_r.core import DATA_DIR
 from metaflow_r.core.config import setting
 from metaflow_r.core.errors import ConfigurationError, MissingRPackages
 from metaflow_r.core.graph import FlowGraph
+from metaflow_r.core.procenv import ENGINES, engine_env
 
 LABEL = "org.metaflow-r.r-packages"
 MANIFEST_PATH = "/opt/metaflow-r/r-packages.json"
 MANIFEST_SETTING = "BATCH_IMAGE_MANIFEST"
 TOP_LEVEL = "the script's top level"
-ENGINES = ("docker", "podman")
 INSPECT_TIMEOUT = 30  # seconds
 
 
@@ -57,13 +55,6 @@ def parse_manifest(text: str, source: str) -> dict[str, str]:
             from None
 
 
-def _engine_env(engine: str) -> dict[str, str]:
-    env = dict(os.environ)
-    if engine == "podman":  # the backend's containers.conf, as everywhere else Podman runs (emulator/containers.py)
-        env.setdefault("CONTAINERS_CONF", str(DATA_DIR / "podman-containers.conf"))
-    return env
-
-
 def local_label(image: str) -> str | None:
     """The image's package label, when a local Docker or Podman holds the image; never pulls it."""
     for engine in ENGINES:
@@ -71,7 +62,7 @@ def local_label(image: str) -> str | None:
             continue
         try:
             done = subprocess.run([engine, "image", "inspect", "--format", "{{json .Config.Labels}}", image],
-                                  capture_output=True, text=True, timeout=INSPECT_TIMEOUT, env=_engine_env(engine))
+                                  capture_output=True, text=True, timeout=INSPECT_TIMEOUT, env=engine_env(engine))
         except (OSError, subprocess.TimeoutExpired):
             continue
         if done.returncode == 0:
