@@ -29,9 +29,15 @@ sys.exit(1)
 """
 
 
+@dataclass(frozen=True)
+class StandInSpec:
+    step: str = "start"
+
+
 @dataclass(eq=False)
 class StandInAttempt:
     workdir: str
+    spec: StandInSpec = StandInSpec()
 
 
 def ended(launcher: ForkLauncher, attempt: StandInAttempt) -> tuple[list[bytes], int]:

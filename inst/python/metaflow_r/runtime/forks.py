@@ -23,6 +23,7 @@ from typing import IO, Any, Callable
 
 from metaflow_r.core import processes
 from metaflow_r.core.protocol import TASK_CHANNEL_VARIABLE
+from metaflow_r.core.write_failures import SCRATCH, writing
 from metaflow_r.runtime.events import Event, Exited, Launched, Output, task_line
 from metaflow_r.runtime.pipes import STREAMS, LineBuffer, Pipes, close_pipes, kill_group, kill_task_processes
 
@@ -95,12 +96,13 @@ class ForkLauncher:
             return None
         token = next(self.tokens)
         paths = {stream: os.path.join(attempt.workdir, f"{stream}.fifo") for stream in STREAMS}
-        for path in paths.values():
-            os.mkfifo(path, 0o600)
+        tmp = os.path.join(attempt.workdir, "tmp")
+        with writing(f"the task directory of step {attempt.spec.step!r}", attempt.workdir, SCRATCH):
+            for path in paths.values():
+                os.mkfifo(path, 0o600)
+            os.mkdir(tmp)
         streams = TaskStreams(token, *(os.fdopen(os.open(paths[s], os.O_RDONLY | os.O_NONBLOCK), "rb", buffering=0)
                                        for s in STREAMS))
-        tmp = os.path.join(attempt.workdir, "tmp")
-        os.mkdir(tmp)
         fork = self.forks[token] = Fork(attempt, streams)
         self.pipes.watch(streams, fork)
         request = "\t".join([str(token), context_file, paths["stdout"], paths["stderr"], tmp])
